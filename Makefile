@@ -1,0 +1,28 @@
+# gosan/iscsi. `make demo` runs the quick start on an in-process target;
+# `make test` installs what the tests need (as root on Debian) and runs all of them.
+GO ?= go
+FUZZTIME ?= 10s
+
+.PHONY: demo test deps check unit fuzz bench
+
+demo:
+	$(GO) run ./examples/quickstart
+
+deps:
+	bash scripts/deps.sh
+
+check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt -l lists:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+fuzz:
+	bash scripts/fuzz.sh $(FUZZTIME)
+
+test: deps check unit fuzz
+
+bench:
+	bash scripts/bench.sh
