@@ -1,0 +1,139 @@
+package pdu
+
+// DataOut is a SCSI Data-Out (opcode 0x05, RFC 7143 §11.7).
+type DataOut struct {
+	Final        bool
+	LUN          uint64
+	ITT          uint32
+	TTT          uint32 // the R2T's TTT, or ReservedTag for unsolicited data
+	ExpStatSN    uint32
+	DataSN       uint32
+	BufferOffset uint32
+	AHS          []byte
+	Data         []byte
+}
+
+// Opcode returns OpDataOut.
+func (*DataOut) Opcode() Opcode { return OpDataOut }
+
+// DataSegment returns m.Data.
+func (m *DataOut) DataSegment() []byte { return m.Data }
+
+// AppendHeader appends the BHS and AHS.
+func (m *DataOut) AppendHeader(dst []byte) []byte {
+	dst, h := beginHeader(dst, OpDataOut, false, finalCont(m.Final, false), len(m.AHS), len(m.Data))
+	h.SetLUN(m.LUN)
+	h.PutUint32(16, m.ITT)
+	h.PutUint32(20, m.TTT)
+	h.PutUint32(28, m.ExpStatSN)
+	h.PutUint32(36, m.DataSN)
+	h.PutUint32(40, m.BufferOffset)
+	return appendAHS(dst, m.AHS)
+}
+
+// Encode appends header, data and padding.
+func (m *DataOut) Encode(dst []byte) []byte { return encode(dst, m, m.Data) }
+
+// Decode parses src; Data and AHS alias src.
+func (m *DataOut) Decode(src []byte) error {
+	h, ahs, data, err := split(src, OpDataOut)
+	if err != nil {
+		return err
+	}
+	*m = DataOut{
+		Final:        h[1]&0x80 != 0,
+		LUN:          h.LUN(),
+		ITT:          h.Uint32(16),
+		TTT:          h.Uint32(20),
+		ExpStatSN:    h.Uint32(28),
+		DataSN:       h.Uint32(36),
+		BufferOffset: h.Uint32(40),
+		AHS:          ahs,
+		Data:         data,
+	}
+	return nil
+}
+
+// DataIn is a SCSI Data-In (opcode 0x25, RFC 7143 §11.7).
+type DataIn struct {
+	Final             bool // F
+	Acknowledge       bool // A: the target wants a DataACK SNACK
+	ResidualOverflow  bool // O (valid only with StatusPresent)
+	ResidualUnderflow bool // U (valid only with StatusPresent)
+	StatusPresent     bool // S: Status and StatSN are valid; the command is complete
+	Status            uint8
+	LUN               uint64
+	ITT               uint32
+	TTT               uint32
+	StatSN            uint32
+	ExpCmdSN          uint32
+	MaxCmdSN          uint32
+	DataSN            uint32
+	BufferOffset      uint32
+	ResidualCount     uint32
+	AHS               []byte
+	Data              []byte
+}
+
+// Opcode returns OpDataIn.
+func (*DataIn) Opcode() Opcode { return OpDataIn }
+
+// DataSegment returns m.Data.
+func (m *DataIn) DataSegment() []byte { return m.Data }
+
+// AppendHeader appends the BHS and AHS.
+func (m *DataIn) AppendHeader(dst []byte) []byte {
+	flags := finalCont(m.Final, m.Acknowledge)
+	if m.ResidualOverflow {
+		flags |= 0x04
+	}
+	if m.ResidualUnderflow {
+		flags |= 0x02
+	}
+	if m.StatusPresent {
+		flags |= 0x01
+	}
+	dst, h := beginHeader(dst, OpDataIn, false, flags, len(m.AHS), len(m.Data))
+	h[3] = m.Status
+	h.SetLUN(m.LUN)
+	h.PutUint32(16, m.ITT)
+	h.PutUint32(20, m.TTT)
+	h.PutUint32(24, m.StatSN)
+	h.PutUint32(28, m.ExpCmdSN)
+	h.PutUint32(32, m.MaxCmdSN)
+	h.PutUint32(36, m.DataSN)
+	h.PutUint32(40, m.BufferOffset)
+	h.PutUint32(44, m.ResidualCount)
+	return appendAHS(dst, m.AHS)
+}
+
+// Encode appends header, data and padding.
+func (m *DataIn) Encode(dst []byte) []byte { return encode(dst, m, m.Data) }
+
+// Decode parses src; Data and AHS alias src.
+func (m *DataIn) Decode(src []byte) error {
+	h, ahs, data, err := split(src, OpDataIn)
+	if err != nil {
+		return err
+	}
+	*m = DataIn{
+		Final:             h[1]&0x80 != 0,
+		Acknowledge:       h[1]&0x40 != 0,
+		ResidualOverflow:  h[1]&0x04 != 0,
+		ResidualUnderflow: h[1]&0x02 != 0,
+		StatusPresent:     h[1]&0x01 != 0,
+		Status:            h[3],
+		LUN:               h.LUN(),
+		ITT:               h.Uint32(16),
+		TTT:               h.Uint32(20),
+		StatSN:            h.Uint32(24),
+		ExpCmdSN:          h.Uint32(28),
+		MaxCmdSN:          h.Uint32(32),
+		DataSN:            h.Uint32(36),
+		BufferOffset:      h.Uint32(40),
+		ResidualCount:     h.Uint32(44),
+		AHS:               ahs,
+		Data:              data,
+	}
+	return nil
+}

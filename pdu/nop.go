@@ -1,0 +1,106 @@
+package pdu
+
+// NOPOut is a NOP-Out (opcode 0x00, RFC 7143 §11.18): a ping from the
+// initiator, or the answer to a target's NOP-In.
+type NOPOut struct {
+	Immediate bool
+	LUN       uint64 // bytes 8..15
+	ITT       uint32 // ReservedTag when answering a NOP-In
+	TTT       uint32 // ReservedTag for a ping; the NOP-In's TTT when answering
+	CmdSN     uint32
+	ExpStatSN uint32
+	AHS       []byte // uninterpreted additional header segments
+	Data      []byte // ping data
+}
+
+// Opcode returns OpNOPOut.
+func (*NOPOut) Opcode() Opcode { return OpNOPOut }
+
+// DataSegment returns m.Data.
+func (m *NOPOut) DataSegment() []byte { return m.Data }
+
+// AppendHeader appends the BHS and AHS.
+func (m *NOPOut) AppendHeader(dst []byte) []byte {
+	dst, h := beginHeader(dst, OpNOPOut, m.Immediate, 0x80, len(m.AHS), len(m.Data))
+	h.SetLUN(m.LUN)
+	h.PutUint32(16, m.ITT)
+	h.PutUint32(20, m.TTT)
+	h.PutUint32(24, m.CmdSN)
+	h.PutUint32(28, m.ExpStatSN)
+	return appendAHS(dst, m.AHS)
+}
+
+// Encode appends header, data and padding.
+func (m *NOPOut) Encode(dst []byte) []byte { return encode(dst, m, m.Data) }
+
+// Decode parses src; Data and AHS alias src.
+func (m *NOPOut) Decode(src []byte) error {
+	h, ahs, data, err := split(src, OpNOPOut)
+	if err != nil {
+		return err
+	}
+	*m = NOPOut{
+		Immediate: h.Immediate(),
+		LUN:       h.LUN(),
+		ITT:       h.Uint32(16),
+		TTT:       h.Uint32(20),
+		CmdSN:     h.Uint32(24),
+		ExpStatSN: h.Uint32(28),
+		AHS:       ahs,
+		Data:      data,
+	}
+	return nil
+}
+
+// NOPIn is a NOP-In (opcode 0x20, RFC 7143 §11.19): the answer to a
+// NOP-Out, or a ping from the target (TTT not ReservedTag).
+type NOPIn struct {
+	LUN      uint64
+	ITT      uint32 // the NOP-Out's ITT, or ReservedTag for a target ping
+	TTT      uint32 // ReservedTag when answering a NOP-Out
+	StatSN   uint32
+	ExpCmdSN uint32
+	MaxCmdSN uint32
+	AHS      []byte
+	Data     []byte
+}
+
+// Opcode returns OpNOPIn.
+func (*NOPIn) Opcode() Opcode { return OpNOPIn }
+
+// DataSegment returns m.Data.
+func (m *NOPIn) DataSegment() []byte { return m.Data }
+
+// AppendHeader appends the BHS and AHS.
+func (m *NOPIn) AppendHeader(dst []byte) []byte {
+	dst, h := beginHeader(dst, OpNOPIn, false, 0x80, len(m.AHS), len(m.Data))
+	h.SetLUN(m.LUN)
+	h.PutUint32(16, m.ITT)
+	h.PutUint32(20, m.TTT)
+	h.PutUint32(24, m.StatSN)
+	h.PutUint32(28, m.ExpCmdSN)
+	h.PutUint32(32, m.MaxCmdSN)
+	return appendAHS(dst, m.AHS)
+}
+
+// Encode appends header, data and padding.
+func (m *NOPIn) Encode(dst []byte) []byte { return encode(dst, m, m.Data) }
+
+// Decode parses src; Data and AHS alias src.
+func (m *NOPIn) Decode(src []byte) error {
+	h, ahs, data, err := split(src, OpNOPIn)
+	if err != nil {
+		return err
+	}
+	*m = NOPIn{
+		LUN:      h.LUN(),
+		ITT:      h.Uint32(16),
+		TTT:      h.Uint32(20),
+		StatSN:   h.Uint32(24),
+		ExpCmdSN: h.Uint32(28),
+		MaxCmdSN: h.Uint32(32),
+		AHS:      ahs,
+		Data:     data,
+	}
+	return nil
+}

@@ -1,0 +1,62 @@
+package pdu
+
+// R2T is a Ready To Transfer (opcode 0x31, RFC 7143 §11.8).
+type R2T struct {
+	LUN                       uint64
+	ITT                       uint32
+	TTT                       uint32
+	StatSN                    uint32
+	ExpCmdSN                  uint32
+	MaxCmdSN                  uint32
+	R2TSN                     uint32
+	BufferOffset              uint32
+	DesiredDataTransferLength uint32
+	AHS                       []byte
+	Data                      []byte
+}
+
+// Opcode returns OpR2T.
+func (*R2T) Opcode() Opcode { return OpR2T }
+
+// DataSegment returns m.Data.
+func (m *R2T) DataSegment() []byte { return m.Data }
+
+// AppendHeader appends the BHS and AHS.
+func (m *R2T) AppendHeader(dst []byte) []byte {
+	dst, h := beginHeader(dst, OpR2T, false, 0x80, len(m.AHS), len(m.Data))
+	h.SetLUN(m.LUN)
+	h.PutUint32(16, m.ITT)
+	h.PutUint32(20, m.TTT)
+	h.PutUint32(24, m.StatSN)
+	h.PutUint32(28, m.ExpCmdSN)
+	h.PutUint32(32, m.MaxCmdSN)
+	h.PutUint32(36, m.R2TSN)
+	h.PutUint32(40, m.BufferOffset)
+	h.PutUint32(44, m.DesiredDataTransferLength)
+	return appendAHS(dst, m.AHS)
+}
+
+// Encode appends header, data and padding.
+func (m *R2T) Encode(dst []byte) []byte { return encode(dst, m, m.Data) }
+
+// Decode parses src; Data and AHS alias src.
+func (m *R2T) Decode(src []byte) error {
+	h, ahs, data, err := split(src, OpR2T)
+	if err != nil {
+		return err
+	}
+	*m = R2T{
+		LUN:                       h.LUN(),
+		ITT:                       h.Uint32(16),
+		TTT:                       h.Uint32(20),
+		StatSN:                    h.Uint32(24),
+		ExpCmdSN:                  h.Uint32(28),
+		MaxCmdSN:                  h.Uint32(32),
+		R2TSN:                     h.Uint32(36),
+		BufferOffset:              h.Uint32(40),
+		DesiredDataTransferLength: h.Uint32(44),
+		AHS:                       ahs,
+		Data:                      data,
+	}
+	return nil
+}

@@ -1,0 +1,122 @@
+package pdu
+
+// ServiceResponse is the Response field of a SCSI Response (byte 2).
+type ServiceResponse uint8
+
+// SCSI Response codes (RFC 7143 §11.4.3).
+const (
+	ResponseCommandCompleted ServiceResponse = 0x00
+	ResponseTargetFailure    ServiceResponse = 0x01
+)
+
+// SCSIResponse is a SCSI Response (opcode 0x21, RFC 7143 §11.4).
+type SCSIResponse struct {
+	BidiOverflow      bool // o: bidirectional read residual overflow
+	BidiUnderflow     bool // u: bidirectional read residual underflow
+	ResidualOverflow  bool // O
+	ResidualUnderflow bool // U
+	Response          ServiceResponse
+	Status            uint8 // SCSI status byte (package scsi names them)
+	// LUN is bytes 8..15, reserved in a SCSI Response; kept so that
+	// captures re-encode byte-identically.
+	LUN                   uint64
+	ITT                   uint32
+	SNACKTag              uint32
+	StatSN                uint32
+	ExpCmdSN              uint32
+	MaxCmdSN              uint32
+	ExpDataSN             uint32
+	BidiReadResidualCount uint32
+	ResidualCount         uint32
+	AHS                   []byte
+	// Data is the data segment: a 2-byte SenseLength, sense data and
+	// optional response data. See SenseData.
+	Data []byte
+}
+
+// Opcode returns OpSCSIResponse.
+func (*SCSIResponse) Opcode() Opcode { return OpSCSIResponse }
+
+// DataSegment returns m.Data.
+func (m *SCSIResponse) DataSegment() []byte { return m.Data }
+
+// SenseData returns the sense bytes in the data segment (after the 2-byte
+// SenseLength), or nil if there are none. A SenseLength larger than the
+// data segment yields a *FormatError.
+func (m *SCSIResponse) SenseData() ([]byte, error) {
+	if len(m.Data) == 0 {
+		return nil, nil
+	}
+	if len(m.Data) < 2 {
+		return nil, formatErr(OpSCSIResponse, ErrTruncated, "data segment of %d bytes has no SenseLength", len(m.Data))
+	}
+	n := int(be16(m.Data))
+	if 2+n > len(m.Data) {
+		return nil, formatErr(OpSCSIResponse, ErrTruncated, "SenseLength %d exceeds data segment of %d bytes", n, len(m.Data))
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	return m.Data[2 : 2+n : 2+n], nil
+}
+
+// AppendHeader appends the BHS and AHS.
+func (m *SCSIResponse) AppendHeader(dst []byte) []byte {
+	flags := byte(0x80)
+	if m.BidiOverflow {
+		flags |= 0x10
+	}
+	if m.BidiUnderflow {
+		flags |= 0x08
+	}
+	if m.ResidualOverflow {
+		flags |= 0x04
+	}
+	if m.ResidualUnderflow {
+		flags |= 0x02
+	}
+	dst, h := beginHeader(dst, OpSCSIResponse, false, flags, len(m.AHS), len(m.Data))
+	h[2] = byte(m.Response)
+	h[3] = m.Status
+	h.SetLUN(m.LUN)
+	h.PutUint32(16, m.ITT)
+	h.PutUint32(20, m.SNACKTag)
+	h.PutUint32(24, m.StatSN)
+	h.PutUint32(28, m.ExpCmdSN)
+	h.PutUint32(32, m.MaxCmdSN)
+	h.PutUint32(36, m.ExpDataSN)
+	h.PutUint32(40, m.BidiReadResidualCount)
+	h.PutUint32(44, m.ResidualCount)
+	return appendAHS(dst, m.AHS)
+}
+
+// Encode appends header, data and padding.
+func (m *SCSIResponse) Encode(dst []byte) []byte { return encode(dst, m, m.Data) }
+
+// Decode parses src; Data and AHS alias src.
+func (m *SCSIResponse) Decode(src []byte) error {
+	h, ahs, data, err := split(src, OpSCSIResponse)
+	if err != nil {
+		return err
+	}
+	*m = SCSIResponse{
+		BidiOverflow:          h[1]&0x10 != 0,
+		BidiUnderflow:         h[1]&0x08 != 0,
+		ResidualOverflow:      h[1]&0x04 != 0,
+		ResidualUnderflow:     h[1]&0x02 != 0,
+		Response:              ServiceResponse(h[2]),
+		Status:                h[3],
+		LUN:                   h.LUN(),
+		ITT:                   h.Uint32(16),
+		SNACKTag:              h.Uint32(20),
+		StatSN:                h.Uint32(24),
+		ExpCmdSN:              h.Uint32(28),
+		MaxCmdSN:              h.Uint32(32),
+		ExpDataSN:             h.Uint32(36),
+		BidiReadResidualCount: h.Uint32(40),
+		ResidualCount:         h.Uint32(44),
+		AHS:                   ahs,
+		Data:                  data,
+	}
+	return nil
+}

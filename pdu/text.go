@@ -1,0 +1,123 @@
+package pdu
+
+// TextRequest is a Text Request (opcode 0x04, RFC 7143 §11.10).
+type TextRequest struct {
+	Immediate bool
+	Final     bool // F
+	Continue  bool // C
+	LUN       uint64
+	ITT       uint32
+	TTT       uint32 // ReservedTag to start; the target's TTT to continue
+	CmdSN     uint32
+	ExpStatSN uint32
+	AHS       []byte
+	Data      []byte // text key=value pairs
+}
+
+// Opcode returns OpTextRequest.
+func (*TextRequest) Opcode() Opcode { return OpTextRequest }
+
+// DataSegment returns m.Data.
+func (m *TextRequest) DataSegment() []byte { return m.Data }
+
+// AppendHeader appends the BHS and AHS.
+func (m *TextRequest) AppendHeader(dst []byte) []byte {
+	dst, h := beginHeader(dst, OpTextRequest, m.Immediate, finalCont(m.Final, m.Continue), len(m.AHS), len(m.Data))
+	h.SetLUN(m.LUN)
+	h.PutUint32(16, m.ITT)
+	h.PutUint32(20, m.TTT)
+	h.PutUint32(24, m.CmdSN)
+	h.PutUint32(28, m.ExpStatSN)
+	return appendAHS(dst, m.AHS)
+}
+
+// Encode appends header, data and padding.
+func (m *TextRequest) Encode(dst []byte) []byte { return encode(dst, m, m.Data) }
+
+// Decode parses src; Data and AHS alias src.
+func (m *TextRequest) Decode(src []byte) error {
+	h, ahs, data, err := split(src, OpTextRequest)
+	if err != nil {
+		return err
+	}
+	*m = TextRequest{
+		Immediate: h.Immediate(),
+		Final:     h[1]&0x80 != 0,
+		Continue:  h[1]&0x40 != 0,
+		LUN:       h.LUN(),
+		ITT:       h.Uint32(16),
+		TTT:       h.Uint32(20),
+		CmdSN:     h.Uint32(24),
+		ExpStatSN: h.Uint32(28),
+		AHS:       ahs,
+		Data:      data,
+	}
+	return nil
+}
+
+// TextResponse is a Text Response (opcode 0x24, RFC 7143 §11.11).
+type TextResponse struct {
+	Final    bool
+	Continue bool
+	LUN      uint64
+	ITT      uint32
+	TTT      uint32 // ReservedTag on the final response
+	StatSN   uint32
+	ExpCmdSN uint32
+	MaxCmdSN uint32
+	AHS      []byte
+	Data     []byte
+}
+
+// Opcode returns OpTextResponse.
+func (*TextResponse) Opcode() Opcode { return OpTextResponse }
+
+// DataSegment returns m.Data.
+func (m *TextResponse) DataSegment() []byte { return m.Data }
+
+// AppendHeader appends the BHS and AHS.
+func (m *TextResponse) AppendHeader(dst []byte) []byte {
+	dst, h := beginHeader(dst, OpTextResponse, false, finalCont(m.Final, m.Continue), len(m.AHS), len(m.Data))
+	h.SetLUN(m.LUN)
+	h.PutUint32(16, m.ITT)
+	h.PutUint32(20, m.TTT)
+	h.PutUint32(24, m.StatSN)
+	h.PutUint32(28, m.ExpCmdSN)
+	h.PutUint32(32, m.MaxCmdSN)
+	return appendAHS(dst, m.AHS)
+}
+
+// Encode appends header, data and padding.
+func (m *TextResponse) Encode(dst []byte) []byte { return encode(dst, m, m.Data) }
+
+// Decode parses src; Data and AHS alias src.
+func (m *TextResponse) Decode(src []byte) error {
+	h, ahs, data, err := split(src, OpTextResponse)
+	if err != nil {
+		return err
+	}
+	*m = TextResponse{
+		Final:    h[1]&0x80 != 0,
+		Continue: h[1]&0x40 != 0,
+		LUN:      h.LUN(),
+		ITT:      h.Uint32(16),
+		TTT:      h.Uint32(20),
+		StatSN:   h.Uint32(24),
+		ExpCmdSN: h.Uint32(28),
+		MaxCmdSN: h.Uint32(32),
+		AHS:      ahs,
+		Data:     data,
+	}
+	return nil
+}
+
+func finalCont(f, c bool) byte {
+	var b byte
+	if f {
+		b |= 0x80
+	}
+	if c {
+		b |= 0x40
+	}
+	return b
+}
