@@ -1,0 +1,73 @@
+package volume
+
+import (
+	"context"
+	"fmt"
+)
+
+// Attacher is what the kernel binding (package blockdev) implements: log in
+// to a target portal, make exactly one LUN appear as a block device, and
+// undo that. The Manager serializes all calls for one IQN (in-process and
+// across processes), so an implementation need not guard against a logout
+// racing a login for the same target through this package.
+//
+// Every method must be idempotent: the Manager repeats calls after crashes
+// and retries.
+type Attacher interface {
+	// Attach logs in to spec.Portal/spec.IQN through spec.Iface unless a
+	// session for that triple already exists (then it is reused, never
+	// duplicated), scans only spec.LUN on that session's SCSI host (never a
+	// wildcard scan), waits (bounded by ctx) for the block device and returns
+	// it. If the LUN's device already exists it is returned as is.
+	// Sessions must not be persisted for automatic login at boot.
+	Attach(ctx context.Context, spec AttachSpec) (Device, error)
+
+	// DeleteDevice removes the SCSI device dev (the Manager has unmounted and
+	// flushed it): write "1" to /sys/block/<sd>/device/delete, wait for it
+	// to go. A device that no longer exists is not an error.
+	DeleteDevice(ctx context.Context, dev Device) error
+
+	// SessionDevices lists the block devices that currently exist on the
+	// session key (all LUNs), with Device.LUN filled in. No session is not
+	// an error: it returns an empty list.
+	SessionDevices(ctx context.Context, key SessionKey) ([]Device, error)
+
+	// Logout ends the session key (Logout PDU, then destroy the kernel
+	// session). The Manager calls it only after SessionDevices returned no
+	// device and no device of the session is mounted. No session is not an
+	// error.
+	Logout(ctx context.Context, key SessionKey) error
+}
+
+// SessionKey names one session: a portal, a target and an iface.
+type SessionKey struct {
+	Portal string `json:"portal"` // host:port, IPv6 in brackets
+	IQN    string `json:"iqn"`
+	Iface  string `json:"iface"` // "default" for iscsi_tcp
+}
+
+func (k SessionKey) String() string { return k.Iface + "/" + k.Portal + "/" + k.IQN }
+
+// AttachSpec is one Attach request: one path (portal) to one LUN.
+type AttachSpec struct {
+	SessionKey
+	LUN           uint64
+	InitiatorName string // empty => the attacher's default
+	SessionCHAP   *CHAP  // nil => AuthMethod=None
+	DiscoveryCHAP *CHAP  // for a SendTargets discovery the attacher may run first; nil => none
+}
+
+// String never prints secrets.
+func (s AttachSpec) String() string {
+	return fmt.Sprintf("%s lun %d (initiator %q, %v)", s.SessionKey, s.LUN, s.InitiatorName, s.SessionCHAP)
+}
+
+// Device is one block device of one path.
+type Device struct {
+	Path        string `json:"path"`        // /dev/sdX
+	Portal      string `json:"portal"`      // the portal of the session it belongs to
+	LUN         uint64 `json:"lun"`         // the LUN it shows
+	HostNo      int    `json:"hostNo"`      // SCSI host number of the session
+	SessionID   int    `json:"sessionID"`   // kernel session id (sysfs sessionN)
+	SCSIAddress string `json:"scsiAddress"` // H:C:T:L
+}

@@ -1,0 +1,32 @@
+// Package volume is the mount layer and volume lifecycle on top of the
+// kernel iSCSI binding: it attaches a LUN (through an [Attacher]), formats
+// it only when it is provably blank, mounts it once per node in a global
+// directory, bind-mounts it into each consumer, and tears all of that down
+// again without logging out sessions that other volumes still use.
+//
+// The model is the Kubernetes in-tree iscsi volume plugin (kubelet's
+// pkg/volume/iscsi) and mount-utils' SafeFormatAndMount, with the problems
+// users reported fixed:
+//
+//   - a lock per target IQN, both in-process and across processes (flock on
+//     a file under the root directory), around attach, format, mount and
+//     logout, so two volumes on one target never race;
+//   - a device is formatted only if neither this package (filesystem magics,
+//     MBR, GPT at 512 and 4096 byte sectors, LVM2, swap, LUKS, ...) nor
+//     `blkid -p` finds any signature; a read-only volume is never formatted;
+//   - a session is logged out only when the Attacher reports no other device
+//     on it and no device of it is mounted anywhere on the node;
+//   - every step is idempotent and may be repeated after a crash at any
+//     point; the attach record (iscsi.json, without secrets) is written
+//     atomically before the first attach, so Unstage can always clean up;
+//   - secrets (CHAP) are never serialized, logged or printed.
+//
+// Layout under the root directory (kubelet's, with the iface as a directory):
+//
+//	<root>/iscsi/<iface>/<portal>-<iqn>-lun-<n>/             global mount point
+//	<root>/iscsi/<iface>/<portal>-<iqn>-lun-<n>/iscsi.json   attach record (under the mount)
+//	<root>/iscsi/.locks/<iqn>.lock                           per-target lock file
+//
+// The kernel binding in package blockdev implements [Attacher]; tests use a
+// fake backed by loop devices.
+package volume

@@ -1,0 +1,329 @@
+package volume
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Mode is how a volume is handed to its consumer.
+type Mode string
+
+// Volume modes, spelled as Kubernetes' PersistentVolumeMode.
+const (
+	ModeFilesystem Mode = "Filesystem" // formatted if blank, mounted, bind-mounted into targets
+	ModeBlock      Mode = "Block"      // the raw device, bind-mounted onto target files
+)
+
+// DefaultFSType is used when Volume.FSType is empty.
+const DefaultFSType = "ext4"
+
+// DefaultIface is used when Volume.ISCSIInterface is empty.
+const DefaultIface = "default"
+
+// DefaultPort is appended to portals given without a port.
+const DefaultPort = "3260"
+
+// maxLUN bounds Volume.LUN: SAM flat addressing covers 0..16383.
+const maxLUN = 16383
+
+// Secret map keys, as in the Kubernetes CHAP secret (type kubernetes.io/iscsi-chap).
+const (
+	SecretSessionUser       = "node.session.auth.username"
+	SecretSessionPassword   = "node.session.auth.password"
+	SecretSessionUserIn     = "node.session.auth.username_in"
+	SecretSessionPasswordIn = "node.session.auth.password_in"
+
+	SecretDiscoveryUser       = "node.sendtargets.auth.username"
+	SecretDiscoveryPassword   = "node.sendtargets.auth.password"
+	SecretDiscoveryUserIn     = "node.sendtargets.auth.username_in"
+	SecretDiscoveryPasswordIn = "node.sendtargets.auth.password_in"
+)
+
+// discoveryAltPrefix is the spelling kubelet uses for the discovery keys
+// (discovery.sendtargets.auth.*); both are accepted.
+const (
+	discoveryPrefix    = "node.sendtargets.auth."
+	discoveryAltPrefix = "discovery.sendtargets.auth."
+)
+
+// SecretRef names the Kubernetes secret the CHAP credentials came from. It is
+// carried for fidelity with the pod spec only; the values are in Volume.Secrets.
+type SecretRef struct {
+	Name string `json:"name,omitempty"`
+}
+
+// Volume is the spec of one iSCSI volume, shaped like the `iscsi:` block of
+// a Kubernetes pod spec (same JSON names), plus the volume mode and the
+// resolved secret values.
+type Volume struct {
+	TargetPortal      string     `json:"targetPortal"`
+	Portals           []string   `json:"portals,omitempty"` // extra portals for multipath
+	IQN               string     `json:"iqn"`
+	LUN               int32      `json:"lun"`
+	ISCSIInterface    string     `json:"iscsiInterface,omitempty"`
+	FSType            string     `json:"fsType,omitempty"`
+	ReadOnly          bool       `json:"readOnly,omitempty"`
+	DiscoveryCHAPAuth bool       `json:"chapAuthDiscovery,omitempty"`
+	SessionCHAPAuth   bool       `json:"chapAuthSession,omitempty"`
+	SecretRef         *SecretRef `json:"secretRef,omitempty"`
+	InitiatorName     string     `json:"initiatorName,omitempty"`
+	VolumeMode        Mode       `json:"volumeMode,omitempty"`
+
+	// Secrets holds the CHAP secret's data (keys SecretSession*, SecretDiscovery*).
+	// It is never serialized, logged or printed.
+	Secrets Secrets `json:"-"`
+}
+
+// Secrets is a secret's key/value data. Its String, GoString, LogValue and
+// MarshalJSON never reveal values.
+type Secrets map[string]string
+
+func (s Secrets) String() string {
+	keys := make([]string, 0, len(s))
+	for k := range s {
+		keys = append(keys, k)
+	}
+	return fmt.Sprintf("Secrets(%d keys, values redacted)", len(keys))
+}
+
+// GoString implements fmt.GoStringer (%#v).
+func (s Secrets) GoString() string { return s.String() }
+
+// LogValue implements slog.LogValuer.
+func (s Secrets) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalJSON writes null: secrets are never serialized.
+func (s Secrets) MarshalJSON() ([]byte, error) { return []byte("null"), nil }
+
+// CHAP holds credentials for one direction set of CHAP. User/Secret
+// authenticate us to the target; TargetUser/TargetSecret, when set, make it
+// mutual. String, GoString, LogValue and MarshalJSON hide the secrets.
+type CHAP struct {
+	User, Secret             string
+	TargetUser, TargetSecret string
+}
+
+func (c *CHAP) String() string {
+	if c == nil {
+		return "CHAP(none)"
+	}
+	return fmt.Sprintf("CHAP(user=%q, mutual=%v, secrets redacted)", c.User, c.TargetUser != "")
+}
+
+// GoString implements fmt.GoStringer (%#v).
+func (c *CHAP) GoString() string { return c.String() }
+
+// LogValue implements slog.LogValuer.
+func (c *CHAP) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// MarshalJSON writes only the user names.
+func (c *CHAP) MarshalJSON() ([]byte, error) {
+	if c == nil {
+		return []byte("null"), nil
+	}
+	return fmt.Appendf(nil, `{"user":%q,"targetUser":%q}`, c.User, c.TargetUser), nil
+}
+
+// FieldError is one problem found by Validate.
+type FieldError struct {
+	Field  string // JSON name of the field
+	Reason string
+}
+
+func (e *FieldError) Error() string { return "iscsi volume: " + e.Field + ": " + e.Reason }
+
+// ValidationError lists every problem found by Validate.
+type ValidationError struct {
+	Problems []*FieldError
+}
+
+func (e *ValidationError) Error() string {
+	msgs := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		msgs[i] = p.Field + ": " + p.Reason
+	}
+	return "invalid iscsi volume: " + strings.Join(msgs, "; ")
+}
+
+// Unwrap returns the individual problems (for errors.As on *FieldError).
+func (e *ValidationError) Unwrap() []error {
+	errs := make([]error, len(e.Problems))
+	for i, p := range e.Problems {
+		errs[i] = p
+	}
+	return errs
+}
+
+// Validate reports every problem in v as a *ValidationError, or nil.
+func (v *Volume) Validate() error {
+	_, err := v.Normalize()
+	return err
+}
+
+// Normalize validates v and returns a copy with defaults filled in: ports
+// on portals, fsType ext4, iface "default", mode Filesystem; duplicate
+// portals removed (TargetPortal first).
+func (v *Volume) Normalize() (Volume, error) {
+	n := *v
+	n.Portals = nil
+	var probs []*FieldError
+	bad := func(field, format string, args ...any) {
+		probs = append(probs, &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
+	}
+
+	seen := map[string]bool{}
+	addPortal := func(field, p string) {
+		np, err := normalizePortal(p)
+		if err != nil {
+			bad(field, "%v", err)
+			return
+		}
+		if !seen[np] {
+			seen[np] = true
+			if field == "targetPortal" {
+				n.TargetPortal = np
+			} else {
+				n.Portals = append(n.Portals, np)
+			}
+		}
+	}
+	if v.TargetPortal == "" {
+		bad("targetPortal", "required")
+	} else {
+		addPortal("targetPortal", v.TargetPortal)
+	}
+	for i, p := range v.Portals {
+		addPortal(fmt.Sprintf("portals[%d]", i), p)
+	}
+
+	if err := checkName(v.IQN); err != nil {
+		bad("iqn", "%v", err)
+	}
+	if v.LUN < 0 || v.LUN > maxLUN {
+		bad("lun", "%d out of range 0..%d", v.LUN, maxLUN)
+	}
+	if v.InitiatorName != "" {
+		if err := checkName(v.InitiatorName); err != nil {
+			bad("initiatorName", "%v", err)
+		}
+	}
+	if n.ISCSIInterface == "" {
+		n.ISCSIInterface = DefaultIface
+	} else if err := checkPathElem(n.ISCSIInterface); err != nil {
+		bad("iscsiInterface", "%v", err)
+	}
+	switch n.VolumeMode {
+	case "":
+		n.VolumeMode = ModeFilesystem
+	case ModeFilesystem, ModeBlock:
+	default:
+		bad("volumeMode", "%q is neither %q nor %q", v.VolumeMode, ModeFilesystem, ModeBlock)
+	}
+	if n.FSType == "" {
+		n.FSType = DefaultFSType
+	}
+	if _, ok := mkfsTools[n.FSType]; !ok {
+		bad("fsType", "%q not supported (ext2, ext3, ext4, xfs)", n.FSType)
+	}
+	if v.DiscoveryCHAPAuth {
+		if _, err := v.Secrets.discoveryCHAP(); err != nil {
+			bad("chapAuthDiscovery", "%v", err)
+		}
+	}
+	if v.SessionCHAPAuth {
+		if _, err := v.Secrets.sessionCHAP(); err != nil {
+			bad("chapAuthSession", "%v", err)
+		}
+	}
+	if len(probs) > 0 {
+		return Volume{}, &ValidationError{Problems: probs}
+	}
+	return n, nil
+}
+
+// AllPortals returns TargetPortal followed by Portals.
+func (v *Volume) AllPortals() []string {
+	return append([]string{v.TargetPortal}, v.Portals...)
+}
+
+func (s Secrets) sessionCHAP() (*CHAP, error) {
+	return s.chap(SecretSessionUser, SecretSessionPassword, SecretSessionUserIn, SecretSessionPasswordIn)
+}
+
+func (s Secrets) discoveryCHAP() (*CHAP, error) {
+	c, err := s.chap(SecretDiscoveryUser, SecretDiscoveryPassword, SecretDiscoveryUserIn, SecretDiscoveryPasswordIn)
+	if err == nil {
+		return c, nil
+	}
+	alt := func(k string) string { return discoveryAltPrefix + strings.TrimPrefix(k, discoveryPrefix) }
+	if c2, err2 := s.chap(alt(SecretDiscoveryUser), alt(SecretDiscoveryPassword), alt(SecretDiscoveryUserIn), alt(SecretDiscoveryPasswordIn)); err2 == nil {
+		return c2, nil
+	}
+	return nil, err
+}
+
+// chap builds a CHAP from four keys; errors name keys, never values.
+func (s Secrets) chap(user, pass, userIn, passIn string) (*CHAP, error) {
+	c := &CHAP{User: s[user], Secret: s[pass], TargetUser: s[userIn], TargetSecret: s[passIn]}
+	switch {
+	case c.User == "" || c.Secret == "":
+		return nil, fmt.Errorf("secret must contain %s and %s", user, pass)
+	case (c.TargetUser == "") != (c.TargetSecret == ""):
+		return nil, fmt.Errorf("secret must contain both or neither of %s and %s", userIn, passIn)
+	}
+	return c, nil
+}
+
+// normalizePortal checks host[:port] (IPv6 in brackets) and adds the default port.
+func normalizePortal(p string) (string, error) {
+	if strings.ContainsAny(p, "/ \t\n") {
+		return "", fmt.Errorf("portal %q: contains '/' or whitespace", p)
+	}
+	host, port, err := net.SplitHostPort(p)
+	if err != nil {
+		// No port: a bare host, or a bracketed/bare IPv6 address.
+		h := strings.TrimSuffix(strings.TrimPrefix(p, "["), "]")
+		if h == "" || (strings.Contains(h, ":") && net.ParseIP(h) == nil) {
+			return "", fmt.Errorf("portal %q: want host[:port] or [ipv6][:port]", p)
+		}
+		host, port = h, DefaultPort
+	}
+	if host == "" {
+		return "", fmt.Errorf("portal %q: empty host", p)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return "", fmt.Errorf("portal %q: bad port %q", p, port)
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// checkName checks an iSCSI name (RFC 7143 section 4.2.7: iqn., eui., naa.).
+func checkName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("required")
+	case len(name) > 223:
+		return fmt.Errorf("longer than 223 bytes (%d)", len(name))
+	case !strings.HasPrefix(name, "iqn.") && !strings.HasPrefix(name, "eui.") && !strings.HasPrefix(name, "naa."):
+		return fmt.Errorf("%q does not start with iqn., eui. or naa.", name)
+	}
+	for _, r := range name {
+		if r <= ' ' || r == '/' || r == 0x7f {
+			return fmt.Errorf("%q contains whitespace, control characters or '/'", name)
+		}
+	}
+	return nil
+}
+
+func checkPathElem(s string) error {
+	if s == "." || s == ".." || strings.ContainsAny(s, "/\x00") || filepath.Base(s) != s {
+		return fmt.Errorf("%q is not a plain name", s)
+	}
+	return nil
+}
