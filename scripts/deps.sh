@@ -1,9 +1,25 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs on a fresh Debian machine (CI runs as root).
-# Fails loudly instead of letting tests skip.
+# Fails loudly instead of letting tests skip. Idempotent: installs only what
+# is missing, runs apt-get update at most once.
 set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"
 need=()
-command -v tgtd >/dev/null || need+=(tgt)
+
+# need PKG CMD...: queue Debian package PKG unless every CMD is on PATH.
+need() {
+  local pkg=$1 cmd; shift
+  for cmd in "$@"; do
+    if ! command -v "$cmd" >/dev/null 2>&1; then
+      case " ${need[*]-} " in *" $pkg "*) ;; *) need+=("$pkg") ;; esac
+      return
+    fi
+  done
+}
+
+need tgt tgtd tgtadm   # internal/tgtd: userspace iSCSI target for integration tests
+need iproute2 ip       # internal/tgtd: StartInNetns (netns + veth link cuts)
+
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "deps: need root to install: ${need[*]}" >&2; exit 1; fi
   apt-get update -qq
