@@ -364,3 +364,5 @@ func (e *env) assertClean(t *testing.T, global string) {
 	_, err = os.Stat(global)
 	require.True(t, errors.Is(err, os.ErrNotExist), "global dir %s still exists (%v)", global, err)
 }
+
+func stringsReader(s string) io.Reader { return strings.NewReader(s) }

@@ -1,0 +1,144 @@
+package volume
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const (
+	smallDisk = 64 << 20  // ext4, vfat, partition tables
+	xfsDisk   = 320 << 20 // mkfs.xfs wants at least 300 MiB
+)
+
+func run(t *testing.T, name string, args ...string) {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	require.NoError(t, err, "%s %v: %s", name, args, out)
+}
+
+func writeAt(t *testing.T, dev string, b []byte) {
+	t.Helper()
+	f, err := os.OpenFile(dev, os.O_WRONLY, 0)
+	require.NoError(t, err)
+	_, err = f.WriteAt(b, 0)
+	require.NoError(t, err)
+	require.NoError(t, f.Sync())
+	require.NoError(t, f.Close())
+}
+
+// TestPrepareFilesystemRefuses writes a signature on a loop device and
+// checks that preparing it for every fsType leaves it byte-for-byte intact.
+func TestPrepareFilesystemRefuses(t *testing.T) {
+	requirePrereqs(t, "mkfs.ext4", "mkfs.xfs", "mkfs.vfat", "sfdisk", "sgdisk", "blkid", "mkswap")
+	tests := []struct {
+		name  string
+		size  int64
+		setup func(t *testing.T, dev string)
+		// mountable is the fsType that may use it as is ("" => none)
+		mountable string
+	}{
+		{"ext4", smallDisk, func(t *testing.T, d string) { run(t, "mkfs.ext4", "-q", "-F", d) }, "ext4"},
+		{"ext3", smallDisk, func(t *testing.T, d string) { run(t, "mkfs.ext3", "-q", "-F", d) }, "ext4"},
+		{"xfs", xfsDisk, func(t *testing.T, d string) { run(t, "mkfs.xfs", "-q", d) }, "xfs"},
+		{"vfat", smallDisk, func(t *testing.T, d string) { run(t, "mkfs.vfat", d) }, ""},
+		{"swap", smallDisk, func(t *testing.T, d string) { run(t, "mkswap", d) }, ""},
+		{"mbr handwritten", smallDisk, func(t *testing.T, d string) { writeAt(t, d, mbrImage()[:4096]) }, ""},
+		{"gpt handwritten 512", smallDisk, func(t *testing.T, d string) { writeAt(t, d, gptImage(512, true)[:8192]) }, ""},
+		{"gpt handwritten 4096", smallDisk, func(t *testing.T, d string) { writeAt(t, d, gptImage(4096, false)[:8192]) }, ""},
+		{"lvm2 label", smallDisk, func(t *testing.T, d string) {
+			writeAt(t, d, img(map[int]string{512: "LABELONE", 512 + 0x18: "LVM2 001"})[:4096])
+		}, ""},
+		{"sfdisk dos", smallDisk, func(t *testing.T, d string) {
+			cmd := exec.Command("sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", d)
+			cmd.Stdin = stringsReader("label: dos\n,16M,L\n")
+			out, err := cmd.CombinedOutput()
+			require.NoError(t, err, "%s", out)
+		}, ""},
+		{"sgdisk gpt", smallDisk, func(t *testing.T, d string) { run(t, "sgdisk", "-n", "1:2048:+8M", d) }, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dev := newLoopDev(t, tc.size)
+			tc.setup(t, dev)
+			before := hashHead(t, dev, 1<<20)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			sigs, err := ProbeDevice(ctx, dev)
+			require.NoError(t, err)
+			require.NotEmpty(t, sigs, "no signature found")
+			for _, fs := range []string{"ext4", "xfs"} {
+				for _, ro := range []bool{false, true} {
+					got, formatted, err := prepareFilesystem(ctx, dev, fs, ro)
+					assert.False(t, formatted, "%s formatted as %s", tc.name, fs)
+					if compatibleFS(tc.mountable, fs) && tc.mountable != "" {
+						require.NoError(t, err)
+						assert.Equal(t, fs, got)
+					} else {
+						require.ErrorIs(t, err, ErrNotBlank, "fs %s ro %v", fs, ro)
+						var nb *NotBlankError
+						require.ErrorAs(t, err, &nb)
+						assert.Equal(t, dev, nb.Device)
+					}
+				}
+			}
+			assert.Equal(t, before, hashHead(t, dev, 1<<20), "device changed")
+		})
+	}
+}
+
+func TestPrepareFilesystemFormatsBlank(t *testing.T) {
+	requirePrereqs(t, "mkfs.ext4", "mkfs.xfs", "blkid")
+	for _, fs := range []string{"ext4", "xfs", "ext3"} {
+		t.Run(fs, func(t *testing.T) {
+			size := int64(smallDisk)
+			if fs == "xfs" {
+				size = xfsDisk
+			}
+			dev := newLoopDev(t, size)
+			ctx := context.Background()
+
+			// Read-only and blank: never formatted.
+			_, formatted, err := prepareFilesystem(ctx, dev, fs, true)
+			require.ErrorIs(t, err, ErrReadOnlyBlank)
+			assert.False(t, formatted)
+			sigs, err := ProbeDevice(ctx, dev)
+			require.NoError(t, err)
+			require.Empty(t, sigs)
+
+			got, formatted, err := prepareFilesystem(ctx, dev, fs, false)
+			require.NoError(t, err)
+			assert.True(t, formatted)
+			assert.Equal(t, fs, got)
+			sigs, err = ProbeDevice(ctx, dev)
+			require.NoError(t, err)
+			require.NotEmpty(t, sigs)
+			for _, s := range sigs {
+				assert.Equal(t, fs, s.Type, "%v", s)
+			}
+
+			// Second time: found, not formatted again.
+			before := hashHead(t, dev, 1<<20)
+			_, formatted, err = prepareFilesystem(ctx, dev, fs, false)
+			require.NoError(t, err)
+			assert.False(t, formatted)
+			assert.Equal(t, before, hashHead(t, dev, 1<<20))
+		})
+	}
+}
+
+func TestMkfsToolMissing(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	err := mkfs(context.Background(), "/dev/null", "xfs")
+	require.ErrorIs(t, err, ErrToolMissing)
+	var tm *ToolMissingError
+	require.True(t, errors.As(err, &tm))
+	assert.Equal(t, "xfsprogs", tm.Package)
+	assert.Contains(t, err.Error(), "install xfsprogs")
+}
