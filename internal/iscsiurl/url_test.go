@@ -1,0 +1,95 @@
+package iscsiurl
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		in   string
+		want URL
+	}{
+		{"iscsi://127.0.0.1/iqn.2026-11.org.gosan:a/1",
+			URL{Host: "127.0.0.1", Port: 3260, Target: "iqn.2026-11.org.gosan:a", LUN: 1, HasLUN: true}},
+		{"iscsi://10.0.0.1:3261",
+			URL{Host: "10.0.0.1", Port: 3261}},
+		{"iscsi://host:3261/",
+			URL{Host: "host", Port: 3261}},
+		{"iscsi://[fe80::1]:3262/iqn.x:y/300",
+			URL{Host: "fe80::1", Port: 3262, Target: "iqn.x:y", LUN: 300, HasLUN: true}},
+		{"iscsi://[::1]/iqn.x:y",
+			URL{Host: "::1", Port: 3260, Target: "iqn.x:y"}},
+		{"iscsi://alice%s3cr3t@pass@h/iqn.x:y/0?target_user=tgt&target_password=tp&header_digest=crc32c&data_digest=CRC32C",
+			URL{Host: "h", Port: 3260, Target: "iqn.x:y", HasLUN: true, User: "alice", Secret: "s3cr3t@pass",
+				TargetUser: "tgt", TargetSecret: "tp", HeaderDigest: true, DataDigest: true}},
+		{"ISCSI://bob@h:1/iqn.x:y/2",
+			URL{Host: "h", Port: 1, Target: "iqn.x:y", LUN: 2, HasLUN: true, User: "bob"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := Parse(tt.in)
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, *got)
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, in := range []string{
+		"http://h/iqn/1", "iscsi://", "iscsi://h:0/x/1", "iscsi://h:99999/x", "iscsi://fe80::1/x",
+		"iscsi://[fe80::1/x", "iscsi://h/x/notanumber", "iscsi://h/x/1?bogus=1",
+		"iscsi://h/x/1?header_digest=md5", "iscsi://@h/x", "iscsi://[::1]x/t",
+	} {
+		t.Run(in, func(t *testing.T) {
+			_, err := Parse(in)
+			var e *Error
+			require.ErrorAs(t, err, &e)
+		})
+	}
+}
+
+func TestSecretsHidden(t *testing.T) {
+	u, err := Parse("iscsi://alice%topsecretvalue@h/iqn.x:y/1?target_password=othersecretvalue")
+	require.NoError(t, err)
+	for _, s := range []string{u.String(), fmt.Sprintf("%v", *u), fmt.Sprintf("%+v", u), fmt.Sprintf("%#v", *u)} {
+		assert.NotContains(t, s, "topsecretvalue")
+		assert.NotContains(t, s, "othersecretvalue")
+	}
+	assert.Equal(t, "iscsi://alice%xxxxx@h:3260/iqn.x:y/1", u.String())
+}
+
+func TestApplyEnv(t *testing.T) {
+	env := map[string]string{
+		"LIBISCSI_CHAP_USERNAME": "envuser", "LIBISCSI_CHAP_PASSWORD": "envpass",
+		"LIBISCSI_CHAP_TARGET_USERNAME": "tu", "LIBISCSI_CHAP_TARGET_PASSWORD": "tp",
+	}
+	u, err := Parse("iscsi://urluser@h/iqn.x:y/1")
+	require.NoError(t, err)
+	u.ApplyEnv(func(k string) string { return env[k] })
+	assert.Equal(t, "urluser", u.User, "URL wins over environment")
+	assert.Equal(t, "envpass", u.Secret)
+	assert.Equal(t, "tu", u.TargetUser)
+	assert.Equal(t, "tp", u.TargetSecret)
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add("iscsi://a%b@[::1]:3260/iqn.x:y/1?header_digest=crc32c")
+	f.Add("iscsi://h/t/1")
+	f.Fuzz(func(t *testing.T, s string) {
+		u, err := Parse(s)
+		if err != nil {
+			return
+		}
+		// Whatever parses must print without its secret and parse again.
+		if u.Secret != "" && len(u.Secret) > 5 {
+			if got := u.String(); strings.Contains(got, u.Secret) && !strings.Contains(u.Host+u.Target+u.User, u.Secret) {
+				t.Fatalf("secret in %q", got)
+			}
+		}
+	})
+}
