@@ -50,6 +50,9 @@ func (m *Message) IsReply() bool {
 
 // ReplyTo is the request type a reply answers.
 func (m *Message) ReplyTo() MsgType {
+	if m.IsControl() {
+		return m.Type // NLMSG_ERROR: type of the request it answers
+	}
 	if m.Header.Type != 0 {
 		return MsgType(m.Header.Type)
 	}
@@ -61,7 +64,7 @@ func (m *Message) ReplyTo() MsgType {
 func (m *Message) Err() error {
 	if m.IsControl() {
 		if m.Header.Type == nlmsgError && m.NLError != 0 {
-			return &KernelError{Op: UEventUnknown, Errno: errnoFromKernel(m.NLError)}
+			return &KernelError{Op: m.Type, Errno: errnoFromKernel(m.NLError)}
 		}
 		return nil
 	}
@@ -124,6 +127,9 @@ func ParseMessages(b []byte) ([]Message, error) {
 					return msgs, protoErr("NLMSG_ERROR body is %d bytes", len(body))
 				}
 				m.NLError = int32(ne.Uint32(body))
+				if len(body) >= 4+NLMsgHdrLen { // the request's nlmsghdr follows
+					m.Type = MsgType(ne.Uint16(body[8:]))
+				}
 			}
 		} else {
 			if len(body) < UEventSize {
