@@ -83,6 +83,21 @@ func (m *AsyncMessage) Decode(src []byte) error {
 	if err != nil {
 		return err
 	}
+	m.set(h, ahs, data)
+	return nil
+}
+
+// DecodeHeader decodes a header as Reader.ReadHeader returns it: the BHS
+// and its AHS. Data is left nil (read it with Reader.ReadData).
+func (m *AsyncMessage) DecodeHeader(h *BHS, ahs []byte) error {
+	if err := checkHeader(h, ahs, OpAsyncMessage); err != nil {
+		return err
+	}
+	m.set(h, ahs, nil)
+	return nil
+}
+
+func (m *AsyncMessage) set(h *BHS, ahs, data []byte) {
 	*m = AsyncMessage{
 		LUN:        h.LUN(),
 		ITT:        h.Uint32(16),
@@ -97,5 +112,4 @@ func (m *AsyncMessage) Decode(src []byte) error {
 		AHS:        ahs,
 		Data:       data,
 	}
-	return nil
 }

@@ -40,6 +40,21 @@ func (m *DataOut) Decode(src []byte) error {
 	if err != nil {
 		return err
 	}
+	m.set(h, ahs, data)
+	return nil
+}
+
+// DecodeHeader decodes a header as Reader.ReadHeader returns it: the BHS
+// and its AHS. Data is left nil (read it with Reader.ReadData).
+func (m *DataOut) DecodeHeader(h *BHS, ahs []byte) error {
+	if err := checkHeader(h, ahs, OpDataOut); err != nil {
+		return err
+	}
+	m.set(h, ahs, nil)
+	return nil
+}
+
+func (m *DataOut) set(h *BHS, ahs, data []byte) {
 	*m = DataOut{
 		Final:        h[1]&0x80 != 0,
 		LUN:          h.LUN(),
@@ -51,7 +66,6 @@ func (m *DataOut) Decode(src []byte) error {
 		AHS:          ahs,
 		Data:         data,
 	}
-	return nil
 }
 
 // DataIn is a SCSI Data-In (opcode 0x25, RFC 7143 §11.7).
@@ -116,6 +130,21 @@ func (m *DataIn) Decode(src []byte) error {
 	if err != nil {
 		return err
 	}
+	m.set(h, ahs, data)
+	return nil
+}
+
+// DecodeHeader decodes a header as Reader.ReadHeader returns it: the BHS
+// and its AHS. Data is left nil (read it with Reader.ReadData).
+func (m *DataIn) DecodeHeader(h *BHS, ahs []byte) error {
+	if err := checkHeader(h, ahs, OpDataIn); err != nil {
+		return err
+	}
+	m.set(h, ahs, nil)
+	return nil
+}
+
+func (m *DataIn) set(h *BHS, ahs, data []byte) {
 	*m = DataIn{
 		Final:             h[1]&0x80 != 0,
 		Acknowledge:       h[1]&0x40 != 0,
@@ -135,5 +164,4 @@ func (m *DataIn) Decode(src []byte) error {
 		AHS:               ahs,
 		Data:              data,
 	}
-	return nil
 }

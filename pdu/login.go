@@ -168,6 +168,21 @@ func (m *LoginRequest) Decode(src []byte) error {
 	if err != nil {
 		return err
 	}
+	m.set(h, ahs, data)
+	return nil
+}
+
+// DecodeHeader decodes a header as Reader.ReadHeader returns it: the BHS
+// and its AHS. Data is left nil (read it with Reader.ReadData).
+func (m *LoginRequest) DecodeHeader(h *BHS, ahs []byte) error {
+	if err := checkHeader(h, ahs, OpLoginRequest); err != nil {
+		return err
+	}
+	m.set(h, ahs, nil)
+	return nil
+}
+
+func (m *LoginRequest) set(h *BHS, ahs, data []byte) {
 	*m = LoginRequest{
 		Immediate:  h.Immediate(),
 		Transit:    h[1]&0x80 != 0,
@@ -185,7 +200,6 @@ func (m *LoginRequest) Decode(src []byte) error {
 		Data:       data,
 	}
 	copy(m.ISID[:], h[8:14])
-	return nil
 }
 
 // LoginResponse is a Login Response (opcode 0x23, RFC 7143 §11.13).
@@ -244,6 +258,21 @@ func (m *LoginResponse) Decode(src []byte) error {
 	if err != nil {
 		return err
 	}
+	m.set(h, ahs, data)
+	return nil
+}
+
+// DecodeHeader decodes a header as Reader.ReadHeader returns it: the BHS
+// and its AHS. Data is left nil (read it with Reader.ReadData).
+func (m *LoginResponse) DecodeHeader(h *BHS, ahs []byte) error {
+	if err := checkHeader(h, ahs, OpLoginResponse); err != nil {
+		return err
+	}
+	m.set(h, ahs, nil)
+	return nil
+}
+
+func (m *LoginResponse) set(h *BHS, ahs, data []byte) {
 	*m = LoginResponse{
 		Transit:       h[1]&0x80 != 0,
 		Continue:      h[1]&0x40 != 0,
@@ -262,5 +291,4 @@ func (m *LoginResponse) Decode(src []byte) error {
 		Data:          data,
 	}
 	copy(m.ISID[:], h[8:14])
-	return nil
 }

@@ -86,6 +86,21 @@ func (m *LogoutRequest) Decode(src []byte) error {
 	if err != nil {
 		return err
 	}
+	m.set(h, ahs, data)
+	return nil
+}
+
+// DecodeHeader decodes a header as Reader.ReadHeader returns it: the BHS
+// and its AHS. Data is left nil (read it with Reader.ReadData).
+func (m *LogoutRequest) DecodeHeader(h *BHS, ahs []byte) error {
+	if err := checkHeader(h, ahs, OpLogoutRequest); err != nil {
+		return err
+	}
+	m.set(h, ahs, nil)
+	return nil
+}
+
+func (m *LogoutRequest) set(h *BHS, ahs, data []byte) {
 	*m = LogoutRequest{
 		Immediate: h.Immediate(),
 		Reason:    LogoutReason(h[1] & 0x7f),
@@ -96,7 +111,6 @@ func (m *LogoutRequest) Decode(src []byte) error {
 		AHS:       ahs,
 		Data:      data,
 	}
-	return nil
 }
 
 // LogoutResponse is a Logout Response (opcode 0x26, RFC 7143 §11.15).
@@ -140,6 +154,21 @@ func (m *LogoutResponse) Decode(src []byte) error {
 	if err != nil {
 		return err
 	}
+	m.set(h, ahs, data)
+	return nil
+}
+
+// DecodeHeader decodes a header as Reader.ReadHeader returns it: the BHS
+// and its AHS. Data is left nil (read it with Reader.ReadData).
+func (m *LogoutResponse) DecodeHeader(h *BHS, ahs []byte) error {
+	if err := checkHeader(h, ahs, OpLogoutResponse); err != nil {
+		return err
+	}
+	m.set(h, ahs, nil)
+	return nil
+}
+
+func (m *LogoutResponse) set(h *BHS, ahs, data []byte) {
 	*m = LogoutResponse{
 		Response:    LogoutResponseCode(h[2]),
 		ITT:         h.Uint32(16),
@@ -151,5 +180,4 @@ func (m *LogoutResponse) Decode(src []byte) error {
 		AHS:         ahs,
 		Data:        data,
 	}
-	return nil
 }

@@ -41,6 +41,30 @@ func Decode(src []byte) (Message, error) {
 	return m, nil
 }
 
+// HeaderDecoder is implemented by every PDU struct in this package:
+// DecodeHeader fills the struct from a BHS and AHS as Reader.ReadHeader
+// returns them, leaving Data nil. Fields that alias ahs (AHS, and a 16-byte
+// CDB aliases h) are valid only as long as h and ahs are.
+type HeaderDecoder interface {
+	DecodeHeader(h *BHS, ahs []byte) error
+}
+
+// DecodeHeader decodes a BHS and AHS (as Reader.ReadHeader returns them)
+// into a new message of the right type, with Data nil.
+func DecodeHeader(h *BHS, ahs []byte) (Message, error) {
+	if h == nil {
+		return nil, formatErr(0, ErrTruncated, "nil header")
+	}
+	m := New(h.Opcode())
+	if m == nil {
+		return nil, formatErr(h.Opcode(), ErrUnknownOpcode, "opcode 0x%02x", byte(h.Opcode()))
+	}
+	if err := m.(HeaderDecoder).DecodeHeader(h, ahs); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // New returns a new zero message for opcode o, or nil if o is unknown.
 func New(o Opcode) Message {
 	switch o {
@@ -147,6 +171,20 @@ func split(src []byte, op Opcode) (h *BHS, ahs, data []byte, err error) {
 		data = src[BHSLen+ahsLen : end : end]
 	}
 	return h, ahs, data, nil
+}
+
+// checkHeader validates a BHS and AHS given separately.
+func checkHeader(h *BHS, ahs []byte, op Opcode) error {
+	if h == nil {
+		return formatErr(op, ErrTruncated, "nil header")
+	}
+	if got := h.Opcode(); got != op {
+		return formatErr(got, nil, "opcode 0x%02x, want 0x%02x (%v)", byte(got), byte(op), op)
+	}
+	if len(ahs) != h.TotalAHSLength() {
+		return formatErr(op, ErrTruncated, "%d AHS bytes, header says %d", len(ahs), h.TotalAHSLength())
+	}
+	return nil
 }
 
 func be32(b []byte) uint32     { return binary.BigEndian.Uint32(b) }

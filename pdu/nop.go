@@ -39,6 +39,21 @@ func (m *NOPOut) Decode(src []byte) error {
 	if err != nil {
 		return err
 	}
+	m.set(h, ahs, data)
+	return nil
+}
+
+// DecodeHeader decodes a header as Reader.ReadHeader returns it: the BHS
+// and its AHS. Data is left nil (read it with Reader.ReadData).
+func (m *NOPOut) DecodeHeader(h *BHS, ahs []byte) error {
+	if err := checkHeader(h, ahs, OpNOPOut); err != nil {
+		return err
+	}
+	m.set(h, ahs, nil)
+	return nil
+}
+
+func (m *NOPOut) set(h *BHS, ahs, data []byte) {
 	*m = NOPOut{
 		Immediate: h.Immediate(),
 		LUN:       h.LUN(),
@@ -49,7 +64,6 @@ func (m *NOPOut) Decode(src []byte) error {
 		AHS:       ahs,
 		Data:      data,
 	}
-	return nil
 }
 
 // NOPIn is a NOP-In (opcode 0x20, RFC 7143 §11.19): the answer to a
@@ -92,6 +106,21 @@ func (m *NOPIn) Decode(src []byte) error {
 	if err != nil {
 		return err
 	}
+	m.set(h, ahs, data)
+	return nil
+}
+
+// DecodeHeader decodes a header as Reader.ReadHeader returns it: the BHS
+// and its AHS. Data is left nil (read it with Reader.ReadData).
+func (m *NOPIn) DecodeHeader(h *BHS, ahs []byte) error {
+	if err := checkHeader(h, ahs, OpNOPIn); err != nil {
+		return err
+	}
+	m.set(h, ahs, nil)
+	return nil
+}
+
+func (m *NOPIn) set(h *BHS, ahs, data []byte) {
 	*m = NOPIn{
 		LUN:      h.LUN(),
 		ITT:      h.Uint32(16),
@@ -102,5 +131,4 @@ func (m *NOPIn) Decode(src []byte) error {
 		AHS:      ahs,
 		Data:     data,
 	}
-	return nil
 }

@@ -18,7 +18,7 @@ func cdb16() []byte {
 // value, so a field dropped or misplaced by either direction shows up.
 func roundTripCases() []Message {
 	data := []byte("hello, iSCSI") // 12 bytes: no padding
-	odd := []byte("odd!x")        // 5 bytes: 3 bytes of padding
+	odd := []byte("odd!x")         // 5 bytes: 3 bytes of padding
 	ahs := []byte{0, 5, 0x7f, 0, 1, 2, 3, 4}
 	return []Message{
 		&NOPOut{Immediate: true, LUN: 0x0001000000000000, ITT: 1, TTT: 0xffffffff, CmdSN: 3, ExpStatSN: 4, Data: odd},

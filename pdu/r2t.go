@@ -45,6 +45,21 @@ func (m *R2T) Decode(src []byte) error {
 	if err != nil {
 		return err
 	}
+	m.set(h, ahs, data)
+	return nil
+}
+
+// DecodeHeader decodes a header as Reader.ReadHeader returns it: the BHS
+// and its AHS. Data is left nil (read it with Reader.ReadData).
+func (m *R2T) DecodeHeader(h *BHS, ahs []byte) error {
+	if err := checkHeader(h, ahs, OpR2T); err != nil {
+		return err
+	}
+	m.set(h, ahs, nil)
+	return nil
+}
+
+func (m *R2T) set(h *BHS, ahs, data []byte) {
 	*m = R2T{
 		LUN:                       h.LUN(),
 		ITT:                       h.Uint32(16),
@@ -58,5 +73,4 @@ func (m *R2T) Decode(src []byte) error {
 		AHS:                       ahs,
 		Data:                      data,
 	}
-	return nil
 }

@@ -96,6 +96,21 @@ func (m *Reject) Decode(src []byte) error {
 	if err != nil {
 		return err
 	}
+	m.set(h, ahs, data)
+	return nil
+}
+
+// DecodeHeader decodes a header as Reader.ReadHeader returns it: the BHS
+// and its AHS. Data is left nil (read it with Reader.ReadData).
+func (m *Reject) DecodeHeader(h *BHS, ahs []byte) error {
+	if err := checkHeader(h, ahs, OpReject); err != nil {
+		return err
+	}
+	m.set(h, ahs, nil)
+	return nil
+}
+
+func (m *Reject) set(h *BHS, ahs, data []byte) {
 	*m = Reject{
 		Reason:   RejectReason(h[2]),
 		ITT:      h.Uint32(16),
@@ -106,5 +121,4 @@ func (m *Reject) Decode(src []byte) error {
 		AHS:      ahs,
 		Data:     data,
 	}
-	return nil
 }

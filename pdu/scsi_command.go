@@ -130,6 +130,21 @@ func (m *SCSICommand) Decode(src []byte) error {
 	if err != nil {
 		return err
 	}
+	m.set(h, ahs, data)
+	return nil
+}
+
+// DecodeHeader decodes a header as Reader.ReadHeader returns it: the BHS
+// and its AHS. Data is left nil (read it with Reader.ReadData).
+func (m *SCSICommand) DecodeHeader(h *BHS, ahs []byte) error {
+	if err := checkHeader(h, ahs, OpSCSICommand); err != nil {
+		return err
+	}
+	m.set(h, ahs, nil)
+	return nil
+}
+
+func (m *SCSICommand) set(h *BHS, ahs, data []byte) {
 	*m = SCSICommand{
 		Immediate:                  h.Immediate(),
 		Final:                      h[1]&0x80 != 0,
@@ -141,7 +156,7 @@ func (m *SCSICommand) Decode(src []byte) error {
 		ExpectedDataTransferLength: h.Uint32(20),
 		CmdSN:                      h.Uint32(24),
 		ExpStatSN:                  h.Uint32(28),
-		CDB:                        src[32:48:48],
+		CDB:                        h[32:48:48],
 		Data:                       data,
 	}
 	// Recognise an Extended CDB AHS first, then a Bidirectional Read
@@ -152,11 +167,11 @@ func (m *SCSICommand) Decode(src []byte) error {
 		if l < 2 || 3+l > len(ahs) || ahs[3] != 0 || !allZero(ahs[3+l:pad4(3+l)]) {
 			// Not the canonical form: keep everything raw.
 			m.AHS = ahs
-			return nil
+			return
 		}
 		ext := ahs[4 : 3+l]
 		cdb := make([]byte, 16+len(ext))
-		copy(cdb, src[32:48])
+		copy(cdb, h[32:48])
 		copy(cdb[16:], ext)
 		m.CDB = cdb
 		ahs = ahs[pad4(3+l):]
@@ -169,7 +184,6 @@ func (m *SCSICommand) Decode(src []byte) error {
 	if len(ahs) > 0 {
 		m.AHS = ahs
 	}
-	return nil
 }
 
 func allZero(b []byte) bool {

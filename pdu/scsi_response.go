@@ -99,6 +99,21 @@ func (m *SCSIResponse) Decode(src []byte) error {
 	if err != nil {
 		return err
 	}
+	m.set(h, ahs, data)
+	return nil
+}
+
+// DecodeHeader decodes a header as Reader.ReadHeader returns it: the BHS
+// and its AHS. Data is left nil (read it with Reader.ReadData).
+func (m *SCSIResponse) DecodeHeader(h *BHS, ahs []byte) error {
+	if err := checkHeader(h, ahs, OpSCSIResponse); err != nil {
+		return err
+	}
+	m.set(h, ahs, nil)
+	return nil
+}
+
+func (m *SCSIResponse) set(h *BHS, ahs, data []byte) {
 	*m = SCSIResponse{
 		BidiOverflow:          h[1]&0x10 != 0,
 		BidiUnderflow:         h[1]&0x08 != 0,
@@ -118,5 +133,4 @@ func (m *SCSIResponse) Decode(src []byte) error {
 		AHS:                   ahs,
 		Data:                  data,
 	}
-	return nil
 }

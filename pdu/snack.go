@@ -66,6 +66,21 @@ func (m *SNACK) Decode(src []byte) error {
 	if err != nil {
 		return err
 	}
+	m.set(h, ahs, data)
+	return nil
+}
+
+// DecodeHeader decodes a header as Reader.ReadHeader returns it: the BHS
+// and its AHS. Data is left nil (read it with Reader.ReadData).
+func (m *SNACK) DecodeHeader(h *BHS, ahs []byte) error {
+	if err := checkHeader(h, ahs, OpSNACK); err != nil {
+		return err
+	}
+	m.set(h, ahs, nil)
+	return nil
+}
+
+func (m *SNACK) set(h *BHS, ahs, data []byte) {
 	*m = SNACK{
 		Type:      SNACKType(h[1] & 0x0f),
 		LUN:       h.LUN(),
@@ -77,5 +92,4 @@ func (m *SNACK) Decode(src []byte) error {
 		AHS:       ahs,
 		Data:      data,
 	}
-	return nil
 }

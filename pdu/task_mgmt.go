@@ -133,6 +133,21 @@ func (m *TaskMgmtRequest) Decode(src []byte) error {
 	if err != nil {
 		return err
 	}
+	m.set(h, ahs, data)
+	return nil
+}
+
+// DecodeHeader decodes a header as Reader.ReadHeader returns it: the BHS
+// and its AHS. Data is left nil (read it with Reader.ReadData).
+func (m *TaskMgmtRequest) DecodeHeader(h *BHS, ahs []byte) error {
+	if err := checkHeader(h, ahs, OpTaskMgmtRequest); err != nil {
+		return err
+	}
+	m.set(h, ahs, nil)
+	return nil
+}
+
+func (m *TaskMgmtRequest) set(h *BHS, ahs, data []byte) {
 	*m = TaskMgmtRequest{
 		Immediate:         h.Immediate(),
 		Function:          TMFunction(h[1] & 0x7f),
@@ -146,7 +161,6 @@ func (m *TaskMgmtRequest) Decode(src []byte) error {
 		AHS:               ahs,
 		Data:              data,
 	}
-	return nil
 }
 
 // TaskMgmtResponse is a Task Management Function Response (opcode 0x22,
@@ -187,6 +201,21 @@ func (m *TaskMgmtResponse) Decode(src []byte) error {
 	if err != nil {
 		return err
 	}
+	m.set(h, ahs, data)
+	return nil
+}
+
+// DecodeHeader decodes a header as Reader.ReadHeader returns it: the BHS
+// and its AHS. Data is left nil (read it with Reader.ReadData).
+func (m *TaskMgmtResponse) DecodeHeader(h *BHS, ahs []byte) error {
+	if err := checkHeader(h, ahs, OpTaskMgmtResponse); err != nil {
+		return err
+	}
+	m.set(h, ahs, nil)
+	return nil
+}
+
+func (m *TaskMgmtResponse) set(h *BHS, ahs, data []byte) {
 	*m = TaskMgmtResponse{
 		Response: TMFResponse(h[2]),
 		ITT:      h.Uint32(16),
@@ -196,5 +225,4 @@ func (m *TaskMgmtResponse) Decode(src []byte) error {
 		AHS:      ahs,
 		Data:     data,
 	}
-	return nil
 }

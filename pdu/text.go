@@ -40,6 +40,21 @@ func (m *TextRequest) Decode(src []byte) error {
 	if err != nil {
 		return err
 	}
+	m.set(h, ahs, data)
+	return nil
+}
+
+// DecodeHeader decodes a header as Reader.ReadHeader returns it: the BHS
+// and its AHS. Data is left nil (read it with Reader.ReadData).
+func (m *TextRequest) DecodeHeader(h *BHS, ahs []byte) error {
+	if err := checkHeader(h, ahs, OpTextRequest); err != nil {
+		return err
+	}
+	m.set(h, ahs, nil)
+	return nil
+}
+
+func (m *TextRequest) set(h *BHS, ahs, data []byte) {
 	*m = TextRequest{
 		Immediate: h.Immediate(),
 		Final:     h[1]&0x80 != 0,
@@ -52,7 +67,6 @@ func (m *TextRequest) Decode(src []byte) error {
 		AHS:       ahs,
 		Data:      data,
 	}
-	return nil
 }
 
 // TextResponse is a Text Response (opcode 0x24, RFC 7143 §11.11).
@@ -96,6 +110,21 @@ func (m *TextResponse) Decode(src []byte) error {
 	if err != nil {
 		return err
 	}
+	m.set(h, ahs, data)
+	return nil
+}
+
+// DecodeHeader decodes a header as Reader.ReadHeader returns it: the BHS
+// and its AHS. Data is left nil (read it with Reader.ReadData).
+func (m *TextResponse) DecodeHeader(h *BHS, ahs []byte) error {
+	if err := checkHeader(h, ahs, OpTextResponse); err != nil {
+		return err
+	}
+	m.set(h, ahs, nil)
+	return nil
+}
+
+func (m *TextResponse) set(h *BHS, ahs, data []byte) {
 	*m = TextResponse{
 		Final:    h[1]&0x80 != 0,
 		Continue: h[1]&0x40 != 0,
@@ -108,7 +137,6 @@ func (m *TextResponse) Decode(src []byte) error {
 		AHS:      ahs,
 		Data:     data,
 	}
-	return nil
 }
 
 func finalCont(f, c bool) byte {
