@@ -1,0 +1,16 @@
+// Package login is the iSCSI login engine (RFC 7143 §6, §11.12, §11.13,
+// §12, §13): the security stage with CHAP (RFC 1994, RFC 7143 §12.1.3),
+// the operational stage with a declarative table of every RFC 7143 key,
+// and the transition to the full feature phase. It also carries the small
+// Text-exchange helper that discovery (SendTargets) uses.
+//
+// The engine never touches a socket. It is written against Transport, a
+// PDU-at-a-time interface, so the same code logs in over a TCP connection
+// (NewConnTransport, used by the userspace initiator) and over the kernel's
+// netlink SEND_PDU/RECV_PDU channel (used by the kernel binding), exactly as
+// iscsid does for iscsi_tcp.
+//
+// Secrets never appear in logs, errors or %v output: CHAP formats itself
+// with the secrets replaced, and the debug log of the exchanged keys shows
+// CHAP_R and CHAP_C values as "<redacted>".
+package login
