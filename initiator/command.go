@@ -1,0 +1,251 @@
+package initiator
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/gosan/iscsi/pdu"
+	"github.com/gosan/iscsi/scsi"
+)
+
+// Result is the outcome of a SCSI command that reached the target.
+type Result struct {
+	Status scsi.Status
+	// Sense is the sense data of a CHECK CONDITION (without the iSCSI
+	// SenseLength prefix); nil otherwise.
+	Sense []byte
+	// Residual is the residual count the target reported: with Underflow,
+	// how many of the expected bytes were not transferred; with Overflow,
+	// how many more the command wanted to transfer.
+	Residual  int
+	Underflow bool
+	Overflow  bool
+	// Transferred is the number of Data-In bytes received (reads).
+	Transferred int
+}
+
+// Err converts a non-GOOD status into scsi's typed errors (*scsi.SenseError
+// for CHECK CONDITION with sense data, else *scsi.StatusError); nil for GOOD.
+func (r *Result) Err() error {
+	switch r.Status {
+	case scsi.StatusGood, scsi.StatusConditionMet:
+		return nil
+	case scsi.StatusCheckCondition:
+		if len(r.Sense) == 0 {
+			return scsi.ResponseError(r.Status, nil)
+		}
+		s, err := scsi.ParseSense(r.Sense)
+		if err != nil {
+			return &scsi.StatusError{Status: r.Status, SenseErr: err}
+		}
+		return &scsi.SenseError{Status: r.Status, Sense: s}
+	}
+	return scsi.ResponseError(r.Status, nil)
+}
+
+// errCDBTooLong is returned for CDBs over 16 bytes (extended CDB AHS is not supported).
+var errCDBTooLong = errors.New("iscsi: CDB longer than 16 bytes is not supported")
+
+// errBidi is returned for commands with both data directions.
+var errBidi = errors.New("iscsi: bidirectional commands are not supported")
+
+// execute runs one SCSI command on the session: dataIn is the read buffer
+// (its length is the expected transfer length), dataOut the data to write;
+// at most one is non-empty. res is filled when the command completed at the
+// target (the error is then nil even for a non-GOOD status).
+func (s *Session) execute(ctx context.Context, lun uint64, cdb []byte, dataIn, dataOut []byte, res *Result) error {
+	c, sl, err := s.start(ctx, lun, cdb, dataIn, dataOut)
+	if err != nil {
+		return err
+	}
+	return s.wait(ctx, c, sl, res)
+}
+
+// start sends a SCSI command and returns its slot without waiting.
+func (s *Session) start(ctx context.Context, lun uint64, cdb []byte, dataIn, dataOut []byte) (*conn, *slot, error) {
+	if len(cdb) > 16 {
+		return nil, nil, errCDBTooLong
+	}
+	if len(dataIn) > 0 && len(dataOut) > 0 {
+		return nil, nil, errBidi
+	}
+	c, err := s.current()
+	if err != nil {
+		return nil, nil, err
+	}
+	var idx uint16
+	select {
+	case idx = <-s.slots.free:
+	default:
+		select {
+		case idx = <-s.slots.free:
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-c.dead:
+			return nil, nil, c.deadErr
+		}
+	}
+	sl := &s.slots.slots[idx]
+	sl.arm()
+	sl.kind = kindSCSI
+	sl.lun = lun
+	sl.in = dataIn
+	sl.out = dataOut
+
+	var hdr pdu.BHS
+	hdr[0] = byte(pdu.OpSCSICommand)
+	flags := byte(scsiCmdFinal | attrSimple)
+	edtl := 0
+	if len(dataIn) > 0 {
+		flags |= scsiCmdRead
+		edtl = len(dataIn)
+	}
+	var imm []byte
+	unsol := 0 // bytes sent as unsolicited Data-Out after the command
+	if len(dataOut) > 0 {
+		flags |= scsiCmdWrite
+		edtl = len(dataOut)
+		first := int(s.neg.FirstBurstLength)
+		if first == 0 || first > edtl {
+			first = edtl
+		}
+		if s.neg.ImmediateData {
+			imm = dataOut[:min(first, int(c.maxXmit))]
+		}
+		if !s.neg.InitialR2T {
+			unsol = first - len(imm)
+		}
+		if unsol > 0 {
+			flags &^= scsiCmdFinal // unsolicited Data-Out PDUs follow
+		}
+	}
+	hdr[1] = flags
+	binary.BigEndian.PutUint64(hdr[8:16], lun)
+	hdr.PutUint32(20, uint32(edtl))
+	copy(hdr[32:48], cdb)
+	hdr.SetDataSegmentLength(len(imm))
+
+	if err := s.win.lockOpen(ctx, c.dead, c.err); err != nil {
+		s.slots.release(sl)
+		return nil, nil, err
+	}
+	sn := s.win.cmdSN
+	s.win.cmdSN++
+	sl.cmdSN = sn
+	hdr.PutUint32(24, sn)
+	itt := sl.publish()
+	hdr.PutUint32(16, itt)
+	c.qmu.Lock()
+	s.win.mu.Unlock()
+	c.enqueueLocked(&hdr, imm)
+	if unsol > 0 {
+		c.queueDataOutLocked(sl, itt, reservedTTT, uint32(len(imm)), uint32(unsol))
+	}
+	c.kickLocked()
+	return c, sl, nil
+}
+
+// queueDataOutLocked queues Data-Out PDUs for [off, off+n) of the slot's
+// buffer, each at most the target's MaxRecvDataSegmentLength, DataSN from 0,
+// F on the last. The caller holds c.qmu.
+func (c *conn) queueDataOutLocked(sl *slot, itt, ttt, off, n uint32) {
+	var hdr pdu.BHS
+	hdr[0] = byte(pdu.OpDataOut)
+	binary.BigEndian.PutUint64(hdr[8:16], sl.lun)
+	hdr.PutUint32(16, itt)
+	hdr.PutUint32(20, ttt)
+	end := off + n
+	dsn := uint32(0)
+	for off < end {
+		chunk := min(end-off, c.maxXmit)
+		hdr[1] = 0
+		if off+chunk == end {
+			hdr[1] = dataOutFinal
+		}
+		hdr.SetDataSegmentLength(int(chunk))
+		hdr.PutUint32(36, dsn)
+		hdr.PutUint32(40, off)
+		c.enqueueLocked(&hdr, sl.out[off:off+chunk])
+		off += chunk
+		dsn++
+	}
+}
+
+// wait waits for the slot's task to finish and frees the slot.
+func (s *Session) wait(ctx context.Context, c *conn, sl *slot, res *Result) error {
+	select {
+	case <-sl.ev:
+	case <-c.dead:
+		<-c.readerDone // the reader no longer touches the slot
+		sl.mu.Lock()
+		done := sl.done
+		sl.mu.Unlock()
+		if !done {
+			sl.itt.Store(idleITT)
+			s.slots.release(sl)
+			return c.deadErr
+		}
+	case <-ctx.Done():
+		return s.abort(ctx, c, sl)
+	}
+	err := sl.err
+	if err == nil {
+		if sl.response != 0 {
+			err = &CommandError{Response: sl.response}
+		} else if res != nil {
+			res.Status = scsi.Status(sl.status)
+			res.Overflow = sl.flags&residualOverflowBit != 0
+			res.Underflow = sl.flags&residualUnderBit != 0
+			res.Residual = 0
+			if res.Overflow || res.Underflow {
+				res.Residual = int(sl.residual)
+			}
+			res.Transferred = int(sl.nextOff)
+			res.Sense = nil
+			if sl.senseLen >= 2 {
+				n := int(binary.BigEndian.Uint16(sl.sense[:2]))
+				n = min(n, sl.senseLen-2)
+				if n > 0 {
+					res.Sense = append([]byte(nil), sl.sense[2:2+n]...)
+				}
+			}
+		}
+	} else {
+		var ce *ConnectionError
+		if !errors.As(err, &ce) {
+			var pe *ProtocolError
+			if errors.As(err, &pe) {
+				err = &ConnectionError{Op: "receive", Err: err}
+			}
+		}
+	}
+	sl.in, sl.out = nil, nil
+	s.slots.release(sl)
+	return err
+}
+
+// abort runs ABORT TASK for a command whose caller gave up, and frees the
+// slot only when no PDU of that task can reach its buffer any more: after
+// the TMF response, or after the connection is gone.
+func (s *Session) abort(ctx context.Context, c *conn, sl *slot) error {
+	cause := ctx.Err()
+	tctx, cancel := context.WithTimeout(context.Background(), s.cfg.tmfTimeout)
+	err := s.tmf(tctx, tmfAbortTask, sl.lun, sl.ittFor(), sl.cmdSN)
+	cancel()
+	var te *TMFError
+	if err != nil && !(errors.As(err, &te) && te.Response == 1) {
+		// The abort did not settle the task: drop the connection so the
+		// target cannot send it any more data.
+		c.fail(&ConnectionError{Op: "abort task", Err: fmt.Errorf("%w (abort: %v)", cause, err)})
+		<-c.readerDone
+	} else {
+		s.log.Debug("iscsi: command aborted", "itt", sl.ittFor(), "cmdSN", sl.cmdSN)
+	}
+	// Either the reader retired the ITT (TMF response) or it has exited.
+	sl.itt.Store(idleITT)
+	sl.in, sl.out = nil, nil
+	s.slots.release(sl)
+	return cause
+}

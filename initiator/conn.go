@@ -1,0 +1,567 @@
+package initiator
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gosan/iscsi/pdu"
+)
+
+// outPDU is one queued PDU: its header lives in the queue entry, its data is
+// the caller's buffer (not copied).
+type outPDU struct {
+	hdr  pdu.BHS
+	data []byte
+}
+
+// conn is one TCP connection of a session in full feature phase. A
+// replacement connection (recovery) gets a new conn; the slot table and the
+// command window belong to the session.
+type conn struct {
+	s   *Session
+	nc  net.Conn
+	r   *pdu.Reader
+	w   *pdu.Writer
+	cid uint16
+	log *slog.Logger
+
+	maxXmit uint32 // target's MaxRecvDataSegmentLength: largest data segment we send
+	mrdsl   uint32 // ours
+
+	// send queue with flat combining: whoever finds flushing false flushes
+	// everything queued, including what others queue meanwhile.
+	qmu      sync.Mutex
+	pend     []outPDU
+	spare    []outPDU
+	flushing bool
+
+	expStatSN atomic.Uint32
+	rxCount   atomic.Uint64 // PDUs received, for the keepalive
+
+	// target-initiated NOP-In pings waiting for our NOP-Out answer
+	pingMu  sync.Mutex
+	pings   []pingReq
+	auxKick chan struct{}
+	// flushKick asks the aux goroutine to flush what the reader queued.
+	flushKick chan struct{}
+
+	failOnce   sync.Once
+	deadErr    error
+	dead       chan struct{} // closed when the connection failed or was closed
+	readerDone chan struct{}
+	auxDone    chan struct{}
+
+	scratch []byte // for data segments that are not Data-In payload
+}
+
+type pingReq struct {
+	ttt  uint32
+	lun  uint64
+	data []byte
+}
+
+func newConn(s *Session, nc net.Conn, r *pdu.Reader, w *pdu.Writer, maxXmit, mrdsl uint32, statSN uint32) *conn {
+	c := &conn{
+		s:          s,
+		nc:         nc,
+		r:          r,
+		w:          w,
+		log:        s.log,
+		maxXmit:    maxXmit,
+		mrdsl:      mrdsl,
+		pend:       make([]outPDU, 0, 64),
+		spare:      make([]outPDU, 0, 64),
+		auxKick:    make(chan struct{}, 1),
+		flushKick:  make(chan struct{}, 1),
+		dead:       make(chan struct{}),
+		readerDone: make(chan struct{}),
+		auxDone:    make(chan struct{}),
+		scratch:    make([]byte, 8192),
+	}
+	c.expStatSN.Store(statSN + 1)
+	return c
+}
+
+func (c *conn) start() {
+	go c.readLoop()
+	go c.auxLoop()
+}
+
+// fail marks the connection dead with err (the first error wins) and closes
+// the socket, which stops the reader and any writer.
+func (c *conn) fail(err error) {
+	c.failOnce.Do(func() {
+		c.deadErr = err
+		close(c.dead)
+		_ = c.nc.Close()
+		if c.log.Enabled(context.Background(), slog.LevelDebug) {
+			c.log.Debug("iscsi: connection down", "err", err)
+		}
+	})
+}
+
+func (c *conn) err() error {
+	<-c.dead
+	return c.deadErr
+}
+
+func (c *conn) isDead() bool {
+	select {
+	case <-c.dead:
+		return true
+	default:
+		return false
+	}
+}
+
+// enqueueLocked appends a PDU; the caller holds qmu.
+func (c *conn) enqueueLocked(hdr *pdu.BHS, data []byte) {
+	hdr.PutUint32(28, c.expStatSN.Load())
+	c.pend = append(c.pend, outPDU{hdr: *hdr, data: data})
+}
+
+// kick flushes the queue unless another goroutine is flushing it; the
+// caller holds qmu, which kick releases.
+func (c *conn) kickLocked() {
+	if c.flushing {
+		c.qmu.Unlock()
+		return
+	}
+	c.flushing = true
+	for len(c.pend) > 0 {
+		batch := c.pend
+		c.pend = c.spare[:0]
+		c.qmu.Unlock()
+		var err error
+		if !c.isDead() {
+			for i := range batch {
+				c.w.Queue(batch[i].hdr[:], batch[i].data)
+			}
+			err = c.w.Flush()
+		}
+		for i := range batch {
+			batch[i].data = nil
+		}
+		if err != nil {
+			c.fail(&ConnectionError{Op: "send", Err: err})
+		}
+		c.qmu.Lock()
+		c.spare = batch[:0]
+	}
+	c.flushing = false
+	c.qmu.Unlock()
+}
+
+// send queues one PDU and flushes.
+func (c *conn) send(hdr *pdu.BHS, data []byte) {
+	c.qmu.Lock()
+	c.enqueueLocked(hdr, data)
+	c.kickLocked()
+}
+
+// updateStatSN records a StatSN from a status-carrying PDU.
+func (c *conn) updateStatSN(statSN uint32) {
+	next := statSN + 1
+	for {
+		cur := c.expStatSN.Load()
+		if !pdu.SerialGreater(next, cur) {
+			return
+		}
+		if c.expStatSN.CompareAndSwap(cur, next) {
+			return
+		}
+	}
+}
+
+func (c *conn) protoErr(format string, args ...any) error {
+	return &ProtocolError{Reason: fmt.Sprintf(format, args...)}
+}
+
+// readLoop is the connection's only reader: it routes every PDU by ITT.
+func (c *conn) readLoop() {
+	defer close(c.readerDone)
+	err := c.readPDUs()
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) {
+		select {
+		case <-c.dead:
+			err = c.deadErr
+		default:
+		}
+	}
+	if err == nil {
+		err = io.EOF
+	}
+	var ce *ConnectionError
+	if !errors.As(err, &ce) {
+		err = &ConnectionError{Op: "receive", Err: err}
+	}
+	c.fail(err)
+}
+
+func (c *conn) readPDUs() error {
+	s := c.s
+	for {
+		h, _, err := c.r.ReadHeader()
+		if err != nil {
+			return err
+		}
+		c.rxCount.Add(1)
+		op := h.Opcode()
+		dlen := h.DataSegmentLength()
+		itt := h.ITT()
+		switch op {
+		case pdu.OpDataIn:
+			if err := c.dataIn(h, itt, dlen); err != nil {
+				return err
+			}
+		case pdu.OpSCSIResponse:
+			s.win.update(h.Uint32(28), h.Uint32(32))
+			c.updateStatSN(h.Uint32(24))
+			sl := s.slots.lookup(itt)
+			if sl == nil || sl.kind != kindSCSI {
+				if err := c.discard(dlen, "SCSI Response", itt); err != nil {
+					return err
+				}
+				continue
+			}
+			sl.response = h[2]
+			sl.status = h[3]
+			sl.flags = h[1]
+			sl.residual = h.Uint32(44)
+			if dlen > 0 {
+				buf, err := c.readScratch(dlen)
+				if err != nil {
+					return err
+				}
+				// Keep the segment as the target sent it (SenseLength +
+				// sense data), truncated to the slot's buffer.
+				sl.senseLen = copy(sl.sense[:], buf)
+			}
+			if h[2] == 0 && sl.in != nil && h[3] == 0 && sl.flags&0x06 == 0 && sl.nextOff != uint32(len(sl.in)) {
+				// Good status, no residual reported, but not all data arrived.
+				sl.flags |= 0x02
+				sl.residual = uint32(len(sl.in)) - sl.nextOff
+			}
+			sl.finish(nil)
+		case pdu.OpR2T:
+			s.win.update(h.Uint32(28), h.Uint32(32))
+			if err := c.r2t(h, itt); err != nil {
+				return err
+			}
+			if dlen > 0 {
+				if err := c.r.DiscardData(); err != nil {
+					return err
+				}
+			}
+		case pdu.OpNOPIn:
+			if err := c.nopIn(h, itt, dlen); err != nil {
+				return err
+			}
+		case pdu.OpTaskMgmtResponse, pdu.OpLogoutResponse:
+			s.win.update(h.Uint32(28), h.Uint32(32))
+			c.updateStatSN(h.Uint32(24))
+			if dlen > 0 {
+				if err := c.r.DiscardData(); err != nil {
+					return err
+				}
+			}
+			sl := s.slots.lookup(itt)
+			want := kindTMF
+			if op == pdu.OpLogoutResponse {
+				want = kindLogout
+			}
+			if sl == nil || sl.kind != want {
+				c.debug("iscsi: response for unknown task", "opcode", op, "itt", itt)
+				continue
+			}
+			sl.response = h[2]
+			sl.hdrBuf = *h
+			if op == pdu.OpTaskMgmtResponse && sl.refITT != idleITT && (h[2] == 0 || h[2] == 1) {
+				// The aborted task is over: retire its ITT here, in the
+				// reader, so no later PDU can reach its buffer.
+				if ref := s.slots.lookup(sl.refITT); ref != nil {
+					ref.itt.Store(idleITT)
+				}
+			}
+			sl.finish(nil)
+		case pdu.OpAsyncMessage:
+			s.win.update(h.Uint32(28), h.Uint32(32))
+			c.updateStatSN(h.Uint32(24))
+			if err := c.asyncMessage(h, dlen); err != nil {
+				return err
+			}
+		case pdu.OpReject:
+			s.win.update(h.Uint32(28), h.Uint32(32))
+			c.updateStatSN(h.Uint32(24))
+			reason := h[2]
+			buf, err := c.readScratch(dlen)
+			if err != nil {
+				return err
+			}
+			if len(buf) < pdu.BHSLen {
+				return c.protoErr("reject without the rejected header")
+			}
+			var rej pdu.BHS
+			copy(rej[:], buf)
+			rit := rej.ITT()
+			c.debug("iscsi: reject", "reason", reason, "itt", rit, "opcode", rej.Opcode())
+			if sl := s.slots.lookup(rit); sl != nil {
+				sl.finish(&RejectError{Reason: reason})
+			}
+		default:
+			// Text responses and anything else we did not ask for.
+			c.debug("iscsi: unexpected PDU", "opcode", op, "itt", itt)
+			if dlen > 0 {
+				if err := c.r.DiscardData(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+func (c *conn) debug(msg string, args ...any) {
+	if c.log.Enabled(context.Background(), slog.LevelDebug) {
+		c.log.Debug(msg, args...)
+	}
+}
+
+func (c *conn) discard(dlen int, what string, itt uint32) error {
+	c.debug("iscsi: PDU for unknown task", "pdu", what, "itt", itt)
+	if dlen > 0 {
+		return c.r.DiscardData()
+	}
+	return nil
+}
+
+// readScratch reads the data segment into the connection's scratch buffer.
+func (c *conn) readScratch(dlen int) ([]byte, error) {
+	if dlen == 0 {
+		return nil, nil
+	}
+	if dlen > len(c.scratch) {
+		if dlen > int(c.mrdsl) && dlen > 8192 {
+			return nil, c.protoErr("data segment %d exceeds our limit", dlen)
+		}
+		c.scratch = make([]byte, dlen)
+	}
+	buf := c.scratch[:dlen]
+	if err := c.r.ReadData(buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+func (c *conn) dataIn(h *pdu.BHS, itt uint32, dlen int) error {
+	s := c.s
+	s.win.update(h.Uint32(28), h.Uint32(32))
+	sl := s.slots.lookup(itt)
+	if sl == nil || sl.kind != kindSCSI {
+		return c.discard(dlen, "Data-In", itt)
+	}
+	flags := h[1]
+	off := h.Uint32(40)
+	dsn := h.Uint32(36)
+	if dsn != sl.expDataSN {
+		err := c.protoErr("Data-In DataSN %d, want %d", dsn, sl.expDataSN)
+		sl.finish(err)
+		return err
+	}
+	if off != sl.nextOff || uint64(off)+uint64(dlen) > uint64(len(sl.in)) {
+		err := c.protoErr("Data-In offset %d length %d outside the expected %d bytes (next %d)", off, dlen, len(sl.in), sl.nextOff)
+		sl.finish(err)
+		return err
+	}
+	if dlen > 0 {
+		if err := c.r.ReadData(sl.in[off : int(off)+dlen]); err != nil {
+			return err
+		}
+	}
+	sl.expDataSN++
+	sl.nextOff = off + uint32(dlen)
+	if flags&0x01 != 0 { // S: status in this PDU
+		if flags&0x80 == 0 {
+			err := c.protoErr("Data-In with status but without the F bit")
+			sl.finish(err)
+			return err
+		}
+		c.updateStatSN(h.Uint32(24))
+		sl.status = h[3]
+		sl.flags = flags
+		sl.residual = h.Uint32(44)
+		if flags&0x06 == 0 && sl.nextOff != uint32(len(sl.in)) {
+			sl.flags |= 0x02
+			sl.residual = uint32(len(sl.in)) - sl.nextOff
+		}
+		sl.finish(nil)
+	}
+	return nil
+}
+
+func (c *conn) r2t(h *pdu.BHS, itt uint32) error {
+	sl := c.s.slots.lookup(itt)
+	if sl == nil || sl.kind != kindSCSI {
+		c.debug("iscsi: R2T for unknown task", "itt", itt)
+		return nil
+	}
+	ttt := h.Uint32(20)
+	sn := h.Uint32(36)
+	off := h.Uint32(40)
+	n := h.Uint32(44)
+	var err error
+	switch {
+	case sn != sl.r2tSN:
+		err = c.protoErr("R2TSN %d, want %d", sn, sl.r2tSN)
+	case n == 0 || uint64(off)+uint64(n) > uint64(len(sl.out)):
+		err = c.protoErr("R2T offset %d length %d outside the %d-byte write", off, n, len(sl.out))
+	case ttt == 0xffffffff:
+		err = c.protoErr("R2T with reserved TTT")
+	case n > c.s.neg.MaxBurstLength && c.s.neg.MaxBurstLength != 0:
+		err = c.protoErr("R2T length %d above MaxBurstLength %d", n, c.s.neg.MaxBurstLength)
+	}
+	if err != nil {
+		sl.finish(err)
+		return err
+	}
+	sl.r2tSN++
+	// Queue the Data-Out PDUs; the reader never writes to the socket
+	// itself (a full send buffer must not stop it from reading), so when
+	// nobody is flushing it asks the aux goroutine to.
+	c.qmu.Lock()
+	c.queueDataOutLocked(sl, itt, ttt, off, n)
+	busy := c.flushing
+	c.qmu.Unlock()
+	if !busy {
+		select {
+		case c.flushKick <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+func (c *conn) nopIn(h *pdu.BHS, itt uint32, dlen int) error {
+	s := c.s
+	s.win.update(h.Uint32(28), h.Uint32(32))
+	ttt := h.Uint32(20)
+	if itt != idleITT {
+		// Answer to our ping.
+		c.updateStatSN(h.Uint32(24))
+		if dlen > 0 {
+			if err := c.r.DiscardData(); err != nil {
+				return err
+			}
+		}
+		if sl := s.slots.lookup(itt); sl != nil && sl.kind == kindNOP {
+			sl.finish(nil)
+		}
+		return nil
+	}
+	var data []byte
+	if dlen > 0 {
+		buf, err := c.readScratch(dlen)
+		if err != nil {
+			return err
+		}
+		data = append([]byte(nil), buf...)
+	}
+	if ttt == 0xffffffff {
+		return nil // an unsolicited NOP-In that wants no answer (window update)
+	}
+	c.pingMu.Lock()
+	if len(c.pings) < 16 {
+		c.pings = append(c.pings, pingReq{ttt: ttt, lun: h.LUN(), data: data})
+	}
+	c.pingMu.Unlock()
+	select {
+	case c.auxKick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (c *conn) asyncMessage(h *pdu.BHS, dlen int) error {
+	event := h[36]
+	p3 := binary.BigEndian.Uint16(h[42:44])
+	if dlen > 0 {
+		if err := c.r.DiscardData(); err != nil {
+			return err
+		}
+	}
+	c.debug("iscsi: async message", "event", event, "param1", binary.BigEndian.Uint16(h[38:40]), "param2", binary.BigEndian.Uint16(h[40:42]), "param3", p3)
+	switch event {
+	case 1: // target requests logout within Parameter3 seconds
+		c.s.asyncLogout(c, time.Duration(p3)*time.Second)
+	case 2, 3: // target will drop the connection / all connections
+		c.s.markDropRequested()
+	case 4: // parameter renegotiation: we keep the values; log it
+		c.debug("iscsi: target asks for parameter renegotiation; keeping current values")
+	}
+	return nil
+}
+
+// auxLoop answers target pings and sends keepalive NOP-Outs, so the reader
+// never blocks on the socket's send side.
+func (c *conn) auxLoop() {
+	defer close(c.auxDone)
+	s := c.s
+	interval := s.cfg.nopInterval
+	var tick <-chan time.Time
+	if interval > 0 {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		tick = t.C
+	}
+	last := c.rxCount.Load()
+	for {
+		select {
+		case <-c.dead:
+			return
+		case <-c.flushKick:
+			c.qmu.Lock()
+			c.kickLocked()
+		case <-c.auxKick:
+			c.pingMu.Lock()
+			pings := c.pings
+			c.pings = nil
+			c.pingMu.Unlock()
+			for _, p := range pings {
+				var hdr pdu.BHS
+				hdr[0] = byte(pdu.OpNOPOut) | 0x40
+				hdr[1] = 0x80
+				binary.BigEndian.PutUint64(hdr[8:16], p.lun)
+				hdr.PutUint32(16, idleITT)
+				hdr.PutUint32(20, p.ttt)
+				hdr.SetDataSegmentLength(len(p.data))
+				s.win.mu.Lock()
+				hdr.PutUint32(24, s.win.cmdSN)
+				c.qmu.Lock()
+				s.win.mu.Unlock()
+				c.enqueueLocked(&hdr, p.data)
+				c.kickLocked()
+			}
+		case <-tick:
+			now := c.rxCount.Load()
+			if now != last {
+				last = now
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.nopTimeout)
+			err := s.ping(ctx, c)
+			cancel()
+			if err != nil && !c.isDead() {
+				c.fail(&ConnectionError{Op: "keepalive", Err: fmt.Errorf("no NOP-In within %v: %w", s.cfg.nopTimeout, err)})
+				return
+			}
+			last = c.rxCount.Load()
+		}
+	}
+}

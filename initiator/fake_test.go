@@ -1,0 +1,366 @@
+package initiator
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gosan/iscsi/internal/login"
+	"github.com/gosan/iscsi/pdu"
+	"github.com/stretchr/testify/require"
+)
+
+// fakeTarget is a scripted iSCSI target in full feature phase, for unit
+// tests of the session machinery without a login. By default it serves an
+// in-memory disk; tests override handle to misbehave.
+type fakeTarget struct {
+	t   testing.TB
+	nc  net.Conn
+	r   *pdu.Reader
+	wmu sync.Mutex
+	w   *pdu.Writer
+
+	mu       sync.Mutex
+	statSN   uint32
+	expCmdSN uint32
+	maxCmdSN uint32
+	disk     []byte
+	bs       int
+	mrdsl    int // the initiator's MaxRecvDataSegmentLength: our Data-In size
+	maxBurst int
+	writes   map[uint32]*fakeWrite
+	nextTTT  uint32
+	// log of PDUs received (headers), for assertions
+	got []pdu.BHS
+
+	// handle, when set, sees every PDU first; it returns true when it
+	// handled it.
+	handle func(ft *fakeTarget, h *pdu.BHS, data []byte) bool
+	done   chan struct{}
+}
+
+type fakeWrite struct {
+	lun      uint64
+	itt      uint32
+	lba      int
+	edtl     int
+	buf      []byte
+	received int
+	ttt      uint32
+	r2tSN    uint32
+	r2tOff   int
+	r2tLen   int
+	dataSN   uint32
+	next     int
+}
+
+var testNeg = login.Negotiated{
+	SessionType:              "Normal",
+	MaxRecvDataSegmentLength: 65536,
+	MaxXmitDataSegmentLength: 8192,
+	MaxBurstLength:           262144,
+	FirstBurstLength:         65536,
+	MaxOutstandingR2T:        1,
+	ImmediateData:            true,
+	InitialR2T:               true,
+	DataPDUInOrder:           true,
+	DataSequenceInOrder:      true,
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("ISCSI_DEBUG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// newFakePair connects a Session (skipping login) to a fakeTarget over
+// loopback TCP.
+func newFakePair(t testing.TB, neg login.Negotiated, handle func(*fakeTarget, *pdu.BHS, []byte) bool, opts ...Option) (*Session, *fakeTarget) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	type acc struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan acc, 1)
+	go func() {
+		c, err := ln.Accept()
+		ch <- acc{c, err}
+	}()
+	cc, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	a := <-ch
+	require.NoError(t, a.err)
+
+	ft := &fakeTarget{
+		t: t, nc: a.c, r: pdu.NewReader(a.c, 0), w: pdu.NewWriter(a.c),
+		statSN: 100, expCmdSN: 1, maxCmdSN: 64,
+		disk: make([]byte, 4<<20), bs: 512,
+		mrdsl: int(neg.MaxRecvDataSegmentLength), maxBurst: int(neg.MaxBurstLength),
+		writes: map[uint32]*fakeWrite{}, nextTTT: 1,
+		handle: handle, done: make(chan struct{}),
+	}
+	for i := range ft.disk {
+		ft.disk[i] = byte(i/512) ^ byte(i)
+	}
+	opts = append([]Option{WithLogger(testLogger(t)), WithNOP(0, 0), WithTMFTimeout(2 * time.Second), WithLogoutTimeout(2 * time.Second)}, opts...)
+	cfg := buildConfig(opts)
+	s := &Session{cfg: cfg, log: cfg.logger, target: "iqn.test:fake", isid: cfg.isid}
+	c := newConn(s, cc, pdu.NewReader(cc, cfg.readBufSize), pdu.NewWriter(cc), neg.MaxXmitDataSegmentLength, neg.MaxRecvDataSegmentLength, 99)
+	s.attach(c, neg, 1, 1, 1, 64)
+	go ft.serve()
+	t.Cleanup(func() {
+		_ = s.Close()
+		_ = ft.nc.Close()
+		<-ft.done
+	})
+	return s, ft
+}
+
+func (ft *fakeTarget) serve() {
+	defer close(ft.done)
+	for {
+		h, _, err := ft.r.ReadHeader()
+		if err != nil {
+			return
+		}
+		hdr := *h
+		var data []byte
+		if n := hdr.DataSegmentLength(); n > 0 {
+			data = make([]byte, n)
+			if err := ft.r.ReadData(data); err != nil {
+				return
+			}
+		}
+		ft.mu.Lock()
+		ft.got = append(ft.got, hdr)
+		if !hdr.Immediate() && (hdr.Opcode() == pdu.OpSCSICommand) {
+			ft.expCmdSN = hdr.CmdSN() + 1
+			ft.maxCmdSN = ft.expCmdSN + 63
+		}
+		ft.mu.Unlock()
+		if ft.handle != nil && ft.handle(ft, &hdr, data) {
+			continue
+		}
+		ft.serveDefault(&hdr, data)
+	}
+}
+
+func (ft *fakeTarget) received() []pdu.BHS {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	return append([]pdu.BHS(nil), ft.got...)
+}
+
+// send writes one PDU, filling ExpCmdSN/MaxCmdSN, and StatSN when status.
+func (ft *fakeTarget) send(h *pdu.BHS, data []byte, status bool) {
+	ft.mu.Lock()
+	if status {
+		h.PutUint32(24, ft.statSN)
+		ft.statSN++
+	} else {
+		h.PutUint32(24, ft.statSN)
+	}
+	h.PutUint32(28, ft.expCmdSN)
+	h.PutUint32(32, ft.maxCmdSN)
+	ft.mu.Unlock()
+	h.SetDataSegmentLength(len(data))
+	ft.wmu.Lock()
+	ft.w.Queue(h[:], data)
+	_ = ft.w.Flush()
+	ft.wmu.Unlock()
+}
+
+func (ft *fakeTarget) sendRaw(h *pdu.BHS, data []byte) {
+	h.SetDataSegmentLength(len(data))
+	ft.wmu.Lock()
+	ft.w.Queue(h[:], data)
+	_ = ft.w.Flush()
+	ft.wmu.Unlock()
+}
+
+func (ft *fakeTarget) scsiResponse(itt uint32, status uint8, sense []byte) {
+	var h pdu.BHS
+	h[0] = byte(pdu.OpSCSIResponse)
+	h[1] = 0x80
+	h[3] = status
+	h.PutUint32(16, itt)
+	var data []byte
+	if len(sense) > 0 {
+		data = binary.BigEndian.AppendUint16(nil, uint16(len(sense)))
+		data = append(data, sense...)
+	}
+	ft.send(&h, data, true)
+}
+
+func cdbLBA(cdb []byte) (lba, blocks int) {
+	switch cdb[0] {
+	case 0x28, 0x2a:
+		return int(binary.BigEndian.Uint32(cdb[2:])), int(binary.BigEndian.Uint16(cdb[7:]))
+	case 0x88, 0x8a:
+		return int(binary.BigEndian.Uint64(cdb[2:])), int(binary.BigEndian.Uint32(cdb[10:]))
+	}
+	return 0, 0
+}
+
+func (ft *fakeTarget) serveDefault(h *pdu.BHS, data []byte) {
+	switch h.Opcode() {
+	case pdu.OpSCSICommand:
+		cdb := h[32:48]
+		itt := h.ITT()
+		edtl := int(h.Uint32(20))
+		switch cdb[0] {
+		case 0x28, 0x88:
+			lba, blocks := cdbLBA(cdb)
+			off, n := lba*ft.bs, blocks*ft.bs
+			ft.dataIn(itt, ft.disk[off:off+n], edtl)
+		case 0x2a, 0x8a:
+			lba, _ := cdbLBA(cdb)
+			w := &fakeWrite{lun: h.LUN(), itt: itt, lba: lba, edtl: edtl, buf: make([]byte, edtl)}
+			w.received = copy(w.buf, data)
+			if w.received == edtl {
+				ft.finishWrite(w)
+				return
+			}
+			ft.r2t(w)
+		default:
+			ft.scsiResponse(itt, 0, nil)
+		}
+	case pdu.OpDataOut:
+		ft.mu.Lock()
+		w := ft.writes[h.TTT()]
+		ft.mu.Unlock()
+		if w == nil {
+			ft.t.Errorf("fake: Data-Out with unknown TTT %#x", h.TTT())
+			return
+		}
+		off := int(h.Uint32(40))
+		if h.Uint32(36) != w.dataSN {
+			ft.t.Errorf("fake: Data-Out DataSN %d, want %d", h.Uint32(36), w.dataSN)
+		}
+		w.dataSN++
+		if off < w.r2tOff || off+len(data) > w.r2tOff+w.r2tLen {
+			ft.t.Errorf("fake: Data-Out offset %d len %d outside R2T %d+%d", off, len(data), w.r2tOff, w.r2tLen)
+			return
+		}
+		copy(w.buf[off:], data)
+		w.received += len(data)
+		if h.Final() {
+			if off+len(data) != w.r2tOff+w.r2tLen {
+				ft.t.Errorf("fake: F bit before the end of the R2T sequence")
+			}
+			ft.mu.Lock()
+			delete(ft.writes, w.ttt)
+			ft.mu.Unlock()
+			if w.r2tOff+w.r2tLen == w.edtl {
+				ft.finishWrite(w)
+			} else {
+				ft.r2t(w)
+			}
+		}
+	case pdu.OpNOPOut:
+		if h.ITT() == idleITT {
+			return // answer to our ping
+		}
+		var r pdu.BHS
+		r[0] = byte(pdu.OpNOPIn)
+		r[1] = 0x80
+		r.PutUint32(16, h.ITT())
+		r.PutUint32(20, reservedTTT)
+		ft.send(&r, data, true)
+	case pdu.OpLogoutRequest:
+		var r pdu.BHS
+		r[0] = byte(pdu.OpLogoutResponse)
+		r[1] = 0x80
+		r.PutUint32(16, h.ITT())
+		ft.send(&r, nil, true)
+	case pdu.OpTaskMgmtRequest:
+		var r pdu.BHS
+		r[0] = byte(pdu.OpTaskMgmtResponse)
+		r[1] = 0x80
+		r.PutUint32(16, h.ITT())
+		ft.send(&r, nil, true)
+	}
+}
+
+func (ft *fakeTarget) finishWrite(w *fakeWrite) {
+	ft.mu.Lock()
+	copy(ft.disk[w.lba*ft.bs:], w.buf)
+	ft.mu.Unlock()
+	ft.scsiResponse(w.itt, 0, nil)
+}
+
+func (ft *fakeTarget) r2t(w *fakeWrite) {
+	ft.mu.Lock()
+	w.ttt = ft.nextTTT
+	ft.nextTTT++
+	ft.writes[w.ttt] = w
+	ft.mu.Unlock()
+	if w.next == 0 {
+		w.next = w.received
+	}
+	w.r2tOff = w.next
+	w.r2tLen = min(w.edtl-w.r2tOff, ft.maxBurst)
+	w.next += w.r2tLen
+	w.dataSN = 0
+	var h pdu.BHS
+	h[0] = byte(pdu.OpR2T)
+	h[1] = 0x80
+	binary.BigEndian.PutUint64(h[8:16], w.lun)
+	h.PutUint32(16, w.itt)
+	h.PutUint32(20, w.ttt)
+	h.PutUint32(36, w.r2tSN)
+	h.PutUint32(40, uint32(w.r2tOff))
+	h.PutUint32(44, uint32(w.r2tLen))
+	w.r2tSN++
+	ft.send(&h, nil, false)
+}
+
+// dataIn sends data as Data-In PDUs of at most mrdsl bytes, status in the last.
+func (ft *fakeTarget) dataIn(itt uint32, data []byte, edtl int) {
+	n := min(len(data), edtl)
+	sn := uint32(0)
+	for off := 0; off < n || n == 0; {
+		chunk := min(n-off, ft.mrdsl)
+		var h pdu.BHS
+		h[0] = byte(pdu.OpDataIn)
+		last := off+chunk == n
+		h.PutUint32(16, itt)
+		h.PutUint32(20, reservedTTT)
+		h.PutUint32(36, sn)
+		h.PutUint32(40, uint32(off))
+		if last {
+			h[1] = 0x81
+			if n < edtl {
+				h[1] |= 0x02
+				h.PutUint32(44, uint32(edtl-n))
+			}
+		}
+		ft.send(&h, data[off:off+chunk], last)
+		sn++
+		off += chunk
+		if n == 0 {
+			break
+		}
+	}
+}
+
+// errAs is a small helper for typed error assertions.
+func errAs[T error](err error) (T, bool) {
+	var t T
+	ok := errors.As(err, &t)
+	return t, ok
+}
+
+var _ = fmt.Sprintf
+var _ = io.EOF

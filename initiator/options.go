@@ -1,0 +1,263 @@
+package initiator
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/gosan/iscsi/internal/login"
+)
+
+// Dialer opens the TCP connection to a portal. *net.Dialer satisfies it; set
+// its LocalAddr or Control to bind the connection to an interface.
+type Dialer interface {
+	DialContext(ctx context.Context, network, address string) (net.Conn, error)
+}
+
+// Option configures Dial and Discover. Options are applied in order; a later
+// option overrides an earlier one.
+type Option func(*config)
+
+// CHAP holds CHAP credentials. User/Secret authenticate the initiator to the
+// target; TargetUser/TargetSecret, when set, make the authentication mutual.
+// Secrets never appear in logs, errors or formatted output.
+type CHAP = login.CHAP
+
+// Digest preference for header or data digests.
+type Digest int
+
+const (
+	// DigestNone offers only None.
+	DigestNone Digest = iota
+	// DigestPreferCRC32C offers CRC32C,None (the target chooses).
+	DigestPreferCRC32C
+	// DigestRequireCRC32C offers only CRC32C; login fails if the target refuses.
+	DigestRequireCRC32C
+)
+
+func (d Digest) offer() []string {
+	switch d {
+	case DigestPreferCRC32C:
+		return []string{"CRC32C", "None"}
+	case DigestRequireCRC32C:
+		return []string{"CRC32C"}
+	default:
+		return []string{"None"}
+	}
+}
+
+// Defaults.
+const (
+	DefaultMaxRecvDataSegmentLength = 262144
+	DefaultFirstBurstLength         = 262144
+	DefaultMaxBurstLength           = 1048576
+	DefaultQueueDepth               = 64
+	DefaultLoginTimeout             = 15 * time.Second
+	DefaultLogoutTimeout            = 5 * time.Second
+	DefaultTMFTimeout               = 10 * time.Second
+	DefaultNOPInterval              = 10 * time.Second
+	DefaultNOPTimeout               = 10 * time.Second
+	maxRedirects                    = 8
+)
+
+type config struct {
+	initiatorName  string
+	initiatorAlias string
+	isid           [6]byte
+	isidSet        bool
+	chap           *login.CHAP
+	headerDigest   Digest
+	dataDigest     Digest
+	mrdsl          uint32
+	firstBurst     uint32
+	maxBurst       uint32
+	immediateData  bool
+	initialR2T     bool
+	loginTimeout   time.Duration
+	logoutTimeout  time.Duration
+	tmfTimeout     time.Duration
+	nopInterval    time.Duration
+	nopTimeout     time.Duration
+	logger         *slog.Logger
+	dialer         Dialer
+	queueDepth     int
+	readBufSize    int
+}
+
+func defaultConfig() config {
+	return config{
+		mrdsl:         DefaultMaxRecvDataSegmentLength,
+		firstBurst:    DefaultFirstBurstLength,
+		maxBurst:      DefaultMaxBurstLength,
+		immediateData: true,
+		initialR2T:    false,
+		loginTimeout:  DefaultLoginTimeout,
+		logoutTimeout: DefaultLogoutTimeout,
+		tmfTimeout:    DefaultTMFTimeout,
+		nopInterval:   DefaultNOPInterval,
+		nopTimeout:    DefaultNOPTimeout,
+		queueDepth:    DefaultQueueDepth,
+		readBufSize:   256 << 10,
+	}
+}
+
+func buildConfig(opts []Option) config {
+	c := defaultConfig()
+	for _, o := range opts {
+		if o != nil {
+			o(&c)
+		}
+	}
+	if c.logger == nil {
+		c.logger = slog.New(slog.DiscardHandler)
+	}
+	if c.dialer == nil {
+		c.dialer = &net.Dialer{KeepAlive: 30 * time.Second}
+	}
+	if c.initiatorName == "" {
+		c.initiatorName = DefaultInitiatorName()
+	}
+	if !c.isidSet {
+		c.isid = RandomISID()
+	}
+	if c.queueDepth < 1 {
+		c.queueDepth = 1
+	}
+	if c.queueDepth > maxSlots-reservedSlots {
+		c.queueDepth = maxSlots - reservedSlots
+	}
+	c.mrdsl = clamp(c.mrdsl, 512, 16777215)
+	c.firstBurst = clamp(c.firstBurst, 512, 16777215)
+	c.maxBurst = clamp(c.maxBurst, 512, 16777215)
+	if c.firstBurst > c.maxBurst {
+		c.firstBurst = c.maxBurst
+	}
+	return c
+}
+
+func clamp(v, lo, hi uint32) uint32 {
+	if v < lo {
+		return lo
+	}
+	if v > hi {
+		return hi
+	}
+	return v
+}
+
+// WithInitiatorName sets the initiator IQN (default: DefaultInitiatorName()).
+func WithInitiatorName(name string) Option { return func(c *config) { c.initiatorName = name } }
+
+// WithInitiatorAlias sets the InitiatorAlias sent at login.
+func WithInitiatorAlias(alias string) Option { return func(c *config) { c.initiatorAlias = alias } }
+
+// WithISID sets the 6-byte initiator session ID (default: RandomISID()).
+func WithISID(isid [6]byte) Option {
+	return func(c *config) { c.isid = isid; c.isidSet = true }
+}
+
+// WithCHAP enables CHAP authentication (mutual when TargetUser is set).
+func WithCHAP(chap CHAP) Option {
+	return func(c *config) { cp := chap; c.chap = &cp }
+}
+
+// WithHeaderDigest sets the header digest preference (default DigestNone).
+func WithHeaderDigest(d Digest) Option { return func(c *config) { c.headerDigest = d } }
+
+// WithDataDigest sets the data digest preference (default DigestNone).
+func WithDataDigest(d Digest) Option { return func(c *config) { c.dataDigest = d } }
+
+// WithMaxRecvDataSegmentLength sets our MaxRecvDataSegmentLength
+// (default 262144; 512..16777215).
+func WithMaxRecvDataSegmentLength(n uint32) Option { return func(c *config) { c.mrdsl = n } }
+
+// WithBurstLengths sets the proposed FirstBurstLength and MaxBurstLength.
+func WithBurstLengths(first, max uint32) Option {
+	return func(c *config) { c.firstBurst = first; c.maxBurst = max }
+}
+
+// WithImmediateData sets the ImmediateData proposal (default Yes).
+func WithImmediateData(on bool) Option { return func(c *config) { c.immediateData = on } }
+
+// WithInitialR2T sets the InitialR2T proposal (default No; the target may force Yes).
+func WithInitialR2T(on bool) Option { return func(c *config) { c.initialR2T = on } }
+
+// WithLoginTimeout bounds connect + login, including redirects and
+// out-of-resources retries (default 15 s). The Dial context still applies.
+func WithLoginTimeout(d time.Duration) Option { return func(c *config) { c.loginTimeout = d } }
+
+// WithLogoutTimeout bounds the Logout exchange in Close (default 5 s).
+func WithLogoutTimeout(d time.Duration) Option { return func(c *config) { c.logoutTimeout = d } }
+
+// WithTMFTimeout bounds task management requests (default 10 s); on expiry
+// the connection is declared failed.
+func WithTMFTimeout(d time.Duration) Option { return func(c *config) { c.tmfTimeout = d } }
+
+// WithNOP sets the keepalive: a NOP-Out is sent after interval of receive
+// silence, and the connection is declared dead if no NOP-In answers within
+// timeout. interval <= 0 disables keepalives.
+func WithNOP(interval, timeout time.Duration) Option {
+	return func(c *config) { c.nopInterval = interval; c.nopTimeout = timeout }
+}
+
+// WithLogger sets the logger (default: discard). Protocol events log at Debug.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithDialer sets the dialer used for TCP connections (default net.Dialer).
+func WithDialer(d Dialer) Option { return func(c *config) { c.dialer = d } }
+
+// WithQueueDepth sets the maximum number of SCSI commands in flight on a
+// session (default 64, at most 1024). The target's command window may lower it further.
+func WithQueueDepth(n int) Option { return func(c *config) { c.queueDepth = n } }
+
+// RandomISID returns an ISID of the "random" qualifier type (T=0b11,
+// RFC 7143 section 11.12.5) with 46 random bits.
+func RandomISID() [6]byte {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	b[0] = 0xC0 | (b[0] & 0x3f) // T=11: random
+	return b
+}
+
+// DefaultInitiatorName returns the InitiatorName= value from
+// /etc/iscsi/initiatorname.iscsi when present, else a stable IQN derived from
+// /etc/machine-id and the host name.
+func DefaultInitiatorName() string {
+	if f, err := os.Open("/etc/iscsi/initiatorname.iscsi"); err == nil {
+		defer f.Close()
+		if n := parseInitiatorNameFile(f); n != "" {
+			return n
+		}
+	}
+	id, _ := os.ReadFile("/etc/machine-id")
+	host, _ := os.Hostname()
+	return generatedName(strings.TrimSpace(string(id)), host)
+}
+
+func parseInitiatorNameFile(r io.Reader) string {
+	sc := bufio.NewScanner(io.LimitReader(r, 64<<10))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if strings.HasPrefix(line, "#") {
+			continue
+		}
+		if v, ok := strings.CutPrefix(line, "InitiatorName="); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+func generatedName(machineID, host string) string {
+	h := sha256.Sum256([]byte(machineID + "\x00" + host))
+	return "iqn.2026-11.org.gosan:" + hex.EncodeToString(h[:6])
+}
+

@@ -1,0 +1,429 @@
+package initiator
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gosan/iscsi/internal/login"
+	"github.com/gosan/iscsi/pdu"
+)
+
+// Session is a normal iSCSI session with one target over one TCP
+// connection. It is safe for concurrent use; up to the queue depth of
+// commands are in flight at once.
+type Session struct {
+	cfg    config
+	log    *slog.Logger
+	target string
+	portal string // the portal actually connected (after redirects)
+	isid   [6]byte
+	tsih   uint16
+	neg    login.Negotiated
+
+	win   window
+	slots *slotTable
+	conn  atomic.Pointer[conn]
+
+	closeOnce sync.Once
+	closeErr  error
+	closed    atomic.Bool
+	wg        sync.WaitGroup
+
+	uaMu   sync.Mutex
+	uaSeen map[uint64]bool // LUNs whose unit attention after login was absorbed
+}
+
+// Target is the portal a session is connected to and its negotiated values.
+func (s *Session) Target() string { return s.target }
+
+// Portal returns the address the session is connected to (after redirects).
+func (s *Session) Portal() string { return s.portal }
+
+// ISID returns the session's initiator session ID.
+func (s *Session) ISID() [6]byte { return s.isid }
+
+// TSIH returns the target-assigned session handle.
+func (s *Session) TSIH() uint16 { return s.tsih }
+
+// Negotiated returns the operational parameters agreed at login.
+func (s *Session) Negotiated() login.Negotiated { return s.neg }
+
+// Dial connects to portal ("host", "host:port", "[v6addr]:port"; port 3260
+// by default), logs in to target and returns a session in full feature
+// phase. It follows login redirections and retries while the target is out
+// of resources, within the login timeout and ctx.
+func Dial(ctx context.Context, portal, target string, opts ...Option) (*Session, error) {
+	cfg := buildConfig(opts)
+	s := &Session{
+		cfg:    cfg,
+		log:    cfg.logger,
+		target: target,
+		isid:   cfg.isid,
+	}
+	lctx, cancel := context.WithTimeout(ctx, cfg.loginTimeout)
+	defer cancel()
+	c, res, err := s.connect(lctx, portal, target)
+	if err != nil {
+		return nil, err
+	}
+	s.attach(c, res.Negotiated, res.TSIH, res.CmdSN, res.ExpCmdSN, res.MaxCmdSN)
+	if s.log.Enabled(ctx, slog.LevelDebug) {
+		s.log.Debug("iscsi: session up", "target", target, "portal", s.portal, "tsih", s.tsih,
+			"maxXmit", c.maxXmit, "firstBurst", s.neg.FirstBurstLength, "maxBurst", s.neg.MaxBurstLength,
+			"immediateData", s.neg.ImmediateData, "initialR2T", s.neg.InitialR2T,
+			"headerDigest", s.neg.HeaderDigest, "dataDigest", s.neg.DataDigest)
+	}
+	return s, nil
+}
+
+// attach makes c the session's connection in full feature phase.
+func (s *Session) attach(c *conn, neg login.Negotiated, tsih uint16, cmdSN, expCmdSN, maxCmdSN uint32) {
+	s.neg = neg
+	s.tsih = tsih
+	s.win.reset(cmdSN, expCmdSN, maxCmdSN)
+	if s.slots == nil {
+		s.slots = newSlotTable(s.cfg.queueDepth)
+	}
+	s.conn.Store(c)
+	c.start()
+}
+
+// normalizePortal adds the default port and brackets a bare IPv6 address.
+func normalizePortal(p string) string {
+	if i := strings.LastIndexByte(p, ','); i > 0 && !strings.Contains(p[i:], "]") {
+		p = p[:i] // strip a ",portal-group-tag" suffix
+	}
+	if _, _, err := net.SplitHostPort(p); err == nil {
+		return p
+	}
+	h := strings.TrimSuffix(strings.TrimPrefix(p, "["), "]")
+	return net.JoinHostPort(h, "3260")
+}
+
+func loginParams(cfg *config) login.Params {
+	p := login.DefaultParams()
+	p.HeaderDigest = cfg.headerDigest.offer()
+	p.DataDigest = cfg.dataDigest.offer()
+	p.MaxRecvDataSegmentLength = cfg.mrdsl
+	p.FirstBurstLength = cfg.firstBurst
+	p.MaxBurstLength = cfg.maxBurst
+	p.ImmediateData = cfg.immediateData
+	p.InitialR2T = cfg.initialR2T
+	p.MaxOutstandingR2T = maxR2TQueue
+	p.DataPDUInOrder = true
+	p.DataSequenceInOrder = true
+	p.ErrorRecoveryLevel = 0
+	p.MaxConnections = 1
+	return p
+}
+
+// connect dials and logs in, following redirects and backing off while the
+// target is out of resources.
+func (s *Session) connect(ctx context.Context, portal, target string) (*conn, *login.Result, error) {
+	addr := normalizePortal(portal)
+	backoff := 100 * time.Millisecond
+	redirects := 0
+	for {
+		c, res, err := s.loginOnce(ctx, addr, target)
+		if err == nil {
+			s.portal = addr
+			return c, res, nil
+		}
+		var re *login.RedirectError
+		switch {
+		case errors.As(err, &re) && redirects < maxRedirects:
+			redirects++
+			s.log.Debug("iscsi: login redirected", "to", re.Address, "permanent", re.Permanent)
+			addr = normalizePortal(re.Address)
+			continue
+		case errors.Is(err, login.ErrOutOfResources):
+			s.log.Debug("iscsi: target out of resources; retrying", "after", backoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, nil, fmt.Errorf("iscsi: login to %s: %w (last: %w)", addr, ctx.Err(), err)
+			case <-t.C:
+			}
+			if backoff < 2*time.Second {
+				backoff *= 2
+			}
+			continue
+		}
+		return nil, nil, err
+	}
+}
+
+func (s *Session) loginOnce(ctx context.Context, addr, target string) (*conn, *login.Result, error) {
+	nc, err := s.cfg.dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, nil, &ConnectionError{Op: "dial " + addr, Err: err}
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	t := newTransport(nc, s.cfg.readBufSize)
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	res, err := login.Login(ctx, t, login.Config{
+		InitiatorName:  s.cfg.initiatorName,
+		InitiatorAlias: s.cfg.initiatorAlias,
+		TargetName:     target,
+		ISID:           s.isid,
+		TSIH:           0,
+		CID:            0,
+		InitialCmdSN:   1,
+		CHAP:           s.cfg.chap,
+		Params:         loginParams(&s.cfg),
+		Logger:         s.log,
+	})
+	if !stop() || err != nil {
+		_ = nc.Close()
+		if err == nil {
+			err = ctx.Err()
+		}
+		return nil, nil, fmt.Errorf("iscsi: login to %s at %s: %w", target, addr, err)
+	}
+	_ = nc.SetDeadline(time.Time{})
+	neg := res.Negotiated
+	t.r.SetDigests(neg.HeaderDigest, neg.DataDigest)
+	t.w.SetDigests(neg.HeaderDigest, neg.DataDigest)
+	mrdsl := neg.MaxRecvDataSegmentLength
+	if mrdsl == 0 {
+		mrdsl = s.cfg.mrdsl
+	}
+	t.r.SetMaxDataSegmentLength(int(mrdsl))
+	maxXmit := neg.MaxXmitDataSegmentLength
+	if maxXmit == 0 {
+		maxXmit = 8192
+	}
+	c := newConn(s, nc, t.r, t.w, maxXmit, mrdsl, res.StatSN)
+	return c, res, nil
+}
+
+// current returns the live connection or the error that ended it.
+func (s *Session) current() (*conn, error) {
+	if s.closed.Load() {
+		return nil, ErrSessionClosed
+	}
+	c := s.conn.Load()
+	if c == nil {
+		return nil, ErrSessionClosed
+	}
+	select {
+	case <-c.dead:
+		return nil, c.deadErr
+	default:
+	}
+	return c, nil
+}
+
+// Err returns nil while the session is usable, else why it is not.
+func (s *Session) Err() error {
+	_, err := s.current()
+	return err
+}
+
+func (s *Session) markDropRequested() {
+	s.log.Debug("iscsi: target announced it will drop the connection")
+}
+
+// asyncLogout answers a target's logout request (Async event 1).
+func (s *Session) asyncLogout(c *conn, within time.Duration) {
+	s.log.Debug("iscsi: target requests logout", "within", within)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.closeOnce.Do(func() { s.closeErr = s.shutdown() })
+	}()
+}
+
+// Close logs out (bounded by the logout timeout), closes the connection and
+// waits for the session's goroutines to exit. Commands still in flight fail
+// with ErrSessionClosed. Close never hangs and is safe to call more than once.
+func (s *Session) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.shutdown() })
+	s.wg.Wait()
+	return s.closeErr
+}
+
+func (s *Session) shutdown() error {
+	c := s.conn.Load()
+	var err error
+	if c != nil && !c.isDead() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.logoutTimeout)
+		err = s.logout(ctx, c)
+		cancel()
+	}
+	s.closed.Store(true)
+	if c != nil {
+		c.fail(&ConnectionError{Op: "close", Err: ErrSessionClosed})
+		<-c.readerDone
+		<-c.auxDone
+	}
+	return err
+}
+
+// immediate sends a non-SCSI immediate request using a reserved slot and
+// waits for its response. build fills the header after the ITT and CmdSN.
+func (s *Session) immediate(ctx context.Context, c *conn, kind uint8, refITT uint32, hdr *pdu.BHS) (*slot, error) {
+	var idx uint16
+	select {
+	case idx = <-s.slots.ifree:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-c.dead:
+		return nil, c.deadErr
+	}
+	sl := &s.slots.slots[idx]
+	sl.arm()
+	sl.kind = kind
+	sl.refITT = refITT
+	sl.in, sl.out = nil, nil
+	s.win.mu.Lock()
+	hdr.PutUint32(24, s.win.cmdSN)
+	hdr.PutUint32(16, sl.publish())
+	c.qmu.Lock()
+	s.win.mu.Unlock()
+	c.enqueueLocked(hdr, nil)
+	c.kickLocked()
+	select {
+	case <-sl.ev:
+		return sl, nil
+	case <-ctx.Done():
+	case <-c.dead:
+	}
+	err := ctx.Err()
+	if err != nil && kind == kindNOP {
+		sl.abandon() // a late NOP-In is harmless
+		return nil, err
+	}
+	// No answer: the connection can no longer be trusted for this request.
+	if err == nil {
+		err = c.deadErr
+	} else {
+		c.fail(&ConnectionError{Op: "waiting for a response", Err: err})
+	}
+	<-c.readerDone
+	sl.itt.Store(idleITT)
+	s.slots.release(sl)
+	return nil, err
+}
+
+func (s *Session) ping(ctx context.Context, c *conn) error {
+	var hdr pdu.BHS
+	hdr[0] = byte(pdu.OpNOPOut) | 0x40
+	hdr[1] = 0x80
+	hdr.PutUint32(20, 0xffffffff)
+	sl, err := s.immediate(ctx, c, kindNOP, idleITT, &hdr)
+	if err != nil {
+		return err
+	}
+	s.slots.release(sl)
+	return nil
+}
+
+// Ping sends a NOP-Out and waits for the target's NOP-In.
+func (s *Session) Ping(ctx context.Context) error {
+	c, err := s.current()
+	if err != nil {
+		return err
+	}
+	return s.ping(ctx, c)
+}
+
+func (s *Session) logout(ctx context.Context, c *conn) error {
+	var hdr pdu.BHS
+	hdr[0] = byte(pdu.OpLogoutRequest) | 0x40
+	hdr[1] = 0x80 // reason 0: close the session
+	binary.BigEndian.PutUint16(hdr[20:22], c.cid)
+	sl, err := s.immediate(ctx, c, kindLogout, idleITT, &hdr)
+	if err != nil {
+		return fmt.Errorf("iscsi: logout: %w", err)
+	}
+	resp := sl.response
+	s.slots.release(sl)
+	if resp != 0 {
+		return &LogoutError{Response: resp}
+	}
+	return nil
+}
+
+// Task management function codes (RFC 7143 section 11.5.1).
+const (
+	tmfAbortTask        = 1
+	tmfAbortTaskSet     = 2
+	tmfLUNReset         = 5
+	tmfTargetWarmReset  = 6
+	tmfTargetColdReset  = 7
+	reservedTTT         = 0xffffffff
+	attrSimple          = 1
+	scsiCmdFinal        = 0x80
+	scsiCmdRead         = 0x40
+	scsiCmdWrite        = 0x20
+	dataOutFinal        = 0x80
+	residualOverflowBit = 0x04
+	residualUnderBit    = 0x02
+)
+
+// tmf issues a task management request and waits (bounded by the TMF
+// timeout) for its response.
+func (s *Session) tmf(ctx context.Context, fn uint8, lun uint64, refITT, refCmdSN uint32) error {
+	c, err := s.current()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.tmfTimeout)
+	defer cancel()
+	var hdr pdu.BHS
+	hdr[0] = byte(pdu.OpTaskMgmtRequest) | 0x40
+	hdr[1] = 0x80 | fn
+	binary.BigEndian.PutUint64(hdr[8:16], lun)
+	hdr.PutUint32(20, refITT)
+	hdr.PutUint32(32, refCmdSN)
+	sl, err := s.immediate(ctx, c, kindTMF, refITT, &hdr)
+	if err != nil {
+		return fmt.Errorf("iscsi: task management function %d: %w", fn, err)
+	}
+	resp := sl.response
+	rerr := sl.err
+	s.slots.release(sl)
+	if rerr != nil {
+		return rerr
+	}
+	if resp != 0 {
+		return &TMFError{Function: fn, Response: resp}
+	}
+	s.log.Debug("iscsi: task management done", "function", fn, "lun", lun)
+	return nil
+}
+
+// LUNReset resets logical unit lun (raw 8-byte LUN as returned by ReportLUNs
+// and scsi encoding).
+func (s *Session) LUNReset(ctx context.Context, lun uint64) error {
+	return s.tmf(ctx, tmfLUNReset, encodeLUN(lun), reservedTTT, 0)
+}
+
+// AbortTaskSet aborts every task of this session on lun.
+func (s *Session) AbortTaskSet(ctx context.Context, lun uint64) error {
+	return s.tmf(ctx, tmfAbortTaskSet, encodeLUN(lun), reservedTTT, 0)
+}
+
+// TargetWarmReset resets the target (all its LUNs, all sessions).
+func (s *Session) TargetWarmReset(ctx context.Context) error {
+	return s.tmf(ctx, tmfTargetWarmReset, 0, reservedTTT, 0)
+}
+
+// AbortTask aborts the task with tag itt on lun. Commands whose context is
+// cancelled are aborted automatically; this is for callers that track tags
+// from Result.
+func (s *Session) AbortTask(ctx context.Context, lun uint64, itt, cmdSN uint32) error {
+	return s.tmf(ctx, tmfAbortTask, encodeLUN(lun), itt, cmdSN)
+}

@@ -1,0 +1,171 @@
+package initiator
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+const (
+	maxSlots      = 1024 + reservedSlots
+	reservedSlots = 8  // for NOP-Out, task management and logout (immediate PDUs)
+	maxR2TQueue   = 16 // MaxOutstandingR2T we offer, and the slot's R2T queue size
+	idleITT       = 0xffffffff
+	senseBufLen   = 2 + 252 // SenseLength + the largest sense data
+)
+
+// slot kinds
+const (
+	kindSCSI uint8 = iota
+	kindTMF
+	kindNOP
+	kindLogout
+)
+
+// slot is a preallocated task: the Initiator Task Tag is index | gen<<16, so
+// a response for a finished task (stale generation) finds no slot.
+//
+// Ownership: the goroutine that armed the slot (the "owner") writes the
+// request fields and publishes them with itt.Store. From then on the
+// connection's reader goroutine alone writes the response fields, and the
+// reader alone retires the ITT (itt.Store(idleITT)) when the task completes;
+// it then signals ev. The owner reads the response fields after receiving
+// from ev (or after the reader has exited) and puts the index back on the
+// free list. mu guards done and orphan.
+type slot struct {
+	idx uint16
+	gen uint16
+	itt atomic.Uint32
+	ev  chan struct{} // cap 1, allocated once
+	home chan uint16  // the free list the slot belongs to
+
+	// request (owner, before arming)
+	kind   uint8
+	lun    uint64
+	in     []byte // Data-In buffer; its length is the expected read length
+	out    []byte // Data-Out buffer
+	refITT uint32 // for ABORT TASK: the task being aborted
+	cmdSN  uint32
+
+	// reader state
+	nextOff   uint32
+	expDataSN uint32
+	r2tSN     uint32
+
+	// response (reader)
+	mu       sync.Mutex
+	done     bool
+	orphan   bool
+	err      error
+	status   uint8
+	response uint8
+	flags    uint8 // residual flags from the response
+	residual uint32
+	senseLen int
+	sense    [senseBufLen]byte
+	hdrBuf   [48]byte // copy of a response header for non-SCSI tasks
+}
+
+func (s *slot) ittFor() uint32 { return uint32(s.idx) | uint32(s.gen)<<16 }
+
+// arm prepares the slot for a new task; the caller fills the request fields
+// first and then calls publish.
+func (s *slot) arm() {
+	s.gen++
+	if uint32(s.idx)|uint32(s.gen)<<16 == idleITT {
+		s.gen++
+	}
+	s.done = false
+	s.orphan = false
+	s.err = nil
+	s.status, s.response, s.flags, s.residual, s.senseLen = 0, 0, 0, 0, 0
+	s.nextOff, s.expDataSN, s.r2tSN = 0, 0, 0
+	s.refITT = idleITT
+	select { // drop a stale wake-up
+	case <-s.ev:
+	default:
+	}
+}
+
+func (s *slot) publish() uint32 {
+	itt := s.ittFor()
+	s.itt.Store(itt)
+	return itt
+}
+
+// finish is called by the reader: it retires the ITT, marks the slot done
+// and wakes the owner.
+func (s *slot) finish(err error) {
+	s.itt.Store(idleITT)
+	s.mu.Lock()
+	s.err = err
+	s.done = true
+	orphan := s.orphan
+	s.mu.Unlock()
+	if orphan {
+		s.home <- s.idx // the owner gave up waiting; the slot is free now
+		return
+	}
+	s.wake()
+}
+
+// abandon is called by an owner that stops waiting for a task whose late
+// answer is harmless (a NOP-Out ping). The reader frees the slot when the
+// answer comes, or the owner frees it now if it already came.
+func (s *slot) abandon() {
+	s.mu.Lock()
+	done := s.done
+	s.orphan = !done
+	s.mu.Unlock()
+	if done {
+		s.home <- s.idx
+	}
+}
+
+func (s *slot) wake() {
+	select {
+	case s.ev <- struct{}{}:
+	default:
+	}
+}
+
+type slotTable struct {
+	slots []slot
+	free  chan uint16 // SCSI command slots
+	ifree chan uint16 // reserved slots for immediate PDUs
+}
+
+func newSlotTable(queueDepth int) *slotTable {
+	n := queueDepth + reservedSlots
+	t := &slotTable{
+		slots: make([]slot, n),
+		free:  make(chan uint16, queueDepth),
+		ifree: make(chan uint16, reservedSlots),
+	}
+	for i := range t.slots {
+		s := &t.slots[i]
+		s.idx = uint16(i)
+		s.ev = make(chan struct{}, 1)
+		s.itt.Store(idleITT)
+		s.home = t.ifree
+		if i < queueDepth {
+			s.home = t.free
+		}
+		s.home <- uint16(i)
+	}
+	return t
+}
+
+// lookup returns the active slot for itt, or nil.
+func (t *slotTable) lookup(itt uint32) *slot {
+	idx := itt & 0xffff
+	if itt == idleITT || int(idx) >= len(t.slots) {
+		return nil
+	}
+	s := &t.slots[idx]
+	if s.itt.Load() != itt {
+		return nil
+	}
+	return s
+}
+
+func (t *slotTable) release(s *slot) { s.home <- s.idx }
