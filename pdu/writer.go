@@ -115,6 +115,19 @@ func (w *Writer) Flush() error {
 	if len(w.segs) == 0 {
 		return nil
 	}
+	w.bufs = w.gather()
+	_, err := w.bufs.WriteTo(w.w)
+	clear(w.backing) // drop references to caller data
+	w.backing = w.backing[:0]
+	w.bufs = nil
+	clear(w.segs)
+	w.segs = w.segs[:0]
+	w.arena = w.arena[:0]
+	return err
+}
+
+// gather builds the iovecs for everything queued in w.backing.
+func (w *Writer) gather() [][]byte {
 	b := w.backing[:0]
 	prevArena := false
 	for _, s := range w.segs {
@@ -134,15 +147,8 @@ func (w *Writer) Flush() error {
 		b = append(b, w.arena[s.off:s.off+s.n:s.off+s.n])
 		prevArena = true
 	}
-	w.bufs = b
-	_, err := w.bufs.WriteTo(w.w)
-	clear(b) // drop references to caller data
-	w.backing = b[:0]
-	w.bufs = nil
-	clear(w.segs)
-	w.segs = w.segs[:0]
-	w.arena = w.arena[:0]
-	return err
+	w.backing = b
+	return b
 }
 
 // WriteMessage queues m and flushes.
