@@ -15,7 +15,9 @@ type ConnectionError struct {
 	Err error
 }
 
-func (e *ConnectionError) Error() string { return "iscsi: connection failed: " + e.Op + ": " + e.Err.Error() }
+func (e *ConnectionError) Error() string {
+	return "iscsi: connection failed: " + e.Op + ": " + e.Err.Error()
+}
 func (e *ConnectionError) Unwrap() error { return e.Err }
 
 // ProtocolError reports a PDU from the target that violates RFC 7143 (for

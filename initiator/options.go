@@ -260,4 +260,3 @@ func generatedName(machineID, host string) string {
 	h := sha256.Sum256([]byte(machineID + "\x00" + host))
 	return "iqn.2026-11.org.gosan:" + hex.EncodeToString(h[:6])
 }
-

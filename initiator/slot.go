@@ -32,11 +32,11 @@ const (
 // from ev (or after the reader has exited) and puts the index back on the
 // free list. mu guards done and orphan.
 type slot struct {
-	idx uint16
-	gen uint16
-	itt atomic.Uint32
-	ev  chan struct{} // cap 1, allocated once
-	home chan uint16  // the free list the slot belongs to
+	idx  uint16
+	gen  uint16
+	itt  atomic.Uint32
+	ev   chan struct{} // cap 1, allocated once
+	home chan uint16   // the free list the slot belongs to
 
 	// request (owner, before arming)
 	kind   uint8
