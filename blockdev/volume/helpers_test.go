@@ -343,7 +343,7 @@ func newEnv(t *testing.T, size int64) *env {
 	att := newFakeAttacher(t, size)
 	m, err := NewManager(root, att, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	require.NoError(t, err)
-	t.Cleanup(func() { unmountUnder(root) }) // runs before the loop detach above
+	t.Cleanup(func() { unmountUnder(filepath.Dir(root)) }) // all of this test's temp dirs; runs before the loop detach above
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return &env{root: root, att: att, m: m, ctx: ctx}

@@ -60,6 +60,10 @@ func NewManager(root string, att Attacher, opts ...Option) (*Manager, error) {
 var (
 	ErrNotStaged = errors.New("volume is not staged")
 	ErrInUse     = errors.New("device is still in use")
+	// ErrBlockReadOnly: a read-only publish of a block volume staged
+	// writable cannot be enforced (device nodes ignore a mount's ro flag);
+	// stage the volume with ReadOnly instead.
+	ErrBlockReadOnly = errors.New("read-only publish of a writable block volume cannot be enforced; stage it readOnly")
 )
 
 // InUseError lists the mounts that keep a device busy. Matches ErrInUse.
@@ -192,6 +196,16 @@ func (m *Manager) Stage(ctx context.Context, v Volume) (*StageResult, error) {
 		return nil, err
 	}
 	if n.VolumeMode == ModeBlock {
+		// A read-only bind does not stop writes to a device node (the
+		// mount's ro flag only covers files), so a read-only block volume
+		// is made read-only in the block layer (BLKROSET) on every path.
+		if n.ReadOnly {
+			for _, d := range append([]string{res.DevicePath}, devicePaths(res.Devices)...) {
+				if err := setBlockReadOnly(d, true); err != nil {
+					return nil, fmt.Errorf("stage: %w", err)
+				}
+			}
+		}
 		m.log.InfoContext(ctx, "staged block volume", "iqn", n.IQN, "lun", n.LUN, "device", res.DevicePath)
 		return res, nil
 	}
@@ -326,6 +340,9 @@ func (m *Manager) Publish(ctx context.Context, v Volume, target string, o Publis
 			return fmt.Errorf("publish: %s: %w", dir, ErrNotStaged)
 		}
 		src = rec.DevicePath
+		if ro && !rec.ReadOnly {
+			return fmt.Errorf("publish: %s: %w", target, ErrBlockReadOnly)
+		}
 		if err := os.MkdirAll(filepath.Dir(target), 0o750); err != nil {
 			return fmt.Errorf("publish: %w", err)
 		}
@@ -557,6 +574,11 @@ func (m *Manager) Unstage(ctx context.Context, globalPath string) error {
 
 	for _, d := range append([]string{dm}, names...) {
 		if d != "" {
+			if rec.VolumeMode == ModeBlock && rec.ReadOnly {
+				if err := setBlockReadOnly(d, false); err != nil && !isNotExist(err) {
+					return fmt.Errorf("unstage: %w", err)
+				}
+			}
 			if err := flushDevice(d); err != nil {
 				return fmt.Errorf("unstage: %w", err)
 			}
@@ -655,6 +677,31 @@ func removeMultipath(ctx context.Context, dm string) error {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+func devicePaths(devs []Device) []string {
+	out := make([]string, len(devs))
+	for i, d := range devs {
+		out[i] = d.Path
+	}
+	return out
+}
+
+// setBlockReadOnly sets or clears the block layer's read-only flag (BLKROSET).
+func setBlockReadOnly(path string, ro bool) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	v := 0
+	if ro {
+		v = 1
+	}
+	if err := unix.IoctlSetPointerInt(int(f.Fd()), unix.BLKROSET, v); err != nil {
+		return fmt.Errorf("BLKROSET %s: %w", path, err)
 	}
 	return nil
 }
