@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // errNetnsExists: the namespace name (derived from the control number) is taken.
@@ -42,10 +45,42 @@ func runIP(ctx context.Context, ip string, args ...string) error {
 	return nil
 }
 
+// reapStaleNetns removes namespaces of earlier harness runs that died
+// without cleanup (SIGKILL, os.Exit): older than olderThan (a minute in
+// use), with no live tgtd of that control number. Younger ones may belong to
+// a server that another process is starting right now. only != 0 limits the
+// sweep to that control number (tests).
+func reapStaleNetns(ctx context.Context, ip string, olderThan time.Duration, only int) {
+	ents, err := os.ReadDir("/var/run/netns")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		v, ok := strings.CutPrefix(e.Name(), netnsPrefix)
+		if !ok {
+			continue
+		}
+		ctrl, err := strconv.Atoi(v)
+		if err != nil || (only != 0 && ctrl != only) || len(Processes(ctrl)) > 0 {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil || time.Since(fi.ModTime()) < olderThan {
+			continue
+		}
+		stale := &netns{ip: ip, name: e.Name(), hostVeth: fmt.Sprintf("gth%d", ctrl)}
+		_, _, stale.subnet = subnet30(ctrl)
+		_ = stale.remove(ctx)
+	}
+}
+
+const netnsPrefix = "gosan-tgtd-"
+
 func createNetns(ctx context.Context, ip string, ctrl int) (*netns, error) {
+	reapStaleNetns(ctx, ip, time.Minute, 0)
 	n := &netns{
 		ip:       ip,
-		name:     fmt.Sprintf("gosan-tgtd-%d", ctrl),
+		name:     netnsPrefix + strconv.Itoa(ctrl),
 		hostVeth: fmt.Sprintf("gth%d", ctrl),
 		nsVeth:   fmt.Sprintf("gtn%d", ctrl),
 	}

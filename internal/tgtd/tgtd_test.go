@@ -326,7 +326,11 @@ func TestMultiPortalNOP(t *testing.T) {
 	for _, p := range s.Portals() {
 		assert.Contains(t, out, p)
 	}
-	assert.Contains(t, s.iscsiArg(), "nop_interval=7,nop_count=4")
+	require.NoError(t, s.NewTarget(t.Context(), 1, IQNPrefix+"nop"))
+	params, err := s.Params(t.Context(), 1)
+	require.NoError(t, err)
+	assert.Equal(t, "7", params["nop_interval"])
+	assert.Equal(t, "4", params["nop_count"])
 }
 
 func TestNetnsLinkDownUp(t *testing.T) {
@@ -446,4 +450,24 @@ func TestStartTimeoutContext(t *testing.T) {
 	}
 	require.Error(t, err)
 	assert.ErrorIs(t, err, context.Canceled)
+}
+
+func TestReapStaleNetns(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	ip, err := lookTool("ip")
+	require.NoError(t, err, "install Debian package iproute2 (make deps)")
+	const ctrl = 99999 // outside tgtd's range: no live server can own it
+	ns, err := createNetns(ctx, ip, ctrl)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ns.remove(context.Background()) })
+	path := filepath.Join("/var/run/netns", netnsPrefix+"99999")
+	require.FileExists(t, path)
+
+	reapStaleNetns(ctx, ip, time.Hour, ctrl)
+	require.FileExists(t, path, "a young namespace is left alone")
+	reapStaleNetns(ctx, ip, 0, ctrl)
+	assert.NoFileExists(t, path)
+	_, err = net.InterfaceByName(ns.hostVeth)
+	assert.Error(t, err, "veth removed with the namespace")
 }
