@@ -175,7 +175,7 @@ func Dial(opts ...Option) (*Conn, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, unix.NETLINK_ISCSI)
 	if err != nil {
 		if errors.Is(err, unix.EPROTONOSUPPORT) {
-			return nil, fmt.Errorf("%w (socket: %v)", ErrKernelUnsupported, err)
+			return nil, fmt.Errorf("%w (socket: %w)", ErrKernelUnsupported, err)
 		}
 		return nil, fmt.Errorf("iscsinl: socket(AF_NETLINK, NETLINK_ISCSI): %w", err)
 	}
