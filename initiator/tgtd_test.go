@@ -23,7 +23,12 @@ var shared struct {
 
 func TestMain(m *testing.M) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	srv, err := tgtd.StartServer(ctx, tgtd.Options{})
+	// Backing files on tmpfs, as in the reference measurements.
+	dir, err := os.MkdirTemp("/dev/shm", "gosan-initiator-")
+	if err != nil {
+		dir = ""
+	}
+	srv, err := tgtd.StartServer(ctx, tgtd.Options{Dir: dir})
 	if err == nil {
 		shared.srv = srv
 		shared.fix, err = srv.SetupFixture(ctx, "")
@@ -33,6 +38,9 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if shared.srv != nil {
 		_ = shared.srv.Close()
+	}
+	if dir != "" {
+		_ = os.RemoveAll(dir)
 	}
 	os.Exit(code)
 }

@@ -1,0 +1,51 @@
+// Package initiator is a pure-Go iSCSI initiator (RFC 7143) over TCP:
+// discovery, login (with one-way or mutual CHAP), the full feature phase and
+// logout, with logical units exposed as io.ReaderAt / io.WriterAt.
+//
+//	s, err := initiator.Dial(ctx, "192.0.2.10:3260", "iqn.2024-01.example:disk1",
+//		initiator.WithCHAP(initiator.CHAP{User: "u", Secret: "s3cret-s3cret"}))
+//	...
+//	defer s.Close()
+//	lun, err := s.LUN(ctx, 1)
+//	n, err := lun.ReadAt(buf, 0) // block-aligned offset and length
+//
+// Configuration uses functional options (WithInitiatorName, WithCHAP,
+// WithHeaderDigest, WithQueueDepth, WithLogger, WithDialer, ...), applied
+// in order; the zero set of options gives working defaults.
+//
+// # Design
+//
+// Each connection has exactly one reader goroutine. It parses PDU headers
+// in place and routes them by Initiator Task Tag to a preallocated table of
+// task slots (ITT = slot index | generation<<16, so answers to finished
+// tasks are recognised and dropped). Data-In payload is read straight into
+// the caller's buffer at its BufferOffset after checking that it lies inside
+// the buffer and that DataSN and offsets are in order; anything else fails
+// the command and drops the connection, so a hostile target can never write
+// outside the buffer. Status carried in the last Data-In is honoured and
+// residuals are reported in Result.
+//
+// Sending needs no goroutine: the caller queues its PDUs (the command,
+// immediate data, unsolicited Data-Out) under the command-window lock, so
+// CmdSNs leave in order, and whoever finds the socket idle writes
+// everything queued in one writev (flat combining). R2Ts are answered from
+// the reader by queueing Data-Out PDUs (never larger than the target's
+// MaxRecvDataSegmentLength, DataSN from 0 per sequence, F on the last); the
+// reader never blocks on the socket's send side. Completion is signalled
+// through a per-slot channel allocated once, so a 4 KiB read or write
+// allocates nothing in the steady state.
+//
+// Callers block (honouring their context) while the target's command
+// window is closed or all slots are busy. Cancelling the context of a
+// command in flight sends ABORT TASK; the slot (and the caller's buffer) is
+// released only after the task management response or the loss of the
+// connection. NOP-In pings from the target are answered, and with
+// WithNOP an idle connection is probed and declared dead when the probe is
+// not answered. A UNIT ATTENTION (after login or a reset) is absorbed by
+// retrying the command once; other CHECK CONDITIONs become *scsi.SenseError.
+//
+// Connection failure fails the commands in flight with *ConnectionError
+// and the session stays failed (Session.Err). Session reinstatement and
+// command replay are not implemented yet; the slot table and the session
+// window are kept apart from the per-connection state for that purpose.
+package initiator
