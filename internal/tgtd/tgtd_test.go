@@ -273,7 +273,7 @@ func TestStartErrors(t *testing.T) {
 		}},
 		{"control in use", Options{Control: other.Control()}, func(t *testing.T, se *StartError) {
 			assert.True(t, se.ControlInUse, "%v", se)
-			assert.True(t, se.Exited)
+			assert.Contains(t, se.Log, msgCtrlInUse)
 		}},
 	}
 	for _, tc := range tests {
