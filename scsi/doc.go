@@ -19,8 +19,8 @@
 // short, truncated or inconsistent input: they return a *ParseError, which
 // matches ErrTruncated (the buffer ends before the length the data claims;
 // Need tells how large an allocation length the command needs) or
-// ErrMalformed (a field is impossible) under errors.Is. They never allocate
-// more than a small multiple of the input size. Returned byte slices are
+// ErrMalformed (a field is impossible) under errors.Is. What they allocate
+// is bounded by a small constant multiple of the input size. Returned byte slices are
 // copies: the caller may reuse its buffer.
 //
 // # Sense data and status

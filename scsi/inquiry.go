@@ -173,3 +173,9 @@ func (q *Inquiry) VersionString() string {
 	}
 	return fmt.Sprintf("version 0x%02x", q.Version)
 }
+
+// Connected reports that a logical unit is present at the LUN: qualifier
+// "connected" and a peripheral type other than "unknown or no device type".
+func (q *Inquiry) Connected() bool {
+	return q.Qualifier == QualifierConnected && q.Type != TypeUnknown
+}

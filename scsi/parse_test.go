@@ -47,6 +47,10 @@ func TestParseInquiry(t *testing.T) {
 	q, err := ParseInquiry(unhex(hexInquiryDisk))
 	require.NoError(t, err)
 	assert.Equal(t, "SPC-3", q.VersionString())
+	assert.True(t, q.Connected())
+	absent, err := ParseInquiry(unhex("7f" + hexInquiryDisk[2:]))
+	require.NoError(t, err)
+	assert.False(t, absent.Connected())
 	assert.Equal(t, "disk", q.Type.String())
 }
 
