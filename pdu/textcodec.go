@@ -205,6 +205,12 @@ func ParseBinary(v string) ([]byte, error) {
 		}
 		return b, nil
 	case 'b', 'B':
+		for i := 0; i < len(body); i++ {
+			if c := body[i]; !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '=') {
+				// encoding/base64 would silently skip CR and LF.
+				return nil, &TextError{Offset: -1, Reason: "invalid base64 constant"}
+			}
+		}
 		b, err := base64.StdEncoding.DecodeString(body)
 		if err != nil {
 			return nil, &TextError{Offset: -1, Reason: "invalid base64 constant"}

@@ -105,7 +105,7 @@ func TestBinaryValues(t *testing.T) {
 	got, err := ParseBinary("0xabc") // odd digit count: leading zero nibble
 	require.NoError(t, err)
 	assert.Equal(t, []byte{0x0a, 0xbc}, got)
-	for _, bad := range []string{"", "0x", "0b", "123", "0xg0", "0xgab", "0b===", "0q12", "1x12"} {
+	for _, bad := range []string{"", "0x", "0b", "0B\n", "0bAQ\r\nID", "123", "0xg0", "0xgab", "0b===", "0q12", "1x12"} {
 		_, err := ParseBinary(bad)
 		var te *TextError
 		assert.ErrorAs(t, err, &te, "ParseBinary(%q)", bad)
