@@ -27,16 +27,18 @@ type fakeTarget struct {
 	wmu sync.Mutex
 	w   *pdu.Writer
 
-	mu       sync.Mutex
-	statSN   uint32
-	expCmdSN uint32
-	maxCmdSN uint32
-	disk     []byte
-	bs       int
-	mrdsl    int // the initiator's MaxRecvDataSegmentLength: our Data-In size
-	maxBurst int
-	writes   map[uint32]*fakeWrite
-	nextTTT  uint32
+	mu         sync.Mutex
+	statSN     uint32
+	expCmdSN   uint32
+	maxCmdSN   uint32
+	disk       []byte
+	bs         int
+	mrdsl      int // the initiator's MaxRecvDataSegmentLength: our Data-In size
+	maxBurst   int
+	writes     map[uint32]*fakeWrite
+	unsol      map[uint32]*fakeWrite // by ITT
+	firstBurst int
+	nextTTT    uint32
 	// log of PDUs received (headers), for assertions
 	got []pdu.BHS
 
@@ -107,8 +109,9 @@ func newFakePair(t testing.TB, neg login.Negotiated, handle func(*fakeTarget, *p
 		statSN: 100, expCmdSN: 1, maxCmdSN: 64,
 		disk: make([]byte, 4<<20), bs: 512,
 		mrdsl: int(neg.MaxRecvDataSegmentLength), maxBurst: int(neg.MaxBurstLength),
-		writes: map[uint32]*fakeWrite{}, nextTTT: 1,
-		handle: handle, done: make(chan struct{}),
+		writes: map[uint32]*fakeWrite{}, unsol: map[uint32]*fakeWrite{}, nextTTT: 1,
+		firstBurst: int(neg.FirstBurstLength),
+		handle:     handle, done: make(chan struct{}),
 	}
 	for i := range ft.disk {
 		ft.disk[i] = byte(i/512) ^ byte(i)
@@ -154,6 +157,12 @@ func (ft *fakeTarget) serve() {
 		}
 		ft.serveDefault(&hdr, data)
 	}
+}
+
+func (ft *fakeTarget) diskBytes(off, n int) []byte {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	return append([]byte(nil), ft.disk[off:off+n]...)
 }
 
 func (ft *fakeTarget) received() []pdu.BHS {
@@ -232,6 +241,16 @@ func (ft *fakeTarget) serveDefault(h *pdu.BHS, data []byte) {
 				ft.finishWrite(w)
 				return
 			}
+			if !h.Final() { // unsolicited Data-Out follows, up to FirstBurstLength
+				w.ttt = reservedTTT
+				w.r2tOff = w.received
+				w.r2tLen = min(edtl, ft.firstBurst) - w.received
+				w.next = w.r2tOff + w.r2tLen
+				ft.mu.Lock()
+				ft.unsol[itt] = w
+				ft.mu.Unlock()
+				return
+			}
 			ft.r2t(w)
 		default:
 			ft.scsiResponse(itt, 0, nil)
@@ -239,6 +258,9 @@ func (ft *fakeTarget) serveDefault(h *pdu.BHS, data []byte) {
 	case pdu.OpDataOut:
 		ft.mu.Lock()
 		w := ft.writes[h.TTT()]
+		if h.TTT() == reservedTTT {
+			w = ft.unsol[h.ITT()]
+		}
 		ft.mu.Unlock()
 		if w == nil {
 			ft.t.Errorf("fake: Data-Out with unknown TTT %#x", h.TTT())
@@ -261,6 +283,9 @@ func (ft *fakeTarget) serveDefault(h *pdu.BHS, data []byte) {
 			}
 			ft.mu.Lock()
 			delete(ft.writes, w.ttt)
+			if w.ttt == reservedTTT {
+				delete(ft.unsol, w.itt)
+			}
 			ft.mu.Unlock()
 			if w.r2tOff+w.r2tLen == w.edtl {
 				ft.finishWrite(w)
