@@ -1,0 +1,162 @@
+package vmtest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// GuestTag is the build tag of guest-only test files; BuildTest compiles
+// with it.
+const GuestTag = "vmguest"
+
+// InGuest reports whether this process runs as a vmtest payload.
+func InGuest() bool { return os.Getenv(EnvInGuest) == "1" }
+
+// RequireGuest fails t (it does not skip) when called outside a vmtest
+// guest: a guest-only test built with -tags vmguest and run on the host
+// must not pass silently.
+func RequireGuest(t testing.TB) {
+	t.Helper()
+	if !InGuest() {
+		t.Fatalf("%s is a guest-only test (build tag %s): it runs inside the qemu guest through its host-side wrapper (vmtest.RunTestInGuest), not directly", t.Name(), GuestTag)
+	}
+}
+
+// BuildTest compiles the test binary of the package in pkgDir (relative to
+// the current directory, "." for the calling package) as a static
+// executable with -tags vmguest, and returns its path in t.TempDir().
+func BuildTest(t testing.TB, pkgDir string) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	out := filepath.Join(t.TempDir(), "guest.test")
+	cmd := exec.Command(goBin, "test", "-c", "-tags", GuestTag, "-o", out, ".")
+	cmd.Dir = pkgDir
+	cmd.Env = append(buildEnv(os.Environ()), "CGO_ENABLED=0")
+	start := time.Now()
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("vmtest: building the guest test binary of %s (CGO_ENABLED=0 go test -c -tags %s): %v\n%s", pkgDir, GuestTag, err, b)
+	}
+	t.Logf("vmtest: built guest test binary of %s in %v", pkgDir, time.Since(start).Round(time.Millisecond))
+	return out
+}
+
+// buildEnv drops -race from GOFLAGS (it needs cgo) and any CGO_ENABLED.
+func buildEnv(env []string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		switch {
+		case strings.HasPrefix(kv, "CGO_ENABLED="):
+			continue
+		case strings.HasPrefix(kv, "GOFLAGS="):
+			var keep []string
+			for _, f := range strings.Fields(strings.TrimPrefix(kv, "GOFLAGS=")) {
+				if f != "-race" && f != "--race" && f != "-race=true" {
+					keep = append(keep, f)
+				}
+			}
+			kv = "GOFLAGS=" + strings.Join(keep, " ")
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// RunTestInGuest runs the guest-only tests of the package in pkgDir that
+// match the regular expression run, in a guest with the iSCSI initiator
+// modules (SetISCSI) loaded and env added to their environment. It fails t
+// when the guest exits non-zero, when no test matched, or when the guest
+// does not report an exit code; the guest console goes to t.Log on failure
+// (always with -v).
+func RunTestInGuest(t *testing.T, pkgDir, run string, env map[string]string) *Result {
+	t.Helper()
+	return RunTestInGuestWith(t, pkgDir, run, Config{Env: env, Sets: []ModuleSet{SetISCSI}})
+}
+
+// RunTestInGuestWith is RunTestInGuest with a full Config; cfg.Binary and
+// cfg.Script are ignored, cfg.Args are appended to the test binary's flags
+// (e.g. "-test.timeout=5m").
+func RunTestInGuestWith(t *testing.T, pkgDir, run string, cfg Config) *Result {
+	t.Helper()
+	if InGuest() {
+		t.Fatalf("vmtest: RunTestInGuest called inside the guest: -test.run %q selected a host-side wrapper", run)
+	}
+	if _, err := regexp.Compile(run); err != nil {
+		t.Fatalf("vmtest: bad -test.run expression %q: %v", run, err)
+	}
+	cfg.Binary = BuildTest(t, pkgDir)
+	cfg.Script = ""
+	cfg.Args = append([]string{"-test.run", run, "-test.v", "-test.count=1"}, cfg.Args...)
+	ctx := t.Context()
+	if dl, ok := t.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl.Add(-5*time.Second))
+		defer cancel()
+	}
+	res, err := Run(ctx, cfg)
+	if res != nil {
+		logGuestTests(t, res)
+	}
+	failed := false
+	switch {
+	case err != nil:
+		failed = true
+		t.Errorf("vmtest: guest run of %s -test.run %q: %v", pkgDir, run, err)
+	case res.ExitCode != 0:
+		failed = true
+		t.Errorf("vmtest: guest tests %q of %s exited %d", run, pkgDir, res.ExitCode)
+	case strings.Contains(res.Output, "testing: warning: no tests to run") || !strings.Contains(res.Output, "=== RUN"):
+		failed = true
+		t.Errorf("vmtest: no guest test of %s matched -test.run %q (guest tests need the build tag %q)", pkgDir, run, GuestTag)
+	}
+	if res != nil && (failed || testing.Verbose()) {
+		t.Logf("vmtest: guest console:\n%s", res.Output)
+	}
+	return res
+}
+
+// logGuestTests logs the guest tests' result lines and the timings.
+func logGuestTests(t *testing.T, res *Result) {
+	t.Helper()
+	var lines []string
+	for _, l := range strings.Split(res.Output, "\n") {
+		if l = strings.TrimSpace(l); strings.HasPrefix(l, "--- ") {
+			lines = append(lines, l)
+		}
+	}
+	t.Logf("vmtest: guest ready after %v, powered off after %v; guest results: %s",
+		res.Boot.Round(time.Millisecond), res.Elapsed.Round(time.Millisecond), strings.Join(lines, "; "))
+}
+
+// StartForTest starts a background guest bound to t: it is killed when the
+// test ends (its console logged if the test failed), and a start failure
+// fails t.
+func StartForTest(t testing.TB, cfg Config) *Guest {
+	t.Helper()
+	g, err := Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("vmtest: start guest: %v", err)
+	}
+	t.Cleanup(func() {
+		g.Stop()
+		if t.Failed() {
+			t.Logf("vmtest: guest console:\n%s", g.Output())
+		}
+	})
+	return g
+}
+
+// String describes the result briefly.
+func (r *Result) String() string {
+	return fmt.Sprintf("exit %d after %v (ready after %v)", r.ExitCode, r.Elapsed.Round(time.Millisecond), r.Boot.Round(time.Millisecond))
+}
