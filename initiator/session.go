@@ -299,6 +299,13 @@ func (s *Session) immediate(ctx context.Context, c *conn, kind uint8, refITT uin
 		return sl, nil
 	case <-ctx.Done():
 	case <-c.dead:
+		<-c.readerDone
+		sl.mu.Lock()
+		done := sl.done
+		sl.mu.Unlock()
+		if done { // answered just before the connection closed (logout)
+			return sl, nil
+		}
 	}
 	err := ctx.Err()
 	if err != nil && kind == kindNOP {
