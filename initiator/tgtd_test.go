@@ -145,7 +145,9 @@ func TestDiscover(t *testing.T) {
 func TestLoginVariants(t *testing.T) {
 	t.Parallel()
 	f := fixture(t)
-	chap := func(ft tgtd.FixtureTarget) CHAP { return CHAP{User: ft.User, Secret: ft.Secret, Algorithms: []login.CHAPAlgorithm{login.CHAPMD5}} }
+	chap := func(ft tgtd.FixtureTarget) CHAP {
+		return CHAP{User: ft.User, Secret: ft.Secret, Algorithms: []login.CHAPAlgorithm{login.CHAPMD5}}
+	}
 	mutual := func(ft tgtd.FixtureTarget) CHAP {
 		return CHAP{User: ft.User, Secret: ft.Secret, TargetUser: ft.TargetUser, TargetSecret: ft.TargetSecret,
 			Algorithms: []login.CHAPAlgorithm{login.CHAPMD5}}
