@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	mrand "math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gosan/iscsi/initiator"
+)
+
+// benchResult is what `iscsictl bench --json` prints: one object.
+type benchResult struct {
+	RW        string     `json:"rw"`
+	BlockSize int        `json:"bs"`
+	QD        int        `json:"qd"`
+	Seconds   float64    `json:"seconds"`
+	IOs       int64      `json:"ios"`
+	IOPS      float64    `json:"iops"`
+	MiBps     float64    `json:"mib_per_s"`
+	Latency   latencyRes `json:"latency_us"`
+	CPUPerIO  float64    `json:"cpu_us_per_io"`
+	Errors    int64      `json:"errors"`
+}
+
+type latencyRes struct {
+	Mean float64 `json:"mean"`
+	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
+	P99  float64 `json:"p99"`
+	P999 float64 `json:"p99_9"`
+	Max  float64 `json:"max"`
+}
+
+func cmdBench(ctx context.Context, g *globals, args []string) error {
+	fs := g.flagSet("bench")
+	rw := fs.String("rw", "randread", "read, write, randread or randwrite")
+	var bs sizeFlag
+	bs.n = 4096
+	fs.Var(&bs, "bs", "I/O size (4k, 64k, 1M, ...)")
+	qd := fs.Int("qd", 32, "I/Os in flight")
+	dur := fs.Duration("duration", 10*time.Second, "how long to run")
+	var span sizeFlag
+	fs.Var(&span, "span", "bytes of the LUN to use from offset 0 (default: all)")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	pos, err := g.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("want one LUN URL")
+	}
+	write, random := false, false
+	switch *rw {
+	case "read":
+	case "write":
+		write = true
+	case "randread":
+		random = true
+	case "randwrite":
+		write, random = true, true
+	default:
+		return usagef("--rw must be read, write, randread or randwrite")
+	}
+	if *qd < 1 || *qd > 1024 {
+		return usagef("--qd must be 1..1024")
+	}
+	if *dur <= 0 {
+		return usagef("--duration must be positive")
+	}
+	s, l, err := g.openLUN(ctx, pos[0], initiator.WithQueueDepth(max(*qd, initiator.DefaultQueueDepth)))
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	size := int(bs.n)
+	if size <= 0 || size%l.BlockSize() != 0 {
+		return usagef("--bs %d is not a multiple of the block size %d", size, l.BlockSize())
+	}
+	region := l.Size()
+	if span.set && span.n < region {
+		region = span.n
+	}
+	region -= region % int64(size)
+	if region < int64(size) {
+		return fmt.Errorf("LUN of %d bytes is smaller than one I/O of %d", l.Size(), size)
+	}
+	res, err := runBench(ctx, l, benchSpec{write: write, random: random, bs: size, qd: *qd, dur: *dur, region: region})
+	if err != nil {
+		return err
+	}
+	res.RW = *rw
+	if *asJSON {
+		return writeJSON(g.stdout, res)
+	}
+	fmt.Fprintf(g.stdout, "%s bs=%d qd=%d %.1fs: %.0f IOPS, %.1f MiB/s, latency µs mean %.0f p50 %.0f p90 %.0f p99 %.0f p99.9 %.0f max %.0f, CPU %.1f µs/IO\n",
+		res.RW, res.BlockSize, res.QD, res.Seconds, res.IOPS, res.MiBps,
+		res.Latency.Mean, res.Latency.P50, res.Latency.P90, res.Latency.P99, res.Latency.P999, res.Latency.Max, res.CPUPerIO)
+	return nil
+}
+
+type benchSpec struct {
+	write, random bool
+	bs, qd        int
+	dur           time.Duration
+	region        int64
+}
+
+// runBench keeps qd I/Os in flight on l for spec.dur and measures them.
+func runBench(ctx context.Context, l *initiator.LUN, spec benchSpec) (*benchResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, spec.dur)
+	defer cancel()
+	var (
+		next    atomic.Int64 // sequential: next offset index
+		ios     atomic.Int64
+		nerrs   atomic.Int64
+		firstMu sync.Mutex
+		first   error
+		wg      sync.WaitGroup
+	)
+	blocks := spec.region / int64(spec.bs)
+	lats := make([][]time.Duration, spec.qd)
+	ru0 := rusage()
+	start := time.Now()
+	for w := range spec.qd {
+		buf := make([]byte, spec.bs)
+		if spec.write {
+			rand.Read(buf)
+		}
+		// Preallocate room for the latencies so the loop does not allocate.
+		lats[w] = make([]time.Duration, 0, max(1<<12, int(spec.dur.Seconds()*60000)/spec.qd+1024))
+		rng := mrand.New(mrand.NewPCG(uint64(w)+1, uint64(start.UnixNano())))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				var idx int64
+				if spec.random {
+					idx = rng.Int64N(blocks)
+				} else {
+					idx = (next.Add(1) - 1) % blocks
+				}
+				off := idx * int64(spec.bs)
+				t0 := time.Now()
+				var err error
+				if spec.write {
+					_, err = l.WriteAtContext(ctx, buf, off)
+				} else {
+					_, err = l.ReadAtContext(ctx, buf, off)
+				}
+				if err != nil {
+					if ctx.Err() != nil {
+						return // the run ended while this I/O was in flight
+					}
+					nerrs.Add(1)
+					firstMu.Lock()
+					if first == nil {
+						first = err
+					}
+					firstMu.Unlock()
+					cancel()
+					return
+				}
+				lats[w] = append(lats[w], time.Since(t0))
+				ios.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	ru1 := rusage()
+	if first != nil {
+		return nil, fmt.Errorf("bench: %w", first)
+	}
+	var all []time.Duration
+	for _, ls := range lats {
+		all = append(all, ls...)
+	}
+	slices.Sort(all)
+	n := ios.Load()
+	res := &benchResult{
+		BlockSize: spec.bs, QD: spec.qd, Seconds: elapsed.Seconds(), IOs: n, Errors: nerrs.Load(),
+		IOPS:  float64(n) / elapsed.Seconds(),
+		MiBps: float64(n) * float64(spec.bs) / (1 << 20) / elapsed.Seconds(),
+	}
+	if len(all) > 0 {
+		var sum time.Duration
+		for _, d := range all {
+			sum += d
+		}
+		us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+		pct := func(p float64) float64 { return us(all[min(len(all)-1, int(p*float64(len(all))))]) }
+		res.Latency = latencyRes{Mean: us(sum) / float64(len(all)), P50: pct(0.50), P90: pct(0.90),
+			P99: pct(0.99), P999: pct(0.999), Max: us(all[len(all)-1])}
+	}
+	if n > 0 {
+		cpu := (ru1.Utime.Nano() + ru1.Stime.Nano()) - (ru0.Utime.Nano() + ru0.Stime.Nano())
+		res.CPUPerIO = float64(cpu) / 1e3 / float64(n)
+	}
+	return res, nil
+}
+
+func rusage() syscall.Rusage {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru
+}
