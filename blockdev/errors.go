@@ -1,0 +1,101 @@
+package blockdev
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+
+	"github.com/gosan/iscsi/internal/iscsinl"
+	"github.com/gosan/iscsi/internal/login"
+)
+
+// Sentinel errors; match with errors.Is.
+var (
+	// ErrPermission: the process lacks CAP_SYS_ADMIN (the kernel's
+	// NETLINK_ISCSI handler and the sysfs scan/delete files need it).
+	ErrPermission = errors.New("blockdev: need CAP_SYS_ADMIN (run as root)")
+	// ErrModuleNotLoaded: iscsi_tcp (and with it scsi_transport_iscsi) is
+	// not loaded: run `modprobe iscsi_tcp`.
+	ErrModuleNotLoaded = errors.New("blockdev: kernel module iscsi_tcp not loaded (modprobe iscsi_tcp)")
+	// ErrOtherDaemon: another process (usually iscsid) listens to the
+	// kernel's iSCSI netlink group. Two managers of the same sessions
+	// fight over recovery and logout; stop iscsid (systemctl stop
+	// iscsid.socket iscsid) or set Options.AllowOtherDaemon.
+	ErrOtherDaemon = errors.New("blockdev: another iSCSI daemon (iscsid?) listens to NETLINK_ISCSI")
+	// ErrUnreachable: the TCP connection to the portal failed.
+	ErrUnreachable = errors.New("blockdev: portal unreachable")
+	// ErrAuthentication: the target refused our CHAP credentials, or the
+	// target failed mutual CHAP, or it does not authorize this initiator.
+	ErrAuthentication = errors.New("blockdev: authentication failed")
+	// ErrTargetNotFound: the portal does not know the target name.
+	ErrTargetNotFound = errors.New("blockdev: target not found")
+	// ErrLogin: any other login failure (see the wrapped error).
+	ErrLogin = errors.New("blockdev: login failed")
+	// ErrNoDevice: the LUN's block device did not appear before the
+	// deadline (no such LUN, or the target did not answer the scan).
+	ErrNoDevice = errors.New("blockdev: block device did not appear")
+	// ErrNoSession: no such session in sysfs.
+	ErrNoSession = errors.New("blockdev: no such iSCSI session")
+	// ErrClosed: the Kernel was closed.
+	ErrClosed = errors.New("blockdev: closed")
+)
+
+// AttachError says which step of Attach failed. errors.Is matches the
+// sentinels above (ErrUnreachable, ErrAuthentication, ErrTargetNotFound,
+// ErrLogin, ErrNoDevice, ErrPermission, ErrModuleNotLoaded) and the
+// wrapped error.
+type AttachError struct {
+	Step   string // "connect", "create session", "bind", "set param", "login", "start", "scan"
+	Portal string
+	Target string
+	Err    error
+}
+
+func (e *AttachError) Error() string {
+	return fmt.Sprintf("blockdev: attach %s at %s: %s: %v", e.Target, e.Portal, e.Step, e.Err)
+}
+
+func (e *AttachError) Unwrap() error { return e.Err }
+
+// Is maps login and kernel failures onto the package's sentinels.
+func (e *AttachError) Is(target error) bool {
+	switch target {
+	case ErrUnreachable:
+		return e.Step == stepConnect
+	case ErrAuthentication:
+		return errors.Is(e.Err, login.ErrAuthentication) || errors.Is(e.Err, login.ErrAuthorization) ||
+			errors.Is(e.Err, login.ErrMutualAuth) || errors.Is(e.Err, login.ErrCHAPReflection)
+	case ErrTargetNotFound:
+		return errors.Is(e.Err, login.ErrTargetNotFound) || errors.Is(e.Err, login.ErrTargetRemoved)
+	case ErrLogin:
+		return e.Step == stepLogin
+	case ErrPermission:
+		return errors.Is(e.Err, iscsinl.ErrPermission) || errors.Is(e.Err, syscall.EPERM) || errors.Is(e.Err, syscall.EACCES)
+	case ErrModuleNotLoaded:
+		return errors.Is(e.Err, iscsinl.ErrTransportNotLoaded) || errors.Is(e.Err, iscsinl.ErrKernelUnsupported)
+	}
+	return false
+}
+
+// Attach steps.
+const (
+	stepConnect  = "connect"
+	stepCreate   = "create session"
+	stepBind     = "bind"
+	stepParam    = "set param"
+	stepLogin    = "login"
+	stepStart    = "start"
+	stepScan     = "scan"
+	stepValidate = "validate"
+)
+
+// mapOpenErr turns iscsinl.Dial errors into the package's sentinels.
+func mapOpenErr(err error) error {
+	switch {
+	case errors.Is(err, iscsinl.ErrTransportNotLoaded), errors.Is(err, iscsinl.ErrKernelUnsupported):
+		return fmt.Errorf("%w: %w", ErrModuleNotLoaded, err)
+	case errors.Is(err, iscsinl.ErrPermission), errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
+		return fmt.Errorf("%w: %w", ErrPermission, err)
+	}
+	return fmt.Errorf("blockdev: opening NETLINK_ISCSI: %w", err)
+}

@@ -1,0 +1,164 @@
+package blockdev
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gosan/iscsi/internal/iscsinl"
+)
+
+// Supervise is the recovery loop a long-running process (a CSI node
+// plugin, a daemon) runs for as long as it wants its sessions kept alive.
+// On ISCSI_KEVENT_CONN_ERROR for a session this Kernel knows (created or
+// attached through it) it does what iscsid does: STOP_CONN with
+// STOP_CONN_RECOVER (the kernel keeps the SCSI devices and queues I/O for
+// up to Timeouts.Recovery), then, after DefaultTime2Wait, a new TCP
+// connection bound to the same session, login again (same ISID, TSIH 0:
+// the target reinstates the session), the negotiated parameters and
+// START_CONN; the kernel then resumes the queued I/O. It retries with
+// backoff until it succeeds, the session is logged out, or ctx ends.
+//
+// Without Supervise the kernel's recovery timeout applies: I/O fails after
+// Timeouts.Recovery and the session stays FAILED until a later Attach on
+// it reconnects it or it is logged out.
+//
+// Supervise returns ctx.Err() when ctx ends, ErrClosed when the Kernel is
+// closed. Call it at most once per Kernel.
+func (k *Kernel) Supervise(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case ev, ok := <-k.nl.Events():
+			if !ok {
+				return ErrClosed
+			}
+			k.handleEvent(ctx, ev)
+		}
+	}
+}
+
+func (k *Kernel) handleEvent(ctx context.Context, ev iscsinl.Event) {
+	switch e := ev.(type) {
+	case *iscsinl.ConnErrorEvent:
+		k.mu.Lock()
+		s := k.sessions[e.SID]
+		k.mu.Unlock()
+		if s == nil {
+			k.log.Debug("blockdev: connection error on an unknown session", "sid", e.SID, "err", e.Error)
+			return
+		}
+		s.mu.Lock()
+		busy := s.closing || s.recovering || s.portal == nil
+		if !busy {
+			s.recovering = true
+		}
+		s.mu.Unlock()
+		if busy {
+			k.log.Debug("blockdev: connection error ignored (session busy)", "sid", e.SID, "err", e.Error)
+			return
+		}
+		k.log.Warn("blockdev: connection failed, recovering", "sid", e.SID, "err", e.Error)
+		go k.recoverLoop(ctx, s)
+	default:
+		if k.log.Enabled(ctx, -4) {
+			sid, _ := ev.SessionID()
+			k.log.Debug("blockdev: kernel event", "type", ev.EventType(), "sid", sid)
+		}
+	}
+}
+
+// recoverLoop reconnects s until it works, s is closed, or ctx ends.
+func (k *Kernel) recoverLoop(ctx context.Context, s *session) {
+	start := time.Now()
+	if err := k.nl.StopConn(ctx, s.sid, 0, iscsinl.StopConnRecover); err != nil {
+		k.log.Debug("blockdev: STOP_CONN(recover)", "sid", s.sid, "err", err)
+	}
+	s.mu.Lock()
+	s.closeFD()
+	s.mu.Unlock()
+	wait := 2 * time.Second // DefaultTime2Wait
+	for attempt := 1; ; attempt++ {
+		select {
+		case <-ctx.Done():
+			k.doneRecovering(s)
+			return
+		case <-time.After(wait):
+		}
+		s.mu.Lock()
+		closing := s.closing
+		s.mu.Unlock()
+		if closing {
+			k.doneRecovering(s)
+			return
+		}
+		err := k.reconnectOnce(ctx, s)
+		if err == nil {
+			k.log.Info("blockdev: session recovered", "sid", s.sid, "attempt", attempt, "after", time.Since(start).Round(time.Millisecond))
+			k.doneRecovering(s)
+			return
+		}
+		k.log.Warn("blockdev: reconnect failed", "sid", s.sid, "attempt", attempt, "err", err)
+		if wait < 16*time.Second {
+			wait *= 2
+		}
+	}
+}
+
+func (k *Kernel) doneRecovering(s *session) {
+	s.mu.Lock()
+	s.recovering = false
+	s.mu.Unlock()
+}
+
+// reconnectOnce binds a new socket to the stopped connection of s and logs
+// in again. On failure the connection is stopped again for the next try.
+func (k *Kernel) reconnectOnce(ctx context.Context, s *session) error {
+	s.mu.Lock()
+	addr, netdev := s.portal, s.netdev
+	s.mu.Unlock()
+	cctx, cancel := context.WithTimeout(ctx, k.tmo.Connect)
+	fd, err := dialTCP(cctx, addr, netdev)
+	cancel()
+	if err != nil {
+		return &AttachError{Step: stepConnect, Portal: addr.String(), Target: s.cfg.TargetName, Err: err}
+	}
+	s.mu.Lock()
+	s.closeFD()
+	s.fd = fd
+	s.mu.Unlock()
+	step, err := k.bindAndLogin(ctx, s)
+	if err != nil {
+		if serr := k.nl.StopConn(context.WithoutCancel(ctx), s.sid, 0, iscsinl.StopConnRecover); serr != nil {
+			k.log.Debug("blockdev: STOP_CONN(recover) after failed reconnect", "sid", s.sid, "err", serr)
+		}
+		s.mu.Lock()
+		if s.fd == fd {
+			unix.Close(fd)
+			s.fd = -1
+		}
+		s.mu.Unlock()
+		return &AttachError{Step: step, Portal: addr.String(), Target: s.cfg.TargetName, Err: err}
+	}
+	return nil
+}
+
+// reconnect brings back a session found FAILED in sysfs (its creator is
+// gone or gave up), synchronously, bounded by ctx.
+func (k *Kernel) reconnect(ctx context.Context, s *session) error {
+	s.mu.Lock()
+	if s.recovering || s.closing {
+		s.mu.Unlock()
+		return errors.New("blockdev: session busy")
+	}
+	s.recovering = true
+	s.mu.Unlock()
+	defer k.doneRecovering(s)
+	if err := k.nl.StopConn(ctx, s.sid, 0, iscsinl.StopConnRecover); err != nil {
+		k.log.Debug("blockdev: STOP_CONN(recover)", "sid", s.sid, "err", err)
+	}
+	return k.reconnectOnce(ctx, s)
+}
