@@ -57,6 +57,8 @@ func benchIO(b *testing.B, l *LUN, qd int, write bool) {
 	extra := b.N % qd
 	pid := shared.srv.PID()
 	b.ReportAllocs()
+	l.s.conn.Load().pdusOut.Store(0)
+	l.s.conn.Load().flushes.Store(0)
 	b.ResetTimer()
 	c0, t0, w0 := cpuTime(), procCPU(pid), time.Now()
 	for g := range qd {
@@ -91,6 +93,8 @@ func benchIO(b *testing.B, l *LUN, qd int, write bool) {
 	b.StopTimer()
 	el := time.Since(w0)
 	b.ReportMetric(float64(b.N)/el.Seconds(), "IOPS")
+	c := l.s.conn.Load()
+	b.ReportMetric(float64(c.pdusOut.Swap(0))/float64(max(c.flushes.Swap(0), 1)), "pdu/flush")
 	b.ReportMetric(float64((cpuTime()-c0).Microseconds())/float64(b.N), "cpu-us/op")
 	b.ReportMetric(float64((procCPU(pid)-t0).Microseconds())/float64(b.N), "tgtd-us/op")
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +45,8 @@ type conn struct {
 	flushing bool
 
 	expStatSN atomic.Uint32
+	flushes   atomic.Uint64 // writev calls (statistics)
+	pdusOut   atomic.Uint64 // PDUs sent (statistics)
 	rxCount   atomic.Uint64 // PDUs received, for the keepalive
 
 	// target-initiated NOP-In pings waiting for our NOP-Out answer
@@ -136,10 +139,21 @@ func (c *conn) kickLocked() {
 		return
 	}
 	c.flushing = true
+	// Give goroutines that are ready to submit a chance to queue behind
+	// this PDU, so one writev carries several (the target then also reads
+	// them with one system call).
+	// Only worth it when other commands are in flight.
+	if len(c.s.slots.free) < cap(c.s.slots.free)-1 {
+		c.qmu.Unlock()
+		runtime.Gosched()
+		c.qmu.Lock()
+	}
 	for len(c.pend) > 0 {
 		batch := c.pend
 		c.pend = c.spare[:0]
 		c.qmu.Unlock()
+		c.flushes.Add(1)
+		c.pdusOut.Add(uint64(len(batch)))
 		var err error
 		if !c.isDead() {
 			for i := range batch {
