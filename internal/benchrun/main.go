@@ -1,0 +1,216 @@
+// Command benchrun is `make bench`: it starts tgtd with a LUN on tmpfs, then
+// measures iscsictl bench and libiscsi (fio's libiscsi engine, built from
+// Debian's source package by scripts/fio-libiscsi.sh) against the same LUN in
+// the same run, alternating, and prints a Markdown table of medians with the
+// ratio ours/libiscsi and each side's CPU time per I/O.
+//
+// On these shared 2-core machines target and initiator compete for the CPU,
+// so absolute figures move between runs; compare only within one run.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gosan/iscsi/internal/tgtd"
+)
+
+type workload struct {
+	name string
+	rw   string // fio and iscsictl share the names
+	bs   string
+	qd   int
+	mib  bool // report MiB/s rather than IOPS
+}
+
+var workloads = []workload{
+	{"sequential read 1 MiB QD8", "read", "1M", 8, true},
+	{"sequential write 1 MiB QD8", "write", "1M", 8, true},
+	{"4 KiB random read QD1", "randread", "4k", 1, false},
+	{"4 KiB random read QD32", "randread", "4k", 32, false},
+	{"4 KiB random write QD1", "randwrite", "4k", 1, false},
+	{"4 KiB random write QD32", "randwrite", "4k", 32, false},
+}
+
+type sample struct {
+	value    float64 // IOPS or MiB/s
+	cpuPerIO float64 // µs of the initiator process per I/O
+}
+
+func main() {
+	dur := flag.Duration("time", 8*time.Second, "length of each run")
+	reps := flag.Int("reps", 3, "runs of each initiator per workload (median reported)")
+	fio := flag.String("fio", "", "fio binary with the libiscsi engine")
+	ctl := flag.String("iscsictl", "", "iscsictl binary")
+	size := flag.Int64("size", 1<<30, "LUN size in bytes (a file on /dev/shm)")
+	only := flag.String("only", "", "run only workloads whose name contains this")
+	flag.Parse()
+	if *fio == "" || *ctl == "" {
+		log.Fatal("benchrun: --fio and --iscsictl are required (make bench sets them)")
+	}
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("/dev/shm", "gosan-bench-")
+	if err != nil {
+		log.Fatalf("benchrun: %v", err)
+	}
+	defer os.RemoveAll(dir)
+	srv, err := tgtd.StartServer(ctx, tgtd.Options{Dir: dir})
+	if err != nil {
+		log.Fatalf("benchrun: start tgtd: %v", err)
+	}
+	defer srv.Close()
+	const iqn = "iqn.2026-11.org.gosan.bench:ram"
+	img := filepath.Join(dir, "lun1.img")
+	f, err := os.Create(img)
+	if err != nil {
+		log.Fatalf("benchrun: %v", err)
+	}
+	// Fill the LUN so reads hit real pages, as the baseline measurement did.
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i * 7)
+	}
+	for off := int64(0); off < *size; off += int64(len(buf)) {
+		if _, err := f.Write(buf); err != nil {
+			log.Fatalf("benchrun: fill LUN: %v", err)
+		}
+	}
+	f.Close()
+	must(srv.NewTarget(ctx, 1, iqn))
+	must(srv.AddLUN(ctx, 1, 1, img, 512))
+	must(srv.BindAddress(ctx, 1, "ALL"))
+	url := fmt.Sprintf("iscsi://%s/%s/1", srv.Portal(), iqn)
+	fioURL := strings.ReplaceAll(url, ":", `\:`)
+
+	fmt.Printf("tgtd %s, LUN of %d MiB on tmpfs, %s per run, %d runs each, alternating; %s\n\n",
+		srv.Portal(), *size>>20, *dur, *reps, time.Now().UTC().Format(time.RFC3339))
+	fmt.Println("| workload | libiscsi (fio) | gosan/iscsi | ratio | CPU µs/IO libiscsi | CPU µs/IO gosan |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for _, w := range workloads {
+		if *only != "" && !strings.Contains(w.name, *only) {
+			continue
+		}
+		var ours, theirs []sample
+		for range *reps {
+			s, err := runFio(ctx, *fio, fioURL, w, *dur)
+			if err != nil {
+				log.Fatalf("benchrun: fio %s: %v", w.name, err)
+			}
+			theirs = append(theirs, s)
+			s, err = runOurs(ctx, *ctl, url, w, *dur)
+			if err != nil {
+				log.Fatalf("benchrun: iscsictl %s: %v", w.name, err)
+			}
+			ours = append(ours, s)
+		}
+		t, o := median(theirs), median(ours)
+		unit := " IOPS"
+		if w.mib {
+			unit = " MiB/s"
+		}
+		fmt.Printf("| %s | %.0f%s | %.0f%s | %.2f | %.1f | %.1f |\n", w.name, t.value, unit, o.value, unit, o.value/t.value, t.cpuPerIO, o.cpuPerIO)
+	}
+}
+
+func must(err error) {
+	if err != nil {
+		log.Fatalf("benchrun: %v", err)
+	}
+}
+
+func median(s []sample) sample {
+	v := slices.Clone(s)
+	slices.SortFunc(v, func(a, b sample) int {
+		switch {
+		case a.value < b.value:
+			return -1
+		case a.value > b.value:
+			return 1
+		}
+		return 0
+	})
+	return v[len(v)/2]
+}
+
+// cpuOf returns the user+system CPU time a finished command used.
+func cpuOf(c *exec.Cmd) time.Duration {
+	ru, ok := c.ProcessState.SysUsage().(*syscall.Rusage)
+	if !ok {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func runFio(ctx context.Context, fio, url string, w workload, dur time.Duration) (sample, error) {
+	c := exec.CommandContext(ctx, fio, "--name=bench", "--ioengine=libiscsi", "--filename="+url,
+		"--rw="+w.rw, "--bs="+w.bs, fmt.Sprintf("--iodepth=%d", w.qd),
+		fmt.Sprintf("--runtime=%d", int(dur.Seconds())), "--time_based", "--output-format=json")
+	out, err := c.Output()
+	if err != nil {
+		return sample{}, fmt.Errorf("%w: %s", err, out)
+	}
+	var r struct {
+		Jobs []struct {
+			Read, Write struct {
+				IOPS    float64 `json:"iops"`
+				BW      float64 `json:"bw_bytes"`
+				TotalIO int64   `json:"total_ios"`
+			}
+		} `json:"jobs"`
+	}
+	// fio may print notes before the JSON.
+	if i := strings.IndexByte(string(out), '{'); i > 0 {
+		out = out[i:]
+	}
+	if err := json.Unmarshal(out, &r); err != nil || len(r.Jobs) == 0 {
+		return sample{}, fmt.Errorf("unreadable fio output: %v", err)
+	}
+	st := r.Jobs[0].Read
+	if strings.Contains(w.rw, "write") {
+		st = r.Jobs[0].Write
+	}
+	s := sample{value: st.IOPS}
+	if w.mib {
+		s.value = st.BW / (1 << 20)
+	}
+	if st.TotalIO > 0 {
+		s.cpuPerIO = float64(cpuOf(c).Microseconds()) / float64(st.TotalIO)
+	}
+	return s, nil
+}
+
+func runOurs(ctx context.Context, ctl, url string, w workload, dur time.Duration) (sample, error) {
+	c := exec.CommandContext(ctx, ctl, "bench", url, "--rw", w.rw, "--bs", w.bs,
+		"--qd", fmt.Sprint(w.qd), "--duration", dur.String(), "--json")
+	c.Stderr = os.Stderr
+	out, err := c.Output()
+	if err != nil {
+		return sample{}, err
+	}
+	var r struct {
+		IOs   int64   `json:"ios"`
+		IOPS  float64 `json:"iops"`
+		MiBps float64 `json:"mib_per_s"`
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		return sample{}, fmt.Errorf("unreadable iscsictl output: %v", err)
+	}
+	s := sample{value: r.IOPS}
+	if w.mib {
+		s.value = r.MiBps
+	}
+	if r.IOs > 0 {
+		s.cpuPerIO = float64(cpuOf(c).Microseconds()) / float64(r.IOs)
+	}
+	return s, nil
+}
