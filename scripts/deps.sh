@@ -19,9 +19,16 @@ need() {
 
 need tgt tgtd tgtadm   # internal/tgtd: userspace iSCSI target for integration tests
 need iproute2 ip       # internal/tgtd: StartInNetns (netns + veth link cuts)
+need e2fsprogs mkfs.ext4 mkfs.ext3        # blockdev/volume: format and detection tests
+need xfsprogs mkfs.xfs
+need dosfstools mkfs.vfat
+need fdisk sfdisk                         # blockdev/volume: partition-table refusal tests
+need gdisk sgdisk
+need util-linux blkid losetup mkswap
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "deps: need root to install: ${need[*]}" >&2; exit 1; fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+  # Wait for another apt (a package timer, a parallel job) instead of failing.
+  apt-get -o DPkg::Lock::Timeout=300 update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${need[@]}"
 fi
