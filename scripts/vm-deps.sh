@@ -23,15 +23,10 @@ apt_install() {
 
 need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
-[ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' || need+=(busybox-static)
+# busybox-static (not the dynamic busybox, which it replaces) provides /bin/busybox.
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' || need+=(busybox-static)
 command -v xz >/dev/null || need+=(xz-utils)
-command -v dpkg-deb >/dev/null || need+=(dpkg)
-command -v file >/dev/null || need+=(file)
 if [ ${#need[@]} -gt 0 ]; then apt_install "${need[@]}"; fi
-# busybox-static replaces the dynamic busybox; check again after installing.
-if ! file -L /bin/busybox | grep -q 'statically linked'; then
-  apt_install busybox-static
-fi
 
 # Kernel: complete if current names a version whose bzImage and modules are there.
 if [ -f "$cache/current" ]; then
