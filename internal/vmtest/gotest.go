@@ -2,13 +2,17 @@ package vmtest
 
 import (
 	"context"
+	"crypto/sha256"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -32,23 +36,67 @@ func RequireGuest(t testing.TB) {
 
 // BuildTest compiles the test binary of the package in pkgDir (relative to
 // the current directory, "." for the calling package) as a static
-// executable with -tags vmguest, and returns its path in t.TempDir().
+// executable with -tags vmguest, and returns its path. The binary is built
+// once per test process and package (it is kept in $TMPDIR/vmtest-bin,
+// keyed by the process id; binaries of processes that have exited are
+// removed).
 func BuildTest(t testing.TB, pkgDir string) string {
 	t.Helper()
+	abs, err := filepath.Abs(pkgDir)
+	if err != nil {
+		t.Fatalf("vmtest: %v", err)
+	}
+	dir := filepath.Join(os.TempDir(), "vmtest-bin")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("vmtest: %v", err)
+	}
+	sum := sha256.Sum256([]byte(abs))
+	out := filepath.Join(dir, fmt.Sprintf("%d-%x.test", os.Getpid(), sum[:8]))
+	if st, err := os.Stat(out); err == nil && st.Mode().IsRegular() {
+		return out
+	}
+	sweepTestBinaries(dir)
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
-	out := filepath.Join(t.TempDir(), "guest.test")
-	cmd := exec.Command(goBin, "test", "-c", "-tags", GuestTag, "-o", out, ".")
-	cmd.Dir = pkgDir
+	tmp := fmt.Sprintf("%s.tmp%d", out, time.Now().UnixNano())
+	cmd := exec.Command(goBin, "test", "-c", "-tags", GuestTag, "-o", tmp, ".")
+	cmd.Dir = abs
 	cmd.Env = append(buildEnv(os.Environ()), "CGO_ENABLED=0")
 	start := time.Now()
 	if b, err := cmd.CombinedOutput(); err != nil {
+		os.Remove(tmp)
 		t.Fatalf("vmtest: building the guest test binary of %s (CGO_ENABLED=0 go test -c -tags %s): %v\n%s", pkgDir, GuestTag, err, b)
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		os.Remove(tmp)
+		t.Fatalf("vmtest: %v", err)
 	}
 	t.Logf("vmtest: built guest test binary of %s in %v", pkgDir, time.Since(start).Round(time.Millisecond))
 	return out
+}
+
+// sweepTestBinaries removes binaries that BuildTest left for processes that
+// no longer exist.
+func sweepTestBinaries(dir string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		pidStr, _, ok := strings.Cut(e.Name(), "-")
+		if !ok {
+			continue
+		}
+		pid, err := strconv.Atoi(pidStr)
+		if err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // buildEnv drops -race from GOFLAGS (it needs cgo) and any CGO_ENABLED.
