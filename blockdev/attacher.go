@@ -38,7 +38,7 @@ func (a volumeAttacher) SessionDevices(ctx context.Context, key volume.SessionKe
 	if err != nil {
 		return nil, err
 	}
-	info, err := a.k.sys.FindSession(addr.AddrPort().String(), key.IQN, key.Iface)
+	info, err := a.k.sys.FindSession(portalString(addr), key.IQN, key.Iface)
 	if err != nil || info == nil {
 		return nil, err
 	}

@@ -395,6 +395,16 @@ func resolvePortal(ctx context.Context, portal string) (*net.TCPAddr, error) {
 	return &net.TCPAddr{IP: ips[0], Port: int(p)}, nil
 }
 
+// portalString is addr as the kernel shows it: IPv4 without the
+// v4-in-v6 prefix, IPv6 in brackets.
+func portalString(addr *net.TCPAddr) string {
+	ip := addr.IP
+	if v4 := ip.To4(); v4 != nil {
+		ip = v4
+	}
+	return net.JoinHostPort(ip.String(), strconv.Itoa(addr.Port))
+}
+
 // dialTCP connects a non-blocking TCP socket from userspace as iscsid
 // does (SO_BINDTODEVICE when netdev is set, TCP_NODELAY), bounded by ctx.
 // It returns the raw descriptor: it is handed to the kernel, never used by
@@ -522,7 +532,7 @@ func (k *Kernel) Attach(ctx context.Context, spec Spec) (*Disk, error) {
 	if err != nil {
 		return nil, &AttachError{Step: stepConnect, Portal: spec.Portal, Target: spec.Target, Err: err}
 	}
-	portal := addr.AddrPort().String()
+	portal := portalString(addr)
 	key := sessionKey(portal, spec.Target, spec.Iface)
 	unlock, err := k.lock(ctx, key)
 	if err != nil {
@@ -584,7 +594,7 @@ func (k *Kernel) known(info *SessionInfo, spec Spec, addr *net.TCPAddr) *session
 	s, ok := k.sessions[info.SID]
 	if !ok {
 		s = &session{sid: info.SID, hostNo: info.HostNo, fd: -1,
-			key: sessionKey(addr.AddrPort().String(), spec.Target, spec.Iface)}
+			key: sessionKey(portalString(addr), spec.Target, spec.Iface)}
 		k.sessions[info.SID] = s
 		k.nl.Adopt(info.SID)
 	}
@@ -798,7 +808,7 @@ func (k *Kernel) Detach(ctx context.Context, d *Disk) error {
 	}
 	portal := d.Portal
 	if a, err := resolvePortal(ctx, d.Portal); err == nil {
-		portal = a.AddrPort().String()
+		portal = portalString(a)
 	}
 	unlock, err := k.lock(ctx, sessionKey(portal, d.Target, d.Iface))
 	if err != nil {
@@ -824,7 +834,7 @@ func (k *Kernel) Logout(ctx context.Context, portal, target, iface string) error
 	if err != nil {
 		return err
 	}
-	p := addr.AddrPort().String()
+	p := portalString(addr)
 	unlock, err := k.lock(ctx, sessionKey(p, target, iface))
 	if err != nil {
 		return err
