@@ -53,6 +53,8 @@ type conn struct {
 	dataDig  bool
 	statSN   uint32
 	expCmdSN uint32
+	window   int        // window last advertised
+	annMu    sync.Mutex // serialises window announcements
 
 	// Reader goroutine only.
 	tasks        map[uint32]*task
@@ -147,6 +149,7 @@ func (c *conn) send(msgs ...out) error {
 		}
 		h.PutUint32(28, c.expCmdSN)
 		h.PutUint32(32, c.maxCmdSN())
+		c.window = c.s.window()
 		var data []byte
 		if ds, ok := o.m.(pdu.DataSegmenter); ok {
 			data = ds.DataSegment()
@@ -214,6 +217,7 @@ func (c *conn) serve() {
 	c.r.SetDigests(c.neg.headerDigest, c.neg.dataDigest)
 	c.r.SetMaxDataSegmentLength(c.neg.recvMRDSL)
 	c.ffp.Store(true)
+	c.announceWindow() // in case SetCmdWindow ran during login
 
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -257,8 +261,17 @@ func (c *conn) pingLoop() {
 	}
 }
 
+// announceWindow sends an unsolicited NOP-In carrying the new MaxCmdSN if
+// the window changed since the last PDU sent.
 func (c *conn) announceWindow() {
-	_ = c.send(out{m: &pdu.NOPIn{ITT: pdu.ReservedTag, TTT: pdu.ReservedTag}, sn: snCurrent})
+	c.annMu.Lock()
+	defer c.annMu.Unlock()
+	c.wmu.Lock()
+	changed := c.window != c.s.window()
+	c.wmu.Unlock()
+	if changed {
+		_ = c.send(out{m: &pdu.NOPIn{ITT: pdu.ReservedTag, TTT: pdu.ReservedTag}, sn: snCurrent})
+	}
 }
 
 func (c *conn) sendAsync(ev pdu.AsyncEvent, p1, p2, p3 uint16) {
