@@ -27,7 +27,9 @@
 // payload in /tmp with GOSAN_IN_VM=1 and Config.Env, prints a marker line
 // with the exit code and powers off. On a non-zero exit the tail of dmesg
 // is printed first. The host's 127.0.0.1:PORT is HostIP:PORT in the guest;
-// Config.HostFwd forwards host loopback ports into the guest. Emulation is
+// Config.HostFwd forwards host loopback ports into the guest. The kernel's
+// own request_module calls fail (no modprobe), which LIO reports as
+// harmless "Unable to load target_core_*" lines. Emulation is
 // TCG (about 10x slower than native): timeouts inside guest tests must allow
 // for it.
 //

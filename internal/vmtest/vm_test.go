@@ -58,6 +58,11 @@ func TestExitCodePropagation(t *testing.T) {
 	img := make([]byte, 1<<20)
 	copy(img, "VMTEST-DISK-MAGIC")
 	require.NoError(t, os.WriteFile(disk, img, 0o644))
+	tree := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(tree, "sub"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(tree, "sub", "f.txt"), []byte("tree file\n"), 0o644))
+	single := filepath.Join(t.TempDir(), "one")
+	require.NoError(t, os.WriteFile(single, []byte("single file\n"), 0o600))
 
 	tests := []struct {
 		name string
@@ -67,8 +72,13 @@ func TestExitCodePropagation(t *testing.T) {
 		{"script exit 3", Config{Script: "echo from script; exit 3"}, 3},
 		{"go binary exit 3", Config{Binary: bin, Args: []string{"-test.run", "^TestGuestExitCode$"},
 			Env: map[string]string{"VMTEST_EXIT_CODE": "3"}}, 3},
-		{"script reads virtio disk", Config{Disks: []string{disk},
-			Script: "head -c 17 /dev/vda | grep -q VMTEST-DISK-MAGIC && exit 7; exit 1"}, 7},
+		{"script reads virtio disk and files", Config{Disks: []string{disk},
+			Files: map[string]string{"/data/tree": tree, "/etc/one": single},
+			Script: `set -e
+grep -qx 'tree file' /data/tree/sub/f.txt
+grep -qx 'single file' /etc/one
+head -c 17 /dev/vda | grep -q VMTEST-DISK-MAGIC
+exit 7`}, 7},
 		{"all module sets load", Config{Sets: []ModuleSet{SetISCSI, SetXFS, SetMultipath, SetLoop, SetLIO},
 			Script: `set -e
 mkdir -p /sys/kernel/config/target/iscsi
