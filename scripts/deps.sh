@@ -32,3 +32,4 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get -o DPkg::Lock::Timeout=300 update -qq
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${need[@]}"
 fi
+bash "$(dirname "$0")/vm-deps.sh"   # internal/vmtest: qemu, busybox-static, Debian kernel (cached)
