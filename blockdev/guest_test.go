@@ -300,9 +300,10 @@ func TestGuestVolumeLifecycle(t *testing.T) {
 			root := t.TempDir()
 			m, err := volume.NewManager(root, k.Attacher())
 			require.NoError(t, err)
-			tgt := fix.Plain
+			tgt := fix.CHAP // ext4 over a CHAP session
 			if fs == "xfs" {
-				tgt = fix.CHAP
+				require.NotEmpty(t, e.XFSIQN)
+				tgt = tgtd.FixtureTarget{IQN: e.XFSIQN}
 			}
 			v := volume.Volume{TargetPortal: fix.Portal, IQN: tgt.IQN, LUN: 1, FSType: fs}
 			if tgt.User != "" {

@@ -130,6 +130,7 @@ func (k *Kernel) reconnectOnce(ctx context.Context, s *session) error {
 	s.closeFD()
 	s.fd = fd
 	s.mu.Unlock()
+	k.drainPDUs(s.sid)
 	step, err := k.bindAndLogin(ctx, s)
 	if err != nil {
 		if serr := k.nl.StopConn(context.WithoutCancel(ctx), s.sid, 0, iscsinl.StopConnRecover); serr != nil {
@@ -144,6 +145,19 @@ func (k *Kernel) reconnectOnce(ctx context.Context, s *session) error {
 		return &AttachError{Step: step, Portal: addr.String(), Target: s.cfg.TargetName, Err: err}
 	}
 	return nil
+}
+
+// drainPDUs drops what the netlink layer still holds for the old
+// connection: PDUs and the sticky CONN_ERROR, which would otherwise end
+// the next login's first receive.
+func (k *Kernel) drainPDUs(sid uint32) {
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := 0; i < 1024; i++ {
+		if _, err := k.nl.RecvPDU(done, sid, 0); err != nil && errors.Is(err, context.Canceled) {
+			return
+		}
+	}
 }
 
 // reconnect brings back a session found FAILED in sysfs (its creator is

@@ -47,16 +47,36 @@ type guestEnv struct {
 	Fixture *tgtd.Fixture
 	Seed    uint64
 	Poke    string // host helper: "drop <tid>\n" drops the target's connections
+	// XFSIQN is a 512 MiB target (mkfs.xfs 6.x refuses less than 300 MB);
+	// only set for the volume lifecycle test.
+	XFSIQN string
 }
 
-func startGuestTarget(t *testing.T) (*tgtd.Server, *tgtd.Fixture, map[string]string, uint64) {
+// addXFSTarget adds target tid 10 with one 512 MiB LUN.
+func addXFSTarget(t *testing.T, srv *tgtd.Server) string {
+	t.Helper()
+	ctx := context.Background()
+	iqn := tgtd.IQNPrefix + "xfs"
+	path, err := tgtd.CreateBackingFile(srv.Dir(), 512<<20)
+	require.NoError(t, err)
+	require.NoError(t, srv.NewTarget(ctx, 10, iqn))
+	require.NoError(t, srv.AddLUN(ctx, 10, 1, path, 512))
+	require.NoError(t, srv.BindAddress(ctx, 10, "ALL"))
+	return iqn
+}
+
+func startGuestTarget(t *testing.T, xfs bool) (*tgtd.Server, *tgtd.Fixture, map[string]string, uint64) {
 	t.Helper()
 	srv, fix := tgtd.StartFixture(t)
+	xfsIQN := ""
+	if xfs {
+		xfsIQN = addXFSTarget(t, srv)
+	}
 	g := *fix
 	g.Portal = net.JoinHostPort(vmtest.HostIP, strconv.Itoa(srv.Port()))
 	seed := rand.Uint64()
 	poke := startPokeHelper(t, srv)
-	b, err := json.Marshal(guestEnv{Fixture: &g, Seed: seed, Poke: poke})
+	b, err := json.Marshal(guestEnv{Fixture: &g, Seed: seed, Poke: poke, XFSIQN: xfsIQN})
 	require.NoError(t, err)
 	return srv, fix, map[string]string{"BD_ENV": string(b)}, seed
 }
@@ -121,7 +141,7 @@ func checkBacking(t *testing.T, path string, off int64, want []byte) {
 }
 
 func TestKernelAttachDetach(t *testing.T) {
-	_, fix, env, seed := startGuestTarget(t)
+	_, fix, env, seed := startGuestTarget(t, false)
 	res := vmtest.RunTestInGuest(t, ".", "^TestGuest(Attach|CHAP|Failures)$", env)
 	require.NotNil(t, res)
 	require.Equal(t, 0, res.ExitCode)
@@ -133,7 +153,7 @@ func TestKernelAttachDetach(t *testing.T) {
 }
 
 func TestKernelRecovery(t *testing.T) {
-	_, fix, env, seed := startGuestTarget(t)
+	_, fix, env, seed := startGuestTarget(t, false)
 	res := vmtest.RunTestInGuest(t, ".", "^TestGuestRecovery$", env)
 	require.NotNil(t, res)
 	require.Equal(t, 0, res.ExitCode)
@@ -174,7 +194,7 @@ func hostTools(t *testing.T, tools ...string) map[string]string {
 }
 
 func TestKernelVolumeLifecycle(t *testing.T) {
-	_, _, env, _ := startGuestTarget(t)
+	_, _, env, _ := startGuestTarget(t, true)
 	res := vmtest.RunTestInGuestWith(t, ".", "^TestGuestVolume", vmtest.Config{
 		Env:   env,
 		Sets:  []vmtest.ModuleSet{vmtest.SetISCSI, vmtest.SetXFS},
