@@ -1,8 +1,8 @@
-//go:build iscsinl_guest
+//go:build vmguest
 
 // Guest-only tests: they need a kernel with scsi_transport_iscsi and
 // iscsi_tcp loaded, CAP_SYS_ADMIN and the initial network namespace. They are
-// built with -tags iscsinl_guest into the static test binary that
+// built with -tags vmguest into the static test binary that
 // internal/vmtest boots in a qemu guest (TestGuest* names).
 
 package iscsinl
@@ -17,11 +17,14 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gosan/iscsi/internal/vmtest"
 )
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 func TestGuestSessionLifecycle(t *testing.T) {
+	vmtest.RequireGuest(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	h, err := TransportHandle("tcp")
