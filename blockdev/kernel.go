@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -294,8 +295,13 @@ func otherISCSIListeners(path string, self uint32) ([]uint32, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return parseNetlinkListeners(f, self)
+}
+
+// parseNetlinkListeners parses /proc/net/netlink.
+func parseNetlinkListeners(r io.Reader, self uint32) ([]uint32, error) {
 	var out []uint32
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		fs := strings.Fields(sc.Text())
 		if len(fs) < 4 || fs[1] != strconv.Itoa(unix.NETLINK_ISCSI) {
@@ -505,13 +511,19 @@ func (kt *kernelTransport) RecvPDU(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(p) >= pdu.BHSLen {
-		switch pdu.Opcode(p[0] & 0x3f) {
-		case pdu.OpLoginResponse, pdu.OpTextResponse, pdu.OpLogoutResponse:
-			binary.BigEndian.PutUint32(p[16:20], kt.itt)
-		}
-	}
+	restoreITT(p, kt.itt)
 	return p, nil
+}
+
+// restoreITT puts itt into a Login, Text or Logout Response.
+func restoreITT(p []byte, itt uint32) {
+	if len(p) < pdu.BHSLen {
+		return
+	}
+	switch pdu.Opcode(p[0] & 0x3f) {
+	case pdu.OpLoginResponse, pdu.OpTextResponse, pdu.OpLogoutResponse:
+		binary.BigEndian.PutUint32(p[16:20], itt)
+	}
 }
 
 // --- attach -------------------------------------------------------------
