@@ -32,6 +32,10 @@ func dialRaw(t testing.TB, addr string) *rawClient {
 	t.Helper()
 	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	require.NoError(t, err)
+	return newRawClient(t, nc)
+}
+
+func newRawClient(t testing.TB, nc net.Conn) *rawClient {
 	t.Cleanup(func() { nc.Close() })
 	return &rawClient{t: t, nc: nc, r: pdu.NewReader(nc, 0), w: pdu.NewWriter(nc), isid: [6]byte{0x80, 1, 2, 3, 4, 5}, cmdSN: 1}
 }

@@ -35,6 +35,7 @@ const (
 	maxLoginPDUs      = 64
 	maxRecordsPerConn = 1 << 16
 	maxViolations     = 1 << 12
+	maxClosedRecords  = 1 << 10
 )
 
 // LUN describes one memory-backed logical unit.
@@ -334,28 +335,57 @@ func (s *Server) acceptLoop() {
 		if err != nil {
 			return
 		}
-		s.mu.Lock()
-		if s.done {
-			s.mu.Unlock()
-			nc.Close()
+		if !s.start(nc) {
 			return
 		}
-		s.nextConn++
-		c := newConn(s, nc, s.nextConn)
-		s.conns[c.id] = c
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go func() {
-			defer s.wg.Done()
-			c.serve()
-			s.mu.Lock()
-			delete(s.conns, c.id)
-			s.closed = append(s.closed, c.snapshot())
-			if c.sess != nil && c.sess.conn == c {
-				c.sess.conn = nil
-			}
-			s.mu.Unlock()
-		}()
+	}
+}
+
+// start registers nc and serves it on a new goroutine; false if the
+// server is closed.
+func (s *Server) start(nc net.Conn) bool {
+	c, ok := s.add(nc)
+	if !ok {
+		return false
+	}
+	go s.run(c)
+	return true
+}
+
+func (s *Server) add(nc net.Conn) (*conn, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		nc.Close()
+		return nil, false
+	}
+	s.nextConn++
+	c := newConn(s, nc, s.nextConn)
+	s.conns[c.id] = c
+	s.wg.Add(1)
+	return c, true
+}
+
+func (s *Server) run(c *conn) {
+	defer s.wg.Done()
+	c.serve()
+	s.mu.Lock()
+	delete(s.conns, c.id)
+	if len(s.closed) >= maxClosedRecords {
+		s.closed = append(s.closed[:0], s.closed[maxClosedRecords/2:]...)
+	}
+	s.closed = append(s.closed, c.snapshot())
+	if c.sess != nil && c.sess.conn == c {
+		c.sess.conn = nil
+	}
+	s.mu.Unlock()
+}
+
+// ServeConn serves one already-connected net.Conn (a net.Pipe end, a
+// proxy) as if accepted on the listener, and returns when it is closed.
+func (s *Server) ServeConn(nc net.Conn) {
+	if c, ok := s.add(nc); ok {
+		s.run(c)
 	}
 }
 
@@ -398,7 +428,8 @@ func (s *Server) WriteLUN(targetName string, n uint64, off int64, p []byte) erro
 }
 
 // Records returns a snapshot of every connection's record, closed ones
-// first, then live ones, each in order of acceptance.
+// first (the latest 1024 at most), then live ones, each in order of
+// acceptance.
 func (s *Server) Records() []ConnRecord {
 	s.mu.Lock()
 	defer s.mu.Unlock()
