@@ -195,6 +195,14 @@ func (c *conn) updateStatSN(statSN uint32) {
 	}
 }
 
+// failTask fails the connection and then the task (so its owner sees the
+// session failed when it wakes up) and returns err for the reader to stop.
+func (c *conn) failTask(sl *slot, err error) error {
+	c.fail(&ConnectionError{Op: "receive", Err: err})
+	sl.finish(err)
+	return err
+}
+
 func (c *conn) protoErr(format string, args ...any) error {
 	return &ProtocolError{Reason: fmt.Sprintf(format, args...)}
 }
@@ -386,13 +394,11 @@ func (c *conn) dataIn(h *pdu.BHS, itt uint32, dlen int) error {
 	dsn := h.Uint32(36)
 	if dsn != sl.expDataSN {
 		err := c.protoErr("Data-In DataSN %d, want %d", dsn, sl.expDataSN)
-		sl.finish(err)
-		return err
+		return c.failTask(sl, err)
 	}
 	if off != sl.nextOff || uint64(off)+uint64(dlen) > uint64(len(sl.in)) {
 		err := c.protoErr("Data-In offset %d length %d outside the expected %d bytes (next %d)", off, dlen, len(sl.in), sl.nextOff)
-		sl.finish(err)
-		return err
+		return c.failTask(sl, err)
 	}
 	if dlen > 0 {
 		if err := c.r.ReadData(sl.in[off : int(off)+dlen]); err != nil {
@@ -404,8 +410,7 @@ func (c *conn) dataIn(h *pdu.BHS, itt uint32, dlen int) error {
 	if flags&0x01 != 0 { // S: status in this PDU
 		if flags&0x80 == 0 {
 			err := c.protoErr("Data-In with status but without the F bit")
-			sl.finish(err)
-			return err
+			return c.failTask(sl, err)
 		}
 		c.updateStatSN(h.Uint32(24))
 		sl.status = h[3]
@@ -442,8 +447,7 @@ func (c *conn) r2t(h *pdu.BHS, itt uint32) error {
 		err = c.protoErr("R2T length %d above MaxBurstLength %d", n, c.s.neg.MaxBurstLength)
 	}
 	if err != nil {
-		sl.finish(err)
-		return err
+		return c.failTask(sl, err)
 	}
 	sl.r2tSN++
 	// Queue the Data-Out PDUs; the reader never writes to the socket

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"sync"
@@ -27,6 +28,10 @@ var shared struct {
 }
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if f := flag.Lookup("test.fuzzworker"); f != nil && f.Value.String() == "true" {
+		os.Exit(m.Run()) // fuzz workers need no tgtd
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	// Backing files on tmpfs, as in the reference measurements.
 	dir, err := os.MkdirTemp("/dev/shm", "gosan-initiator-")
@@ -441,4 +446,32 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	checkNoLeak(t, before)
 	_, err = l.ReadAt(make([]byte, 512), 0)
 	require.ErrorIs(t, err, ErrSessionClosed)
+}
+
+// TestZeroAllocs proves the steady state of a 4 KiB read and write
+// allocates nothing (not parallel: AllocsPerRun counts every goroutine).
+func TestZeroAllocs(t *testing.T) {
+	f := fixture(t)
+	ctx := context.Background()
+	s := dialT(t, ctx, f.Null.IQN)
+	l, err := s.LUN(ctx, 1)
+	require.NoError(t, err)
+	buf := make([]byte, 4096)
+	_, err = l.ReadAt(buf, 0)
+	require.NoError(t, err)
+	off := int64(0)
+	reads := testing.AllocsPerRun(500, func() {
+		off = (off + 4096) % (1 << 30)
+		if _, err := l.ReadAt(buf, off); err != nil {
+			t.Fatal(err)
+		}
+	})
+	writes := testing.AllocsPerRun(500, func() {
+		off = (off + 4096) % (1 << 30)
+		if _, err := l.WriteAt(buf, off); err != nil {
+			t.Fatal(err)
+		}
+	})
+	assert.Zero(t, reads, "allocations per 4 KiB read")
+	assert.Zero(t, writes, "allocations per 4 KiB write")
 }
