@@ -144,6 +144,9 @@ func TestGuestAttach(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, m2b.NewSession)
 	assert.Equal(t, m2.Path, m2b.Path)
+	// The kernel holds its own reference to the socket: I/O still works
+	// after the process side closed its copy.
+	directIO(t, m2.Path, guestDataOff, guestData(e.Seed+1, guestDataLen))
 
 	// Detach: the first LUN leaves the session, the second ends it.
 	require.NoError(t, k2.Detach(ctx, m1))
@@ -284,9 +287,30 @@ func TestGuestRecovery(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, string(buf) == string(data[i*guestDataLen:(i+1)*guestDataLen]), "chunk %d", i)
 	}
-	require.NoError(t, k.Detach(ctx, d))
 	stop()
 	assert.ErrorIs(t, <-supDone, context.Canceled)
+
+	// Without a Supervisor the session goes FAILED; the next Attach on it
+	// (as a restarted process would do) reconnects it.
+	poke(t, e.Poke, fix.Plain.TID)
+	require.Eventually(t, func() bool {
+		si, err := Sysfs{}.Session(d.SessionID)
+		return err == nil && si.State == "FAILED"
+	}, time.Minute, 50*time.Millisecond, "session goes FAILED")
+	t0 = time.Now()
+	d2, err := k.Attach(ctx, Spec{Portal: fix.Portal, Target: fix.Plain.IQN, LUN: 1})
+	require.NoError(t, err)
+	t.Logf("FAILED session reconnected by Attach in %v", time.Since(t0))
+	assert.False(t, d2.NewSession)
+	assert.Equal(t, d.Path, d2.Path, "the block device stayed")
+	si, err = Sysfs{}.Session(d.SessionID)
+	require.NoError(t, err)
+	assert.Equal(t, "LOGGED_IN", si.State)
+	_, err = f.ReadAt(buf, guestDataOff)
+	require.NoError(t, err)
+	require.True(t, string(buf) == string(data[:guestDataLen]))
+
+	require.NoError(t, k.Detach(ctx, d))
 	requireNoSessions(t)
 }
 

@@ -770,6 +770,11 @@ func (k *Kernel) device(ctx context.Context, s *session, lun uint64) (*Disk, err
 		if _, err := os.Stat(filepath.Join(k.sys.dev(), d.Block)); err != nil {
 			return false, nil // devtmpfs has not created the node yet
 		}
+		// sd registers the disk before its capacity is read (seen as
+		// size 0 for a few ms): ready means a known size.
+		if n, err := k.sys.BlockSize(d.Block); err != nil || n == 0 {
+			return false, nil
+		}
 		dev = d
 		return true, nil
 	})
