@@ -58,12 +58,15 @@ w() { printf %s "$2" > "$1" || fail "write $1"; }
 [ -d $T ] || mount -t configfs none /sys/kernel/config || fail "mount configfs"
 [ -d $T ] || fail "no $T (target_core_mod not loaded?)"
 mkdir -p ` + backingDir + ` || fail "mkdir backing dir"
-# backstore NAME SIZE BLOCKSIZE
+# backstore NAME SIZE BLOCKSIZE SERIAL
 backstore() {
 	d=$T/core/fileio_0/$1
 	mkdir -p $d || fail "mkdir $d"
 	truncate -s $2 ` + backingDir + `/$1.img || fail "truncate $1"
 	w $d/control "fd_dev_name=` + backingDir + `/$1.img,fd_dev_size=$2,fd_buffered_io=1"
+	# A unit serial, as targetcli always sets: without one LIO lists no
+	# VPD pages beyond 0x00 (no Block Limits page).
+	w $d/wwn/vpd_unit_serial "$4"
 	w $d/enable 1
 	[ "$3" = 512 ] || w $d/attrib/block_size $3
 }
@@ -107,7 +110,7 @@ enable() {
 		for _, l := range t.LUNs {
 			name := fmt.Sprintf("disk%d", n)
 			n++
-			fmt.Fprintf(&b, "backstore %s %d %d\n", name, l.Size, l.BlockSize)
+			fmt.Fprintf(&b, "backstore %s %d %d %s\n", name, l.Size, l.BlockSize, unitSerial(n-1))
 			fmt.Fprintf(&b, "lun %s %d %s\n", t.IQN, l.LUN, name)
 		}
 		luns := make([]string, 0, len(t.LUNs))
@@ -142,6 +145,12 @@ echo "` + ReadyLine + `"
 while :; do sleep 3600; done
 `)
 	return b.String()
+}
+
+// unitSerial is the VPD unit serial number of backstore n, a UUID like the
+// ones targetcli sets.
+func unitSerial(n int) string {
+	return fmt.Sprintf("676f7361-6e00-4000-8000-%012x", n)
 }
 
 // shQuote quotes s for sh.
