@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -467,6 +469,23 @@ func (c *Conn) recvmsg(buf []byte, flags int) (n, rflags int, err error) {
 	return n, rflags, operr
 }
 
+// isClosed reports whether Close has begun; Close sets the flag before it
+// closes the descriptor, so any receive error seen after that is the close.
+func (c *Conn) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// isClosedErr matches the errors a read on a closed descriptor gives: the
+// file already closed (os.ErrClosed), closed while the read was parked in the
+// poller ("use of closed file", which matches neither os.ErrClosed nor
+// net.ErrClosed), or EBADF from the raw syscall.
+func isClosedErr(err error) bool {
+	return errors.Is(err, os.ErrClosed) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, unix.EBADF) || strings.Contains(err.Error(), "use of closed")
+}
+
 func (c *Conn) receive() {
 	defer c.wg.Done()
 	defer close(c.dead)
@@ -477,7 +496,10 @@ func (c *Conn) receive() {
 		n, _, err := c.recvmsg(buf, unix.MSG_PEEK|unix.MSG_TRUNC)
 		if err != nil {
 			switch {
-			case errors.Is(err, os.ErrClosed):
+			case c.isClosed() || isClosedErr(err):
+				// Close closed the descriptor under the pending read: the
+				// poller reports "use of closed file" (poll.ErrFileClosing,
+				// which is not os.ErrClosed). A normal stop.
 				return
 			case errors.Is(err, unix.EINTR):
 				continue
@@ -502,7 +524,7 @@ func (c *Conn) receive() {
 		}
 		n, rflags, err := c.recvmsg(buf, 0)
 		if err != nil {
-			if errors.Is(err, os.ErrClosed) {
+			if c.isClosed() || isClosedErr(err) {
 				return
 			}
 			if errors.Is(err, unix.ENOBUFS) {

@@ -507,3 +507,46 @@ func TestOtherListeners(t *testing.T) {
 	_, err = otherListeners(filepath.Join(t.TempDir(), "missing"), 1)
 	assert.Error(t, err)
 }
+
+// recordHandler keeps every slog record it is given.
+type recordHandler struct {
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+func (h *recordHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *recordHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	h.records = append(h.records, r)
+	h.mu.Unlock()
+	return nil
+}
+func (h *recordHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *recordHandler) WithGroup(string) slog.Handler      { return h }
+
+func (h *recordHandler) atLeast(l slog.Level) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []string
+	for _, r := range h.records {
+		if r.Level >= l {
+			out = append(out, r.Message)
+		}
+	}
+	return out
+}
+
+// TestConnCloseLogsNoError: closing the descriptor under the parked receive
+// goroutine is a normal stop, not a receive failure.
+func TestConnCloseLogsNoError(t *testing.T) {
+	for i := 0; i < 20; i++ { // the race between Close and the parked read varies
+		h := &recordHandler{}
+		c, _ := newTestConn(t, kernelLike, WithLogger(slog.New(h)))
+		// A request and its reply first, so the receive goroutine has been
+		// through the poller at least once and is parked in it again.
+		_, err := c.CreateSession(context.Background(), CreateSession{})
+		require.NoError(t, err)
+		require.NoError(t, c.Close())
+		assert.Empty(t, h.atLeast(slog.LevelWarn), "Close must not log warnings or errors")
+	}
+}
