@@ -84,6 +84,9 @@ type interopTargets struct {
 	reportLUNs []uint64
 	// vendor is the INQUIRY vendor of disk LUNs.
 	vendor string
+	// alias is the TargetAlias of the login response: LIO sends "LIO
+	// Target"; tgtd sends none.
+	alias string
 	// negotiated: the values login settles on with our defaults. tgtd does
 	// not declare MaxRecvDataSegmentLength (so the RFC default 8192
 	// applies); LIO always declares 262144.
@@ -188,6 +191,7 @@ func lioInterop(t *testing.T) *interopTargets {
 		chapNeedsInitiator:  true,
 		reportLUNs:          []uint64{0, 1},
 		vendor:              "LIO-ORG",
+		alias:               "LIO Target",
 		maxXmit:             262144,
 		firstBurst:          65536,
 		maxBurst:            262144,
@@ -356,6 +360,7 @@ func interopNegotiated(t *testing.T, it *interopTargets) {
 	assert.False(t, n.HeaderDigest)
 	assert.False(t, n.DataDigest)
 	assert.Equal(t, uint16(1), n.TargetPortalGroupTag)
+	assert.Equal(t, it.alias, n.TargetAlias)
 	// A write larger than FirstBurstLength and MaxXmitDataSegmentLength goes
 	// as immediate data, then R2T-solicited Data-Out within both limits.
 	l, err := s.LUN(ctx, it.plain.luns[0].n)
