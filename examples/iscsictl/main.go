@@ -19,6 +19,53 @@
 //	iscsictl copy SRC DST
 //	iscsictl bench URL --rw read|write|randread|randwrite --bs 4k|64k|1M --qd N --duration 10s [--json]
 //
+// Kernel commands hand the session to Linux's iscsi_tcp (package blockdev):
+// they need root, `modprobe iscsi_tcp` and no running iscsid.
+//
+//	iscsictl attach URL [--iface NAME] [--netdev DEV] [--json]
+//	iscsictl detach URL|/dev/sdX [--iface NAME] [--json]
+//	iscsictl sessions [--json]
+//	iscsictl supervise [URL...] [--rescan 30s]
+//
+// attach prints the device path, or with --json an object with path,
+// scsi_address, session, host, lun, size, target, portal, iface and
+// new_session. detach flushes and deletes the device and logs the session out
+// when it has no other device; detaching what is gone succeeds (JSON: path,
+// session, logged_out, already_gone). sessions lists the kernel's sessions from
+// sysfs (JSON: sid, host, target, portal, iface, initiator_name, isid, state,
+// devices[lun, scsi_address, path]). The process exits after attach, so
+// nothing re-logs-in a failed connection: I/O fails after the kernel's
+// recovery timeout (120 s) unless `iscsictl supervise` runs. supervise adopts
+// the sessions of the URLs given (with their CHAP credentials from the URL or
+// LIBISCSI_CHAP_*), or without URLs every session that has a device (found
+// again every --rescan), and re-logs-in failed connections until SIGINT or
+// SIGTERM. The kernel does not keep CHAP secrets: a CHAP session is recovered
+// only when its URL is given. While supervise runs, other kernel commands
+// need --allow-other-daemon (it is a NETLINK_ISCSI listener, like iscsid).
+//
+// Volume commands run the Kubernetes iscsi volume plugin's lifecycle
+// (package blockdev/volume) with global mounts under --root (default
+// /var/lib/gosan-iscsi):
+//
+//	iscsictl stage VOLUME [--json]
+//	iscsictl publish VOLUME --target-path PATH [--read-only] [--fs-group GID] [--json]
+//	iscsictl unpublish --target-path PATH [--json]
+//	iscsictl unstage VOLUME|--global-path PATH [--json]
+//
+// VOLUME is --spec FILE, a JSON volume spec with the pod spec's iscsi: names
+// (targetPortal, portals, iqn, lun, fsType, readOnly, chapAuthDiscovery,
+// chapAuthSession, initiatorName, iscsiInterface, plus volumeMode; the iscsi:
+// block itself or an object holding it under "iscsi"; JSON only), and/or the
+// flags --target-portal, --portal (repeatable), --iqn, --lun, --fs-type
+// (default ext4), --read-only, --iface, --volume-mode filesystem|block,
+// --chap-session, --chap-discovery, which override the file. CHAP secrets come
+// from --secret FILE (a JSON map with the Kubernetes keys
+// node.session.auth.username, ...password, ...username_in, ...password_in and
+// node.sendtargets.auth.*, or a Kubernetes Secret object) or else from
+// LIBISCSI_CHAP_*. stage prints the global path, the device, the volume mode,
+// the filesystem and whether this stage formatted it (JSON: global_path,
+// device, devices, failed_portals, volume_mode, fs_type, formatted).
+//
 // Global flags (before or after the command): --initiator-name IQN, --verbose.
 // Every error is one line on stderr and a non-zero exit status. Flags and
 // output are a contract: scripts may rely on them.
@@ -47,6 +94,39 @@ commands:
   copy SRC DST                                   LUN URL or local file on each side
   bench URL --rw MODE --bs SIZE --qd N --duration D [--json]
                                                  IOPS, MiB/s and latency percentiles
+
+kernel commands (root, modprobe iscsi_tcp, no iscsid; the kernel's iscsi_tcp does the I/O):
+  attach URL [--iface NAME] [--netdev DEV] [--json]
+                                                 log in through the kernel, print /dev/sdX
+                                                 (JSON: path, scsi_address, session, host, lun,
+                                                 size, target, portal, iface, new_session)
+  detach URL|/dev/sdX [--iface NAME] [--json]    flush and delete the device, log out when the
+                                                 session has no other device; gone is success
+  sessions [--json]                              kernel sessions: sid, host, target, portal,
+                                                 iface, state, devices with their LUNs
+  supervise [URL...] [--rescan 30s]              re-login failed connections until SIGINT/SIGTERM
+                                                 (without a supervisor a dead connection fails
+                                                 I/O after the kernel's 120 s recovery timeout);
+                                                 no URL: every session with a device, without
+                                                 CHAP; a CHAP session needs its URL (or env)
+  kernel flags: --allow-other-daemon (another NETLINK_ISCSI listener, e.g. a running
+  supervise), --sysfs DIR
+
+volume commands (the Kubernetes iscsi volume plugin's lifecycle; --root DIR, default
+/var/lib/gosan-iscsi, holds global mounts and attach records):
+  stage VOLUME [--json]                          attach, format if blank, mount at the global path
+  publish VOLUME --target-path PATH [--read-only] [--fs-group GID] [--json]
+                                                 bind-mount into PATH (block mode: onto a file)
+  unpublish --target-path PATH [--json]          unmount and remove PATH
+  unstage VOLUME|--global-path PATH [--json]     unmount, delete devices, log out unused sessions
+  VOLUME is --spec FILE (JSON: the pod spec's iscsi: block: targetPortal, portals, iqn, lun,
+  fsType, readOnly, chapAuthDiscovery, chapAuthSession, initiatorName, iscsiInterface;
+  volumeMode; JSON only, no YAML) and/or flags that override it: --target-portal H[:P],
+  --portal H[:P] (repeatable), --iqn IQN, --lun N, --fs-type T (default ext4), --read-only,
+  --iface NAME, --volume-mode filesystem|block, --chap-session, --chap-discovery.
+  CHAP secrets: --secret FILE (JSON map with node.session.auth.username/password/
+  username_in/password_in, node.sendtargets.auth.*, or a Kubernetes Secret with data or
+  stringData), else LIBISCSI_CHAP_* below. Secrets are never printed.
 
 URL: iscsi://[user[%secret]@]host[:port]/target-iqn/lun[?target_user=U&target_password=P&header_digest=crc32c&data_digest=crc32c]
 Secrets may come from LIBISCSI_CHAP_USERNAME, LIBISCSI_CHAP_PASSWORD,
@@ -110,6 +190,22 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = cmdCopy(ctx, g, rest)
 	case "bench":
 		err = cmdBench(ctx, g, rest)
+	case "attach":
+		err = cmdAttach(ctx, g, rest)
+	case "detach":
+		err = cmdDetach(ctx, g, rest)
+	case "sessions":
+		err = cmdSessions(ctx, g, rest)
+	case "supervise":
+		err = cmdSupervise(ctx, g, rest)
+	case "stage":
+		err = cmdStage(ctx, g, rest)
+	case "publish":
+		err = cmdPublish(ctx, g, rest)
+	case "unpublish":
+		err = cmdUnpublish(ctx, g, rest)
+	case "unstage":
+		err = cmdUnstage(ctx, g, rest)
 	case "help", "-h", "--help":
 		io.WriteString(stdout, usage)
 		return 0
