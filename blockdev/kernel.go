@@ -775,6 +775,18 @@ func (k *Kernel) device(ctx context.Context, s *session, lun uint64) (*Disk, err
 		if n, err := k.sys.BlockSize(d.Block); err != nil || n == 0 {
 			return false, nil
 		}
+		// device_add_disk creates the node and the sysfs entry before it
+		// registers the block device: opening it fails with ENXIO for a
+		// moment (seen when a second LUN is scanned on a busy session).
+		// Ready means it opens.
+		if f, err := os.OpenFile(filepath.Join(k.sys.dev(), d.Block), os.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err != nil {
+			if errors.Is(err, unix.ENXIO) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENOENT) {
+				return false, nil
+			}
+			return false, fmt.Errorf("open %s: %w", d.Block, err)
+		} else {
+			f.Close()
+		}
 		dev = d
 		return true, nil
 	})

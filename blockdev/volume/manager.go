@@ -668,7 +668,14 @@ func removeMultipath(ctx context.Context, dm string) error {
 	if bin, err := exec.LookPath("multipath"); err == nil {
 		args = []string{bin, "-f", dm}
 	} else if bin, err := exec.LookPath("dmsetup"); err == nil {
-		args = []string{bin, "remove", "--retry", dm}
+		// dmsetup takes a map name, not a /dev/dm-N path ("Device dm-0 not
+		// found"): name the map by its device number instead.
+		var st unix.Stat_t
+		if err := unix.Stat(dm, &st); err != nil {
+			return fmt.Errorf("remove multipath map %s: %w", dm, err)
+		}
+		args = []string{bin, "remove", "--retry",
+			"-j", strconv.FormatUint(uint64(unix.Major(st.Rdev)), 10), "-m", strconv.FormatUint(uint64(unix.Minor(st.Rdev)), 10)}
 	} else {
 		return &ToolMissingError{Tool: "multipath", Package: "multipath-tools"}
 	}
