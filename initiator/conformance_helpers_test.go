@@ -41,10 +41,10 @@ type wirePDU struct {
 	conn int // index of the connection in the recorder
 }
 
-func (w wirePDU) bhs() *pdu.BHS { return (*pdu.BHS)(w.raw[:pdu.BHSLen]) }
-func (w wirePDU) op() pdu.Opcode { return w.bhs().Opcode() }
+func (w wirePDU) bhs() *pdu.BHS      { return (*pdu.BHS)(w.raw[:pdu.BHSLen]) }
+func (w wirePDU) op() pdu.Opcode     { return w.bhs().Opcode() }
 func (w wirePDU) u32(off int) uint32 { return binary.BigEndian.Uint32(w.raw[off:]) }
-func (w wirePDU) dsl() int        { return w.bhs().DataSegmentLength() }
+func (w wirePDU) dsl() int           { return w.bhs().DataSegmentLength() }
 
 // recConn records every byte read and written, in order.
 type recConn struct {
