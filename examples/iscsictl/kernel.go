@@ -453,7 +453,16 @@ func cmdSupervise(ctx context.Context, g *globals, args []string) error {
 		}
 	}
 	for _, s := range specs {
-		adopt(s)
+		// A URL given explicitly must be adoptable now: fail rather than
+		// supervise less than asked.
+		d, err := k.Attach(ctx, s)
+		if err != nil {
+			return fmt.Errorf("supervise %s: %w", s, err)
+		}
+		if !adopted[d.SessionID] {
+			adopted[d.SessionID] = true
+			fmt.Fprintf(g.stdout, "supervising session %d %s %s\n", d.SessionID, d.Portal, d.Target)
+		}
 	}
 	var tick <-chan time.Time
 	if len(specs) == 0 {

@@ -343,13 +343,23 @@ func (g *globals) manager(vf *volumeFlags) (*volume.Manager, *lazyAttacher, erro
 
 // stageOutput is `iscsictl stage --json`.
 type stageOutput struct {
-	GlobalPath string          `json:"global_path"`
-	Device     string          `json:"device"`
-	Devices    []volume.Device `json:"devices"`
-	Failed     []failedPortal  `json:"failed_portals"`
-	VolumeMode string          `json:"volume_mode"`
-	FSType     string          `json:"fs_type,omitempty"`
-	Formatted  bool            `json:"formatted"`
+	GlobalPath string         `json:"global_path"`
+	Device     string         `json:"device"`
+	Devices    []stageDevice  `json:"devices"`
+	Failed     []failedPortal `json:"failed_portals"`
+	VolumeMode string         `json:"volume_mode"`
+	FSType     string         `json:"fs_type,omitempty"`
+	Formatted  bool           `json:"formatted"`
+}
+
+// stageDevice is one attached path of a staged volume.
+type stageDevice struct {
+	Path        string `json:"path"`
+	Portal      string `json:"portal"`
+	LUN         uint64 `json:"lun"`
+	Host        int    `json:"host"`
+	Session     int    `json:"session"`
+	SCSIAddress string `json:"scsi_address"`
 }
 
 type failedPortal struct {
@@ -380,16 +390,17 @@ func cmdStage(ctx context.Context, g *globals, args []string) error {
 	defer att.close()
 	res, err := m.Stage(ctx, v)
 	if err != nil {
-		return fmt.Errorf("stage: %w", err)
+		return prefixed("stage", err)
 	}
 	mode := v.VolumeMode
 	if mode == "" {
 		mode = volume.ModeFilesystem
 	}
-	out := stageOutput{GlobalPath: res.GlobalPath, Device: res.DevicePath, Devices: res.Devices,
+	out := stageOutput{GlobalPath: res.GlobalPath, Device: res.DevicePath, Devices: []stageDevice{},
 		Failed: []failedPortal{}, VolumeMode: strings.ToLower(string(mode)), FSType: res.FSType, Formatted: res.Formatted}
-	if out.Devices == nil {
-		out.Devices = []volume.Device{}
+	for _, d := range res.Devices {
+		out.Devices = append(out.Devices, stageDevice{Path: d.Path, Portal: d.Portal, LUN: d.LUN, Host: d.HostNo,
+			Session: d.SessionID, SCSIAddress: d.SCSIAddress})
 	}
 	for _, f := range res.Failed {
 		out.Failed = append(out.Failed, failedPortal{Portal: f.Portal, Error: oneLine(f.Err.Error())})
@@ -408,6 +419,15 @@ func cmdStage(ctx context.Context, g *globals, args []string) error {
 		fmt.Fprintf(g.stdout, "failed portal: %s: %s\n", f.Portal, f.Error)
 	}
 	return nil
+}
+
+// prefixed puts the command's name before err unless blockdev/volume already
+// did.
+func prefixed(cmd string, err error) error {
+	if strings.HasPrefix(err.Error(), cmd+":") || strings.HasPrefix(err.Error(), cmd+" ") {
+		return err
+	}
+	return fmt.Errorf("%s: %w", cmd, err)
 }
 
 func yesNo(b bool) string {
@@ -467,7 +487,7 @@ func cmdPublish(ctx context.Context, g *globals, args []string) error {
 		return usagef("%s", oneLine(err.Error()))
 	}
 	if err := m.Publish(ctx, v, *target, opts); err != nil {
-		return fmt.Errorf("publish: %w", err)
+		return prefixed("publish", err)
 	}
 	if *asJSON {
 		return writeJSON(g.stdout, publishOutput{TargetPath: *target, GlobalPath: gp, ReadOnly: opts.ReadOnly || v.ReadOnly})
@@ -502,7 +522,7 @@ func cmdUnpublish(ctx context.Context, g *globals, args []string) error {
 	}
 	defer att.close()
 	if err := m.Unpublish(ctx, *target); err != nil {
-		return fmt.Errorf("unpublish: %w", err)
+		return prefixed("unpublish", err)
 	}
 	if *asJSON {
 		return writeJSON(g.stdout, map[string]string{"target_path": *target})
@@ -542,7 +562,7 @@ func cmdUnstage(ctx context.Context, g *globals, args []string) error {
 		return usagef("--global-path: want an absolute path")
 	}
 	if err := m.Unstage(ctx, gp); err != nil {
-		return fmt.Errorf("unstage: %w", err)
+		return prefixed("unstage", err)
 	}
 	if *asJSON {
 		return writeJSON(g.stdout, map[string]string{"global_path": gp})

@@ -1,0 +1,122 @@
+package main
+
+// Host side of the CLI's guest tests: tgtd runs here, a qemu guest with
+// Debian's kernel (internal/vmtest) runs kernel_guest_test.go, which calls
+// run(...) for attach/detach/sessions/supervise and the volume commands.
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gosan/iscsi/internal/tgtd"
+	"github.com/gosan/iscsi/internal/vmtest"
+)
+
+// cliEnvVar carries cliGuestEnv (JSON) into the guest.
+const cliEnvVar = "ISCSICTL_GUEST_ENV"
+
+// Where the guest writes through the attached device.
+const (
+	cliDataOff = 2 << 20
+	cliDataLen = 1 << 20
+)
+
+type cliGuestEnv struct {
+	Portal     string // tgtd as the guest reaches it
+	PlainIQN   string
+	PlainSize  int64
+	MultiIQN   string
+	CHAPIQN    string
+	CHAPUser   string
+	CHAPSecret string
+	Seed       uint64
+}
+
+// cliData is the deterministic data for seed.
+func cliData(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, seed^0x5851f42d4c957f2d))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// guestTools maps guest paths to host files for dynamically linked tools and
+// their libraries (the guest is busybox only), as blockdev's guest tests do.
+func guestTools(t *testing.T, tools ...string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	for _, tool := range tools {
+		p, err := exec.LookPath(tool)
+		require.NoError(t, err, "install %s on the host (apt-get install e2fsprogs)", tool)
+		real, err := filepath.EvalSymlinks(p)
+		require.NoError(t, err)
+		files["/usr/sbin/"+tool] = real
+		out, err := exec.Command("ldd", p).Output()
+		require.NoError(t, err, "ldd %s", p)
+		for _, l := range strings.Split(string(out), "\n") {
+			f := strings.Fields(l)
+			var lib string
+			switch {
+			case len(f) >= 3 && f[1] == "=>" && strings.HasPrefix(f[2], "/"):
+				lib = f[2]
+			case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
+				lib = f[0]
+			default:
+				continue
+			}
+			r, err := filepath.EvalSymlinks(lib)
+			require.NoError(t, err)
+			files[lib] = r
+		}
+	}
+	return files
+}
+
+// TestCLIInGuest runs attach → write → detach → sessions and the volume
+// lifecycle (stage, two publishes, unpublish, unstage, stage again) in a
+// guest, then checks tgtd's backing file for the bytes written through the
+// kernel's device.
+func TestCLIInGuest(t *testing.T) {
+	srv, fix := tgtd.StartFixture(t)
+	env := cliGuestEnv{
+		Portal:   net.JoinHostPort(vmtest.HostIP, strconv.Itoa(srv.Port())),
+		PlainIQN: fix.Plain.IQN, PlainSize: fix.Plain.LUNs[0].Size,
+		MultiIQN: fix.MultiLUN.IQN,
+		CHAPIQN:  fix.CHAP.IQN, CHAPUser: fix.CHAP.User, CHAPSecret: fix.CHAP.Secret,
+		Seed: rand.Uint64(),
+	}
+	b, err := json.Marshal(env)
+	require.NoError(t, err)
+	res := vmtest.RunTestInGuestWith(t, ".", "^TestGuestCLI(Kernel|Volume)$", vmtest.Config{
+		Env:   map[string]string{cliEnvVar: string(b)},
+		Sets:  []vmtest.ModuleSet{vmtest.SetISCSI},
+		Files: guestTools(t, "mkfs.ext4"),
+		Args:  []string{"-test.timeout=15m"},
+	})
+	require.NotNil(t, res)
+	require.Equal(t, 0, res.ExitCode)
+	assert.Contains(t, res.Output, "--- PASS: TestGuestCLIKernel")
+	assert.Contains(t, res.Output, "--- PASS: TestGuestCLIVolume")
+	assert.NotContains(t, res.Output, fix.CHAP.Secret, "the guest console shows no secret")
+
+	f, err := os.Open(fix.Plain.LUNs[0].Path)
+	require.NoError(t, err)
+	defer f.Close()
+	got := make([]byte, cliDataLen)
+	_, err = f.ReadAt(got, cliDataOff)
+	require.NoError(t, err)
+	require.True(t, string(got) == string(cliData(env.Seed, cliDataLen)),
+		"tgtd's backing file holds the bytes the guest wrote through the attached device")
+}
