@@ -326,7 +326,8 @@ type benchSample struct {
 // waitDisk polls sysfs (every 5 ms, as Kernel.Attach's own wait) until
 // target's LUN lun has a block device with a node and a known capacity:
 // Attach's notion of "ready".
-func waitDisk(ctx context.Context, iqn string, lun uint64) (*SessionInfo, string, error) {
+// sessionSeen is set to the time the session first shows in sysfs.
+func waitDisk(ctx context.Context, iqn string, lun uint64, sessionSeen *time.Time) (*SessionInfo, string, error) {
 	tk := time.NewTicker(5 * time.Millisecond)
 	defer tk.Stop()
 	for {
@@ -334,6 +335,9 @@ func waitDisk(ctx context.Context, iqn string, lun uint64) (*SessionInfo, string
 		for _, s := range all {
 			if s.TargetName != iqn {
 				continue
+			}
+			if sessionSeen.IsZero() && s.State == "LOGGED_IN" {
+				*sessionSeen = time.Now()
 			}
 			d, err := Sysfs{}.DeviceForLUN(s.SID, lun)
 			if err != nil || d == nil || d.Block == "" {
@@ -403,8 +407,10 @@ func TestGuestBenchAttach(t *testing.T) {
 		exited := make(chan error, 1)
 		var exitAt time.Duration
 		go func() { err := cmd.Wait(); exitAt = time.Since(t0); exited <- err }()
-		si, blk, err := waitDisk(cctx, iqn, 1)
+		var seen time.Time
+		si, blk, err := waitDisk(cctx, iqn, 1, &seen)
 		att := time.Since(t0)
+		sessAt := seen.Sub(t0)
 		require.NoError(t, err, "iscsistart output: %s", out.String())
 		require.NoError(t, <-exited, "iscsistart: %s", out.String())
 		// Detach what iscsistart attached: it has no logout of its own, so
@@ -415,8 +421,8 @@ func TestGuestBenchAttach(t *testing.T) {
 		require.NoError(t, k.LogoutSession(ctx, si.SID))
 		det := time.Since(t0)
 		require.Empty(t, sessionsFor(t, iqn))
-		fmt.Printf("BENCH iscsistart %d attach_us=%d detach_us=%d exit_us=%d\n",
-			i, att.Microseconds(), det.Microseconds(), exitAt.Microseconds())
+		fmt.Printf("BENCH iscsistart %d attach_us=%d detach_us=%d exit_us=%d session_us=%d\n",
+			i, att.Microseconds(), det.Microseconds(), exitAt.Microseconds(), sessAt.Microseconds())
 		if i == 0 {
 			t.Logf("iscsistart output: %s", strings.TrimSpace(out.String()))
 		}
