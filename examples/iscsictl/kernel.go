@@ -36,7 +36,7 @@ func (kf *kernelFlags) register(fs *flag.FlagSet) {
 
 // openKernel opens the kernel binding with the global flags. Its log goes to
 // stderr only with --verbose, or from level logLevel on (supervise shows
-// recoveries).
+// recoveries: failures at warning level, "session recovered" at info).
 func (g *globals) openKernel(kf kernelFlags, logLevel slog.Level) (*blockdev.Kernel, error) {
 	opts := blockdev.Options{InitiatorName: g.initiatorName, AllowOtherDaemon: kf.allowOtherDaemon, SysfsRoot: kf.sysfs}
 	opts.Logger = g.logger
@@ -414,7 +414,7 @@ func cmdSupervise(ctx context.Context, g *globals, args []string) error {
 	if *rescan < 0 {
 		return usagef("--rescan must not be negative")
 	}
-	k, err := g.openKernel(kf, slog.LevelWarn)
+	k, err := g.openKernel(kf, slog.LevelInfo)
 	if err != nil {
 		return err
 	}

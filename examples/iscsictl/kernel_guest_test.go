@@ -7,10 +7,12 @@ package main
 // against tgtd on the host (kernel_vm_test.go).
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -221,6 +223,18 @@ func TestGuestCLIKernel(t *testing.T) {
 	code, _, errs = g.run("attach", plain)
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errs, "another iSCSI daemon")
+
+	// The target drops the connection: supervise logs in again and I/O
+	// through the same device goes on (without a supervisor it would fail
+	// after the kernel's recovery timeout).
+	dropConnections(t, e.Drop, e.PlainTID)
+	writeDirect(t, dev, cliDataOff+cliDataLen, cliData(e.Seed+1, cliDataLen))
+	require.Eventually(t, func() bool { return strings.Contains(serr.String(), "blockdev: session recovered") },
+		time.Minute, 50*time.Millisecond, "supervise reports the recovery: %s", serr.String())
+	ss = g.sessions()
+	require.Len(t, ss, 1)
+	assert.Equal(t, "LOGGED_IN", ss[0].State)
+
 	assert.Equal(t, dev+"\n", g.ok("attach", plain, "--allow-other-daemon"))
 	cancel()
 	select {
@@ -229,8 +243,23 @@ func TestGuestCLIKernel(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("supervise did not stop")
 	}
+	t.Logf("supervise stdout:\n%sstderr:\n%s", sout.String(), serr.String())
 	g.ok("detach", dev)
 	require.Empty(t, g.sessions())
+}
+
+// dropConnections asks the host helper to drop every connection of tid.
+func dropConnections(t *testing.T, helper string, tid int) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", helper, 30*time.Second)
+	require.NoError(t, err)
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Minute))
+	_, err = fmt.Fprintf(c, "drop %d\n", tid)
+	require.NoError(t, err)
+	line, err := bufio.NewReader(c).ReadString('\n')
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(line, "ok ") && line != "ok 0\n", "drop helper: %q", line)
 }
 
 // env2 is the getenv of g.env.

@@ -5,7 +5,11 @@ package main
 // run(...) for attach/detach/sessions/supervise and the volume commands.
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -14,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -40,6 +45,10 @@ type cliGuestEnv struct {
 	CHAPUser   string
 	CHAPSecret string
 	Seed       uint64
+	PlainTID   int
+	// Drop is a host helper: a line "drop <tid>" makes tgtd drop every
+	// connection of target tid (the supervise test's fault).
+	Drop string
 }
 
 // cliData is the deterministic data for seed.
@@ -84,6 +93,53 @@ func guestTools(t *testing.T, tools ...string) map[string]string {
 	return files
 }
 
+// startDropHelper listens on host loopback; a guest line "drop <tid>" drops
+// every connection of target tid in tgtd and answers "ok <n>".
+func startDropHelper(t *testing.T, srv *tgtd.Server) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(time.Minute))
+				line, err := bufio.NewReader(io.LimitReader(c, 64)).ReadString('\n')
+				var tid int
+				if err == nil {
+					_, err = fmt.Sscanf(line, "drop %d", &tid)
+				}
+				if err != nil {
+					fmt.Fprintf(c, "error %v\n", err)
+					return
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				sess, err := srv.Sessions(ctx, tid)
+				if err != nil {
+					fmt.Fprintf(c, "error %v\n", err)
+					return
+				}
+				n := 0
+				for _, s := range sess {
+					for _, cn := range s.Connections {
+						if srv.DeleteConnection(ctx, tid, s.SID, cn.CID) == nil {
+							n++
+						}
+					}
+				}
+				fmt.Fprintf(c, "ok %d\n", n)
+			}()
+		}
+	}()
+	return net.JoinHostPort(vmtest.HostIP, strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
+}
+
 // TestCLIInGuest runs attach → write → detach → sessions and the volume
 // lifecycle (stage, two publishes, unpublish, unstage, stage again) in a
 // guest, then checks tgtd's backing file for the bytes written through the
@@ -95,7 +151,8 @@ func TestCLIInGuest(t *testing.T) {
 		PlainIQN: fix.Plain.IQN, PlainSize: fix.Plain.LUNs[0].Size,
 		MultiIQN: fix.MultiLUN.IQN,
 		CHAPIQN:  fix.CHAP.IQN, CHAPUser: fix.CHAP.User, CHAPSecret: fix.CHAP.Secret,
-		Seed: rand.Uint64(),
+		Seed: rand.Uint64(), PlainTID: fix.Plain.TID,
+		Drop: startDropHelper(t, srv),
 	}
 	b, err := json.Marshal(env)
 	require.NoError(t, err)
@@ -114,9 +171,11 @@ func TestCLIInGuest(t *testing.T) {
 	f, err := os.Open(fix.Plain.LUNs[0].Path)
 	require.NoError(t, err)
 	defer f.Close()
-	got := make([]byte, cliDataLen)
+	got := make([]byte, 2*cliDataLen)
 	_, err = f.ReadAt(got, cliDataOff)
 	require.NoError(t, err)
-	require.True(t, string(got) == string(cliData(env.Seed, cliDataLen)),
+	require.True(t, string(got[:cliDataLen]) == string(cliData(env.Seed, cliDataLen)),
 		"tgtd's backing file holds the bytes the guest wrote through the attached device")
+	require.True(t, string(got[cliDataLen:]) == string(cliData(env.Seed+1, cliDataLen)),
+		"tgtd's backing file holds the bytes written after supervise recovered the dropped connection")
 }

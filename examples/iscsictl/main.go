@@ -104,7 +104,8 @@ kernel commands (root, modprobe iscsi_tcp, no iscsid; the kernel's iscsi_tcp doe
                                                  session has no other device; gone is success
   sessions [--json]                              kernel sessions: sid, host, target, portal,
                                                  iface, state, devices with their LUNs
-  supervise [URL...] [--rescan 30s]              re-login failed connections until SIGINT/SIGTERM
+  supervise [URL...] [--rescan 30s]              re-login failed connections until SIGINT/SIGTERM;
+                                                 logs failures and recoveries on stderr
                                                  (without a supervisor a dead connection fails
                                                  I/O after the kernel's 120 s recovery timeout);
                                                  no URL: every session with a device, without
