@@ -25,6 +25,7 @@ need dosfstools mkfs.vfat
 need fdisk sfdisk                         # blockdev/volume: partition-table refusal tests
 need gdisk sgdisk
 need util-linux blkid losetup mkswap
+need dmsetup dmsetup                     # blockdev guest tests: a dm-multipath map over two paths
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "deps: need root to install: ${need[*]}" >&2; exit 1; fi
