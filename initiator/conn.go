@@ -55,6 +55,8 @@ type conn struct {
 	auxKick chan struct{}
 	// flushKick asks the aux goroutine to flush what the reader queued.
 	flushKick chan struct{}
+	// renegKick asks the aux goroutine to answer a renegotiation request.
+	renegKick chan struct{}
 
 	failOnce   sync.Once
 	deadErr    error
@@ -84,6 +86,7 @@ func newConn(s *Session, nc net.Conn, r *pdu.Reader, w *pdu.Writer, maxXmit, mrd
 		spare:      make([]outPDU, 0, 64),
 		auxKick:    make(chan struct{}, 1),
 		flushKick:  make(chan struct{}, 1),
+		renegKick:  make(chan struct{}, 1),
 		dead:       make(chan struct{}),
 		readerDone: make(chan struct{}),
 		auxDone:    make(chan struct{}),
@@ -181,18 +184,22 @@ func (c *conn) send(hdr *pdu.BHS, data []byte) {
 	c.kickLocked()
 }
 
-// updateStatSN records a StatSN from a status-carrying PDU.
-func (c *conn) updateStatSN(statSN uint32) {
-	next := statSN + 1
-	for {
-		cur := c.expStatSN.Load()
-		if !pdu.SerialGreater(next, cur) {
-			return
-		}
-		if c.expStatSN.CompareAndSwap(cur, next) {
-			return
-		}
+// maxStatSNGap is how far a StatSN may be from the expected one before the
+// connection is considered broken (RFC 7143 section 4.2.2.2 asks for
+// recovery above an implementation-defined constant below 2^31).
+const maxStatSNGap = 1 << 16
+
+// updateStatSN records a StatSN from a status-carrying PDU. Only the
+// reader goroutine writes expStatSN.
+func (c *conn) updateStatSN(statSN uint32) error {
+	cur := c.expStatSN.Load()
+	if d := pdu.SerialDiff(statSN, cur); d > maxStatSNGap || d < -maxStatSNGap {
+		return c.protoErr("StatSN %d far from the expected %d", statSN, cur)
 	}
+	if pdu.SerialGreaterEq(statSN, cur) {
+		c.expStatSN.Store(statSN + 1)
+	}
+	return nil
 }
 
 // failTask fails the connection and then the task (so its owner sees the
@@ -246,7 +253,9 @@ func (c *conn) readPDUs() error {
 			}
 		case pdu.OpSCSIResponse:
 			s.win.update(h.Uint32(28), h.Uint32(32))
-			c.updateStatSN(h.Uint32(24))
+			if err := c.updateStatSN(h.Uint32(24)); err != nil {
+				return err
+			}
 			sl := s.slots.lookup(itt)
 			if sl == nil || sl.kind != kindSCSI {
 				if err := c.discard(dlen, "SCSI Response", itt); err != nil {
@@ -289,7 +298,9 @@ func (c *conn) readPDUs() error {
 			}
 		case pdu.OpTaskMgmtResponse, pdu.OpLogoutResponse:
 			s.win.update(h.Uint32(28), h.Uint32(32))
-			c.updateStatSN(h.Uint32(24))
+			if err := c.updateStatSN(h.Uint32(24)); err != nil {
+				return err
+			}
 			if dlen > 0 {
 				if err := c.r.DiscardData(); err != nil {
 					return err
@@ -313,16 +324,37 @@ func (c *conn) readPDUs() error {
 					ref.itt.Store(idleITT)
 				}
 			}
+			if op == pdu.OpTaskMgmtResponse && h[2] == 0 {
+				c.concludeAborted(sl)
+			}
 			sl.finish(nil)
+		case pdu.OpTextResponse:
+			s.win.update(h.Uint32(28), h.Uint32(32))
+			if err := c.updateStatSN(h.Uint32(24)); err != nil {
+				return err
+			}
+			if dlen > 0 {
+				if err := c.r.DiscardData(); err != nil {
+					return err
+				}
+			}
+			if sl := s.slots.lookup(itt); sl != nil && sl.kind == kindText {
+				sl.hdrBuf = *h
+				sl.finish(nil)
+			}
 		case pdu.OpAsyncMessage:
 			s.win.update(h.Uint32(28), h.Uint32(32))
-			c.updateStatSN(h.Uint32(24))
+			if err := c.updateStatSN(h.Uint32(24)); err != nil {
+				return err
+			}
 			if err := c.asyncMessage(h, dlen); err != nil {
 				return err
 			}
 		case pdu.OpReject:
 			s.win.update(h.Uint32(28), h.Uint32(32))
-			c.updateStatSN(h.Uint32(24))
+			if err := c.updateStatSN(h.Uint32(24)); err != nil {
+				return err
+			}
 			reason := h[2]
 			buf, err := c.readScratch(dlen)
 			if err != nil {
@@ -347,6 +379,32 @@ func (c *conn) readPDUs() error {
 				}
 			}
 		}
+	}
+}
+
+// concludeAborted ends, after a successful ABORT TASK SET, CLEAR TASK
+// SET, LUN RESET or target reset, the SCSI tasks that function aborted:
+// those sent before it (lower CmdSN) to its LUN (every LUN for a target
+// reset). The target sends nothing more for them.
+func (c *conn) concludeAborted(tmf *slot) {
+	fn := tmf.tmfFn
+	lunWide := fn == tmfAbortTaskSet || fn == tmfClearTaskSet || fn == tmfLUNReset
+	if !lunWide && fn != tmfTargetWarmReset && fn != tmfTargetColdReset {
+		return
+	}
+	for i := range c.s.slots.slots {
+		sl := &c.s.slots.slots[i]
+		if sl.itt.Load() == idleITT || sl.kind != kindSCSI {
+			continue
+		}
+		if lunWide && sl.lun != tmf.lun {
+			continue
+		}
+		if !pdu.SerialLess(sl.cmdSN, tmf.cmdSN) {
+			continue
+		}
+		c.debug("iscsi: task concluded by task management", "itt", sl.ittFor(), "function", fn)
+		sl.finish(ErrTaskAborted)
 	}
 }
 
@@ -412,7 +470,9 @@ func (c *conn) dataIn(h *pdu.BHS, itt uint32, dlen int) error {
 			err := c.protoErr("Data-In with status but without the F bit")
 			return c.failTask(sl, err)
 		}
-		c.updateStatSN(h.Uint32(24))
+		if err := c.updateStatSN(h.Uint32(24)); err != nil {
+			return err
+		}
 		sl.status = h[3]
 		sl.flags = flags
 		sl.residual = h.Uint32(44)
@@ -472,7 +532,9 @@ func (c *conn) nopIn(h *pdu.BHS, itt uint32, dlen int) error {
 	ttt := h.Uint32(20)
 	if itt != idleITT {
 		// Answer to our ping.
-		c.updateStatSN(h.Uint32(24))
+		if err := c.updateStatSN(h.Uint32(24)); err != nil {
+			return err
+		}
 		if dlen > 0 {
 			if err := c.r.DiscardData(); err != nil {
 				return err
@@ -520,8 +582,11 @@ func (c *conn) asyncMessage(h *pdu.BHS, dlen int) error {
 		c.s.asyncLogout(c, time.Duration(p3)*time.Second)
 	case 2, 3: // target will drop the connection / all connections
 		c.s.markDropRequested()
-	case 4: // parameter renegotiation: we keep the values; log it
-		c.debug("iscsi: target asks for parameter renegotiation; keeping current values")
+	case 4: // parameter renegotiation: answer with a Text Request
+		select {
+		case c.renegKick <- struct{}{}:
+		default:
+		}
 	}
 	return nil
 }
@@ -543,6 +608,8 @@ func (c *conn) auxLoop() {
 		select {
 		case <-c.dead:
 			return
+		case <-c.renegKick:
+			s.renegotiate(c)
 		case <-c.flushKick:
 			c.qmu.Lock()
 			c.kickLocked()

@@ -8,6 +8,11 @@ import (
 // ErrSessionClosed is returned for operations on a closed session.
 var ErrSessionClosed = errors.New("iscsi: session closed")
 
+// ErrTaskAborted is returned for a command that a task management function
+// (ABORT TASK SET, LUN RESET, a target reset) ended: the target sends no
+// response for such tasks.
+var ErrTaskAborted = errors.New("iscsi: command aborted by task management")
+
 // ConnectionError reports that the connection carrying a command failed; the
 // command's outcome on the target is unknown. The session is marked failed.
 type ConnectionError struct {

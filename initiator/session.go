@@ -287,7 +287,10 @@ func (s *Session) immediate(ctx context.Context, c *conn, kind uint8, refITT uin
 	sl.kind = kind
 	sl.refITT = refITT
 	sl.in, sl.out = nil, nil
+	sl.lun = hdr.LUN()
+	sl.tmfFn = hdr[1] & 0x7f
 	s.win.mu.Lock()
+	sl.cmdSN = s.win.cmdSN
 	hdr.PutUint32(24, s.win.cmdSN)
 	hdr.PutUint32(16, sl.publish())
 	c.qmu.Lock()
@@ -363,10 +366,38 @@ func (s *Session) logout(ctx context.Context, c *conn) error {
 	return nil
 }
 
+// renegotiate answers a target's parameter renegotiation request (Async
+// event 4) with an empty Text Request, continued while the target wants,
+// which keeps the current values (RFC 7143 section 11.9.1).
+func (s *Session) renegotiate(c *conn) {
+	ttt := uint32(reservedTTT)
+	for range 8 {
+		var hdr pdu.BHS
+		hdr[0] = byte(pdu.OpTextRequest) | 0x40
+		hdr[1] = 0x80
+		hdr.PutUint32(20, ttt)
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.tmfTimeout)
+		sl, err := s.immediate(ctx, c, kindText, idleITT, &hdr)
+		cancel()
+		if err != nil {
+			s.log.Debug("iscsi: renegotiation failed", "err", err)
+			return
+		}
+		final := sl.hdrBuf[1]&0x80 != 0
+		ttt = binary.BigEndian.Uint32(sl.hdrBuf[20:24])
+		s.slots.release(sl)
+		if final || ttt == reservedTTT {
+			return
+		}
+	}
+	c.fail(&ConnectionError{Op: "renegotiation", Err: &ProtocolError{Reason: "Text negotiation does not end"}})
+}
+
 // Task management function codes (RFC 7143 section 11.5.1).
 const (
 	tmfAbortTask        = 1
 	tmfAbortTaskSet     = 2
+	tmfClearTaskSet     = 4
 	tmfLUNReset         = 5
 	tmfTargetWarmReset  = 6
 	tmfTargetColdReset  = 7

@@ -19,6 +19,7 @@ const (
 	kindTMF
 	kindNOP
 	kindLogout
+	kindText
 )
 
 // slot is a preallocated task: the Initiator Task Tag is index | gen<<16, so
@@ -44,6 +45,7 @@ type slot struct {
 	in     []byte // Data-In buffer; its length is the expected read length
 	out    []byte // Data-Out buffer
 	refITT uint32 // for ABORT TASK: the task being aborted
+	tmfFn  uint8  // for task management: the function
 	cmdSN  uint32
 
 	// reader state
