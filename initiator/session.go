@@ -141,8 +141,8 @@ func (s *Session) connect(ctx context.Context, portal, target string) (*conn, *l
 		switch {
 		case errors.As(err, &re) && redirects < maxRedirects:
 			redirects++
-			s.log.Debug("iscsi: login redirected", "to", re.Address, "permanent", re.Permanent)
-			addr = normalizePortal(re.Address)
+			s.log.Debug("iscsi: login redirected", "to", re.Portal(), "permanent", re.Permanent)
+			addr = re.Portal()
 			continue
 		case errors.Is(err, login.ErrOutOfResources):
 			s.log.Debug("iscsi: target out of resources; retrying", "after", backoff)

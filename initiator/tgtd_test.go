@@ -7,13 +7,17 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gosan/iscsi/internal/login"
 	"github.com/gosan/iscsi/internal/tgtd"
+	"github.com/gosan/iscsi/pdu"
 	"github.com/gosan/iscsi/scsi"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -474,4 +478,64 @@ func TestZeroAllocs(t *testing.T) {
 	})
 	assert.Zero(t, reads, "allocations per 4 KiB read")
 	assert.Zero(t, writes, "allocations per 4 KiB write")
+}
+
+// redirector answers every login with the given statuses in turn, the last
+// one repeated: 0x0302 (out of resources) or 0x0101 (moved temporarily to
+// to). It counts the logins it saw.
+func redirector(t *testing.T, to string, statuses ...uint16) (addr string, logins *atomic.Int32) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ln.Close() })
+	logins = &atomic.Int32{}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n := int(logins.Add(1)) - 1
+			st := statuses[min(n, len(statuses)-1)]
+			go func() {
+				defer c.Close()
+				r := pdu.NewReader(c, 0)
+				b, err := r.ReadPDU(nil)
+				if err != nil {
+					return
+				}
+				var req pdu.LoginRequest
+				if req.Decode(b) != nil {
+					return
+				}
+				resp := &pdu.LoginResponse{CSG: req.CSG, NSG: req.NSG, ISID: req.ISID, ITT: req.ITT,
+					StatusClass: uint8(st >> 8), StatusDetail: uint8(st), ExpCmdSN: req.CmdSN, MaxCmdSN: req.CmdSN}
+				if st>>8 == 1 {
+					resp.Data = pdu.AppendText(nil, pdu.KV{Key: "TargetAddress", Value: to + ",1"})
+				}
+				_ = pdu.NewWriter(c).WriteMessage(resp)
+				_, _ = io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	return ln.Addr().String(), logins
+}
+
+func TestRedirectAndOutOfResources(t *testing.T) {
+	t.Parallel()
+	f := fixture(t)
+	ctx := context.Background()
+	addr, logins := redirector(t, f.Portal, 0x0302, 0x0302, 0x0101)
+	s, err := Dial(ctx, addr, f.Plain.IQN, WithLogger(testLogger(t)))
+	require.NoError(t, err)
+	defer s.Close()
+	assert.Equal(t, f.Portal, s.Portal(), "followed the redirection")
+	assert.Equal(t, int32(3), logins.Load(), "two retries after out of resources, then the redirect")
+	require.NoError(t, s.Ping(ctx))
+
+	// Out of resources for ever: Dial gives up at the login timeout.
+	addr, _ = redirector(t, f.Portal, 0x0302)
+	start := time.Now()
+	_, err = Dial(ctx, addr, f.Plain.IQN, WithLoginTimeout(700*time.Millisecond))
+	require.ErrorIs(t, err, login.ErrOutOfResources)
+	assert.Less(t, time.Since(start), 5*time.Second)
 }
