@@ -568,12 +568,21 @@ func TestUNH3_2_WindowMany(t *testing.T) {
 }
 
 // stall makes the target stop reading. iscsitest checks its stall before
-// reading the next PDU, so the connection, already blocked in a read,
-// handles one more PDU: a ping is that PDU.
+// reading the next PDU, so a connection already blocked in a read handles
+// one more PDU: a ping sent now is that PDU (or, if the connection had not
+// yet gone back to reading, it waits with everything else until Release).
+// The ping runs in the background so that neither case blocks the test.
 func stall(t *testing.T, cs *confSession) {
 	t.Helper()
+	nops := count(cs.rec.sent(0), pdu.OpNOPOut)
 	cs.srv.Faults().StallUntilReleased()
-	require.NoError(t, cs.s.Ping(ctxT(t, 5*time.Second)))
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = cs.s.Ping(ctx)
+	}()
+	cs.rec.waitSent(t, 0, "the stall ping", func(ps []wirePDU) bool { return count(ps, pdu.OpNOPOut) > nops })
+	time.Sleep(20 * time.Millisecond) // let the target read it if it is going to
 }
 
 // mutateOnce installs a MutateOutgoing hook that applies f to the first
