@@ -465,3 +465,89 @@ func TestDefaultInitiatorName(t *testing.T) {
 	isid := RandomISID()
 	assert.Equal(t, byte(0xc0), isid[0]&0xc0)
 }
+
+func TestFakeLUNResetConcludesTasks(t *testing.T) {
+	handle := func(ft *fakeTarget, h *pdu.BHS, data []byte) bool {
+		return h.Opcode() == pdu.OpSCSICommand // never answer commands
+	}
+	s, ft := newFakePair(t, testNeg, handle)
+	l := fakeLUN(s, ft)
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() {
+			_, err := l.ReadAt(make([]byte, 512), 0)
+			errs <- err
+		}()
+	}
+	require.Eventually(t, func() bool {
+		n := 0
+		for _, h := range ft.received() {
+			if h.Opcode() == pdu.OpSCSICommand {
+				n++
+			}
+		}
+		return n == 3
+	}, 5*time.Second, 5*time.Millisecond)
+	require.NoError(t, s.LUNReset(context.Background(), 1))
+	for range 3 {
+		select {
+		case err := <-errs:
+			require.ErrorIs(t, err, ErrTaskAborted)
+		case <-time.After(5 * time.Second):
+			t.Fatal("task not concluded by LUN RESET")
+		}
+	}
+	require.Len(t, s.slots.free, cap(s.slots.free))
+	require.NoError(t, s.Err())
+}
+
+func TestFakeStatSNFarOff(t *testing.T) {
+	handle := func(ft *fakeTarget, h *pdu.BHS, data []byte) bool {
+		if h.Opcode() != pdu.OpSCSICommand {
+			return false
+		}
+		ft.mu.Lock()
+		ft.statSN += 1 << 31
+		ft.mu.Unlock()
+		ft.scsiResponse(h.ITT(), 0, nil)
+		return true
+	}
+	s, ft := newFakePair(t, testNeg, handle)
+	l := fakeLUN(s, ft)
+	_, err := l.ReadAt(make([]byte, 512), 0)
+	_, ok := errAs[*ConnectionError](err)
+	require.True(t, ok, "%v", err)
+	require.Error(t, s.Err())
+}
+
+func TestFakeRenegotiation(t *testing.T) {
+	text := make(chan pdu.BHS, 1)
+	handle := func(ft *fakeTarget, h *pdu.BHS, data []byte) bool {
+		if h.Opcode() != pdu.OpTextRequest {
+			return false
+		}
+		text <- *h
+		var r pdu.BHS
+		r[0] = byte(pdu.OpTextResponse)
+		r[1] = 0x80
+		r.PutUint32(16, h.ITT())
+		r.PutUint32(20, reservedTTT)
+		ft.send(&r, nil, true)
+		return true
+	}
+	s, ft := newFakePair(t, testNeg, handle)
+	var h pdu.BHS
+	h[0] = byte(pdu.OpAsyncMessage)
+	h[1] = 0x80
+	h.PutUint32(16, idleITT)
+	h[36] = 4
+	ft.send(&h, nil, true)
+	select {
+	case r := <-text:
+		assert.True(t, r.Final())
+		assert.Zero(t, r.DataSegmentLength())
+	case <-time.After(5 * time.Second):
+		t.Fatal("no Text Request after a renegotiation request")
+	}
+	require.NoError(t, s.Ping(context.Background()))
+}
