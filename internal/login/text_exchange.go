@@ -50,12 +50,15 @@ func (x *TextExchange) Text(ctx context.Context, t Transport, text []byte) ([]by
 	}
 	pdus := 0
 	ttt := pdu.ReservedTag
+	// A request that answers a Target Transfer Tag copies the LUN of the
+	// response that carried it (RFC 7143 §11.10.4, UNH-IOL 18.2).
+	var lun uint64
 	chunks := splitText(text, seg)
 	var resp *pdu.TextResponse
 	for i, c := range chunks {
 		last := i == len(chunks)-1
 		var err error
-		resp, err = x.roundTrip(ctx, t, &pdus, last, !last, ttt, c)
+		resp, err = x.roundTrip(ctx, t, &pdus, last, !last, ttt, lun, c)
 		if err != nil {
 			return nil, err
 		}
@@ -63,7 +66,7 @@ func (x *TextExchange) Text(ctx context.Context, t Transport, text []byte) ([]by
 			if resp.Final || len(resp.Data) != 0 || resp.TTT == pdu.ReservedTag {
 				return nil, protoErr("target answered a continued Text Request with F, text or no TTT")
 			}
-			ttt = resp.TTT
+			ttt, lun = resp.TTT, resp.LUN
 		}
 	}
 	var acc []byte
@@ -79,14 +82,14 @@ func (x *TextExchange) Text(ctx context.Context, t Transport, text []byte) ([]by
 			return nil, protoErr("non-final Text Response without a Target Transfer Tag")
 		}
 		var err error
-		resp, err = x.roundTrip(ctx, t, &pdus, true, false, resp.TTT, nil)
+		resp, err = x.roundTrip(ctx, t, &pdus, true, false, resp.TTT, resp.LUN, nil)
 		if err != nil {
 			return nil, err
 		}
 	}
 }
 
-func (x *TextExchange) roundTrip(ctx context.Context, t Transport, pdus *int, final, cont bool, ttt uint32, data []byte) (*pdu.TextResponse, error) {
+func (x *TextExchange) roundTrip(ctx context.Context, t Transport, pdus *int, final, cont bool, ttt uint32, lun uint64, data []byte) (*pdu.TextResponse, error) {
 	*pdus++
 	if *pdus > maxTextPDUs {
 		return nil, fmt.Errorf("%w: more than %d Text Requests", ErrNoProgress, maxTextPDUs)
@@ -95,7 +98,7 @@ func (x *TextExchange) roundTrip(ctx context.Context, t Transport, pdus *int, fi
 		Immediate: x.Immediate,
 		Final:     final,
 		Continue:  cont,
-		LUN:       0,
+		LUN:       lun,
 		ITT:       x.ITT,
 		TTT:       ttt,
 		CmdSN:     x.CmdSN,
