@@ -3,7 +3,7 @@
 GO ?= go
 FUZZTIME ?= 10s
 
-.PHONY: demo test deps check unit fuzz bench
+.PHONY: demo test deps check unit fuzz wirecheck bench
 
 demo:
 	$(GO) run ./examples/quickstart
@@ -22,7 +22,11 @@ unit:
 fuzz:
 	bash scripts/fuzz.sh $(FUZZTIME)
 
-test: deps check unit fuzz
+# An independent decoder (tshark) checks one captured run against tgtd.
+wirecheck:
+	bash scripts/wirecheck.sh
+
+test: deps check unit fuzz wirecheck
 
 bench:
 	bash scripts/bench.sh
