@@ -330,4 +330,21 @@ func TestGuestCLIVolume(t *testing.T) {
 	g.ok("unstage", "--global-path", st.GlobalPath, "--root", root) // idempotent
 	require.Empty(t, g.sessions())
 	g.noSecrets(e.CHAPSecret)
+
+	// Block mode: the raw device bind-mounted onto a file.
+	blockVol := []string{"--portal", e.Portal, "--iqn", e.MultiIQN, "--lun", "2", "--volume-mode", "block", "--root", root}
+	var bst stageOutput
+	require.NoError(t, json.Unmarshal([]byte(g.ok(append([]string{"stage", "--json"}, blockVol...)...)), &bst))
+	assert.Equal(t, "block", bst.VolumeMode)
+	assert.False(t, bst.Formatted)
+	assert.Empty(t, bst.FSType)
+	pb := filepath.Join(dir, "pod3", "dev")
+	g.ok(append([]string{"publish", "--target-path", pb}, blockVol...)...)
+	data := cliData(e.Seed+2, 64<<10)
+	writeDirect(t, pb, 1<<20, data)
+	g.ok(append([]string{"unpublish", "--target-path", pb}, blockVol...)...)
+	_, err = os.Stat(pb)
+	assert.True(t, os.IsNotExist(err), "unpublish removes the file publish created")
+	g.ok(append([]string{"unstage"}, blockVol...)...)
+	require.Empty(t, g.sessions())
 }

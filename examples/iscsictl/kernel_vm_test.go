@@ -178,4 +178,9 @@ func TestCLIInGuest(t *testing.T) {
 		"tgtd's backing file holds the bytes the guest wrote through the attached device")
 	require.True(t, string(got[cliDataLen:]) == string(cliData(env.Seed+1, cliDataLen)),
 		"tgtd's backing file holds the bytes written after supervise recovered the dropped connection")
+
+	b2, err := os.ReadFile(fix.MultiLUN.LUNs[1].Path)
+	require.NoError(t, err)
+	require.True(t, string(b2[1<<20:1<<20+64<<10]) == string(cliData(env.Seed+2, 64<<10)),
+		"tgtd's backing file holds the bytes written through the published block volume")
 }
