@@ -62,7 +62,7 @@
 // from --secret FILE (a JSON map with the Kubernetes keys
 // node.session.auth.username, ...password, ...username_in, ...password_in and
 // node.sendtargets.auth.*, or a Kubernetes Secret object) or else from
-// LIBISCSI_CHAP_*. stage prints the global path, the device, the volume mode,
+// LIBISCSI_CHAP_*; only stage logs in and reads them. stage prints the global path, the device, the volume mode,
 // the filesystem and whether this stage formatted it (JSON: global_path,
 // device, devices, failed_portals, volume_mode, fs_type, formatted).
 //
@@ -127,7 +127,8 @@ volume commands (the Kubernetes iscsi volume plugin's lifecycle; --root DIR, def
   --iface NAME, --volume-mode filesystem|block, --chap-session, --chap-discovery.
   CHAP secrets: --secret FILE (JSON map with node.session.auth.username/password/
   username_in/password_in, node.sendtargets.auth.*, or a Kubernetes Secret with data or
-  stringData), else LIBISCSI_CHAP_* below. Secrets are never printed.
+  stringData), else LIBISCSI_CHAP_* below; only stage logs in and reads them. Secrets
+  are never printed.
 
 URL: iscsi://[user[%secret]@]host[:port]/target-iqn/lun[?target_user=U&target_password=P&header_digest=crc32c&data_digest=crc32c]
 Secrets may come from LIBISCSI_CHAP_USERNAME, LIBISCSI_CHAP_PASSWORD,

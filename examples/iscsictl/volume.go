@@ -45,7 +45,10 @@ type volumeFlags struct {
 	chapDiscovery bool
 	set           map[string]bool // flags given on the command line
 	// readOnlyIsBind: --read-only is the bind's (publish), not the volume's.
-	readOnlyIsBind      bool
+	readOnlyIsBind bool
+	// noLogin: the command never logs in (publish, unstage): CHAP secrets
+	// are not needed and not read.
+	noLogin             bool
 	initiatorNameGlobal *string
 }
 
@@ -136,11 +139,14 @@ func (vf *volumeFlags) volume(fs *flag.FlagSet, g *globals) (volume.Volume, erro
 	if vf.set["chap-discovery"] {
 		v.DiscoveryCHAPAuth = vf.chapDiscovery
 	}
-	secrets, err := vf.secrets(g)
-	if err != nil {
-		return v, err
+	if vf.noLogin {
+		v.SessionCHAPAuth, v.DiscoveryCHAPAuth = false, false
 	}
 	if v.SessionCHAPAuth || v.DiscoveryCHAPAuth {
+		secrets, err := vf.secrets(g)
+		if err != nil {
+			return v, err
+		}
 		v.Secrets = secrets
 	}
 	if err := v.Validate(); err != nil {
@@ -453,6 +459,7 @@ func cmdPublish(ctx context.Context, g *globals, args []string) error {
 	// On publish --read-only makes this bind read-only
 	// (PublishOptions.ReadOnly); the volume's readOnly comes from --spec.
 	vf.readOnlyIsBind = true
+	vf.noLogin = true
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := g.parse(fs, args)
 	if err != nil {
@@ -550,6 +557,7 @@ func cmdUnstage(ctx context.Context, g *globals, args []string) error {
 	}
 	defer att.close()
 	gp := *globalPath
+	vf.noLogin = true
 	if gp == "" {
 		v, err := vf.volume(fs, g)
 		if err != nil {

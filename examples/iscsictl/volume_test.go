@@ -186,6 +186,22 @@ func TestVolumeCommandsOnNothing(t *testing.T) {
 	assert.Equal(t, "unpublished "+filepath.Join(root, "never-published")+"\n", out)
 }
 
+// TestPublishAndUnstageNeedNoSecrets: neither logs in, so a CHAP volume's
+// spec is enough without --secret; on this host nothing is staged (exit 1).
+func TestPublishAndUnstageNeedNoSecrets(t *testing.T) {
+	root := t.TempDir()
+	spec := tempFile(t, "spec.json", fmt.Sprintf(`{"targetPortal":"127.0.0.1:1","iqn":%q,"lun":1,"chapAuthSession":true}`, testIQN))
+	code, _, errs := ctl(t, nil, nil, "publish", "--spec", spec, "--root", root, "--target-path", filepath.Join(root, "p"))
+	assert.Equal(t, 1, code, errs)
+	assert.Contains(t, errs, "not staged")
+	code, out, errs := ctl(t, nil, nil, "unstage", "--spec", spec, "--root", root)
+	assert.Equal(t, 0, code, "unstaging what is not staged succeeds: %s", errs)
+	assert.Contains(t, out, "unstaged "+root+"/iscsi/default/127.0.0.1:1-"+testIQN+"-lun-1")
+	code, _, errs = ctl(t, nil, nil, "stage", "--spec", spec, "--root", root)
+	assert.Equal(t, 2, code, "stage logs in: it needs the secrets")
+	assert.Contains(t, errs, "node.session.auth")
+}
+
 func TestParseSecretDoesNotQuoteContent(t *testing.T) {
 	for _, in := range []string{`{"a": "s3cr3t-value"`, `["s3cr3t-value"]`, `{"a": 1, "b": "s3cr3t-value"}`, `s3cr3t-value`} {
 		_, err := parseSecret([]byte(in))
