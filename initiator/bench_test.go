@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -114,3 +115,51 @@ func benchRW(b *testing.B, write bool) {
 
 func BenchmarkRead4K(b *testing.B)  { benchRW(b, false) }
 func BenchmarkWrite4K(b *testing.B) { benchRW(b, true) }
+
+// benchSeq runs 1 MiB sequential transfers from qd goroutines over the
+// file LUN and reports MiB/s and CPU per MiB.
+func benchSeq(b *testing.B, write bool) {
+	f := fixture(b)
+	l := benchLUN(b, f.Plain)
+	const size = 1 << 20
+	const qd = 8
+	span := l.Size() / 2 / size // the lower half: other tests use the upper
+	var next atomic.Int64
+	pid := shared.srv.PID()
+	b.SetBytes(size)
+	b.ReportAllocs()
+	b.ResetTimer()
+	c0, t0 := cpuTime(), procCPU(pid)
+	var wg sync.WaitGroup
+	for range qd {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, size)
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(b.N) {
+					return
+				}
+				off := (i % span) * size
+				var err error
+				if write {
+					_, err = l.WriteAt(buf, off)
+				} else {
+					_, err = l.ReadAt(buf, off)
+				}
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64((cpuTime()-c0).Microseconds())/float64(b.N), "cpu-us/op")
+	b.ReportMetric(float64((procCPU(pid)-t0).Microseconds())/float64(b.N), "tgtd-us/op")
+}
+
+func BenchmarkSeqRead1M(b *testing.B)  { benchSeq(b, false) }
+func BenchmarkSeqWrite1M(b *testing.B) { benchSeq(b, true) }
