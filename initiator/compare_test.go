@@ -2,96 +2,56 @@ package initiator
 
 import (
 	"bytes"
-	"context"
-	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gosan/iscsi/internal/tgtd"
 	"github.com/stretchr/testify/require"
 )
 
-// runFor issues 4 KiB random reads at queue depth qd for d and returns the
-// I/O count and the CPU time this process used meanwhile.
-func runFor(l *LUN, qd int, d time.Duration) (int64, time.Duration) {
-	span := min(l.Size(), 64<<20) / 4096
-	var ops atomic.Int64
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	c0 := cpuTime()
-	for g := range qd {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, 4096)
-			x := uint64(g+1)*0x9e3779b97f4a7c15 + 1
-			for !stop.Load() {
-				x ^= x << 13
-				x ^= x >> 7
-				x ^= x << 17
-				if _, err := l.ReadAt(buf, int64(x%uint64(span))*4096); err != nil {
-					return
-				}
-				ops.Add(1)
-			}
-		}()
-	}
-	time.Sleep(d)
-	stop.Store(true)
-	wg.Wait()
-	return ops.Load(), cpuTime() - c0
-}
+var iopsAverage = regexp.MustCompile(`iops average (\d+)`)
 
-// TestCompareLibiscsi runs libiscsi's iscsi-perf (Debian libiscsi-bin) and
-// this package alternately against the same tgtd LUNs (4 KiB random reads,
-// QD 1 and 32) and logs IOPS and CPU per I/O of both. It runs only with
-// ISCSI_COMPARE=1 (about a minute).
-func TestCompareLibiscsi(t *testing.T) {
-	if os.Getenv("ISCSI_COMPARE") == "" {
-		t.Log("set ISCSI_COMPARE=1 to compare with libiscsi's iscsi-perf")
-		return
-	}
+// BenchmarkLibiscsiRead4K runs libiscsi's iscsi-perf (Debian libiscsi-bin)
+// against the same tgtd LUNs as BenchmarkRead4K (4 KiB random reads, QD 1
+// and 32) for a fixed 4 s, whatever b.N, and reports its IOPS and CPU per
+// I/O, so `go test -bench 'Read4K'` prints both side by side.
+func BenchmarkLibiscsiRead4K(b *testing.B) {
 	perf, err := exec.LookPath("iscsi-perf")
-	require.NoError(t, err, "install Debian package libiscsi-bin")
-	f := fixture(t)
-	const run = 5 * time.Second
-	for _, lt := range []struct{ name, iqn string }{{"null", f.Null.IQN}, {"file", f.Plain.IQN}} {
+	require.NoError(b, err, "install Debian package libiscsi-bin")
+	f := fixture(b)
+	for _, lt := range []struct {
+		name string
+		t    tgtd.FixtureTarget
+	}{{"null", f.Null}, {"file", f.Plain}} {
 		for _, qd := range []int{1, 32} {
-			for rep := range 2 {
-				url := "iscsi://" + f.Portal + "/" + lt.iqn + "/1"
+			b.Run(lt.name+"/QD"+strconv.Itoa(qd), func(b *testing.B) {
+				const run = 4 * time.Second
+				url := "iscsi://" + f.Portal + "/" + lt.t.IQN + "/1"
 				cmd := exec.Command(perf, "-m", strconv.Itoa(qd), "-b", "8", "-r", url)
 				var out bytes.Buffer
 				cmd.Stdout, cmd.Stderr = &out, &out
-				require.NoError(t, cmd.Start())
+				pid := shared.srv.PID()
+				t0 := procCPU(pid)
+				require.NoError(b, cmd.Start())
 				time.Sleep(run)
 				_ = cmd.Process.Signal(syscall.SIGINT)
 				_ = cmd.Wait()
-				var cpu time.Duration
-				if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-					cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-				}
-				var summary string
-				for _, line := range strings.Split(out.String(), "\n") {
-					if strings.Contains(strings.ToLower(line), "iops") {
-						summary = strings.TrimSpace(line)
-					}
-				}
-				t.Logf("%s QD%-2d rep %d libiscsi: %q, cpu %v", lt.name, qd, rep, summary, cpu)
-
-				s, err := Dial(context.Background(), f.Portal, lt.iqn, WithQueueDepth(64))
-				require.NoError(t, err)
-				l, err := s.LUN(context.Background(), 1)
-				require.NoError(t, err)
-				n, c := runFor(l, qd, run)
-				_ = s.Close()
-				t.Logf("%s QD%-2d rep %d gosan:    %.0f IOPS, %.1f us CPU per I/O", lt.name, qd, rep,
-					float64(n)/run.Seconds(), float64(c.Microseconds())/float64(max(n, 1)))
-			}
+				tgt := procCPU(pid) - t0
+				m := iopsAverage.FindAllStringSubmatch(out.String(), -1)
+				require.NotEmpty(b, m, "iscsi-perf output: %s", out.String())
+				iops, _ := strconv.Atoi(m[len(m)-1][1])
+				ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+				require.True(b, ok)
+				cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+				ios := float64(iops) * run.Seconds()
+				b.ReportMetric(float64(iops), "IOPS")
+				b.ReportMetric(float64(cpu.Microseconds())/ios, "cpu-us/op")
+				b.ReportMetric(float64(tgt.Microseconds())/ios, "tgtd-us/op")
+			})
 		}
 	}
 }
