@@ -316,9 +316,12 @@ func (s *Session) immediate(ctx context.Context, c *conn, kind uint8, refITT uin
 		return nil, err
 	}
 	// No answer: the connection can no longer be trusted for this request.
-	if err == nil {
+	switch {
+	case err == nil:
 		err = c.deadErr
-	} else {
+	case kind == kindLogout: // closing anyway: commands in flight see ErrSessionClosed
+		c.fail(&ConnectionError{Op: "logout", Err: fmt.Errorf("%w (no logout response: %v)", ErrSessionClosed, err)})
+	default:
 		c.fail(&ConnectionError{Op: "waiting for a response", Err: err})
 	}
 	<-c.readerDone

@@ -539,3 +539,36 @@ func TestRedirectAndOutOfResources(t *testing.T) {
 	require.ErrorIs(t, err, login.ErrOutOfResources)
 	assert.Less(t, time.Since(start), 5*time.Second)
 }
+
+// TestTargetNOPAndConnectionDrop runs on a private tgtd that pings every
+// second: the pings are answered (tgtd drops connections that miss them),
+// then a connection deleted on the target fails the session with a typed
+// error, and Close still returns promptly.
+func TestTargetNOPAndConnectionDrop(t *testing.T) {
+	t.Parallel()
+	fixture(t)
+	srv, f := tgtd.StartFixture(t, tgtd.WithNOP(1, 2))
+	ctx := context.Background()
+	s, err := Dial(ctx, f.Portal, f.Plain.IQN, WithLogger(testLogger(t)), WithNOP(0, 0))
+	require.NoError(t, err)
+	defer s.Close()
+	l, err := s.LUN(ctx, 1)
+	require.NoError(t, err)
+	time.Sleep(3500 * time.Millisecond) // several tgtd pings, none missed
+	require.NoError(t, s.Err())
+	_, err = l.ReadAt(make([]byte, 4096), 0)
+	require.NoError(t, err)
+
+	sess, err := srv.Sessions(ctx, f.Plain.TID)
+	require.NoError(t, err)
+	require.Len(t, sess, 1)
+	require.NotEmpty(t, sess[0].Connections)
+	require.NoError(t, srv.DeleteConnection(ctx, f.Plain.TID, sess[0].SID, sess[0].Connections[0].CID))
+	require.Eventually(t, func() bool { return s.Err() != nil }, 10*time.Second, 20*time.Millisecond)
+	_, err = l.ReadAt(make([]byte, 4096), 0)
+	var ce *ConnectionError
+	require.ErrorAs(t, err, &ce)
+	start := time.Now()
+	_ = s.Close()
+	assert.Less(t, time.Since(start), 2*time.Second)
+}

@@ -551,3 +551,31 @@ func TestFakeRenegotiation(t *testing.T) {
 	}
 	require.NoError(t, s.Ping(context.Background()))
 }
+
+func TestFakeCloseWithCommandsInFlight(t *testing.T) {
+	handle := func(ft *fakeTarget, h *pdu.BHS, data []byte) bool {
+		return h.Opcode() == pdu.OpSCSICommand || h.Opcode() == pdu.OpLogoutRequest // silent target
+	}
+	before := goroutines()
+	s, ft := newFakePair(t, testNeg, handle, WithLogoutTimeout(200*time.Millisecond))
+	l := fakeLUN(s, ft)
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			_, err := l.ReadAt(make([]byte, 4096), 0)
+			errs <- err
+		}()
+	}
+	require.Eventually(t, func() bool { return len(s.slots.free) == cap(s.slots.free)-4 }, 5*time.Second, 5*time.Millisecond)
+	start := time.Now()
+	err := s.Close()
+	require.Error(t, err, "logout unanswered")
+	assert.Less(t, time.Since(start), 2*time.Second)
+	for range 4 {
+		err := <-errs
+		require.ErrorIs(t, err, ErrSessionClosed)
+	}
+	_ = ft.nc.Close()
+	<-ft.done
+	checkNoLeak(t, before)
+}
