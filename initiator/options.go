@@ -31,6 +31,22 @@ type Option func(*config)
 // Secrets never appear in logs, errors or formatted output.
 type CHAP = login.CHAP
 
+// CHAPAlgorithm is a CHAP_A value; CHAP.Algorithms lists those offered, in
+// order of preference (default: SHA-256, SHA-1, MD5). tgtd 1.0.85 answers
+// CHAP_A=7 but then fails the exchange: offer only CHAPMD5 to reach it.
+type CHAPAlgorithm = login.CHAPAlgorithm
+
+// CHAP algorithms (RFC 7143 section 12.1.3, RFC 8507 for SHA).
+const (
+	CHAPMD5     = login.CHAPMD5
+	CHAPSHA1    = login.CHAPSHA1
+	CHAPSHA256  = login.CHAPSHA256
+	CHAPSHA3256 = login.CHAPSHA3256
+)
+
+// Negotiated holds the operational parameters agreed at login.
+type Negotiated = login.Negotiated
+
 // Digest preference for header or data digests.
 type Digest int
 

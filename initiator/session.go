@@ -41,7 +41,7 @@ type Session struct {
 	uaSeen map[uint64]bool // LUNs whose unit attention after login was absorbed
 }
 
-// Target is the portal a session is connected to and its negotiated values.
+// Target returns the target name the session logged in to.
 func (s *Session) Target() string { return s.target }
 
 // Portal returns the address the session is connected to (after redirects).
@@ -54,7 +54,7 @@ func (s *Session) ISID() [6]byte { return s.isid }
 func (s *Session) TSIH() uint16 { return s.tsih }
 
 // Negotiated returns the operational parameters agreed at login.
-func (s *Session) Negotiated() login.Negotiated { return s.neg }
+func (s *Session) Negotiated() Negotiated { return s.neg }
 
 // Dial connects to portal ("host", "host:port", "[v6addr]:port"; port 3260
 // by default), logs in to target and returns a session in full feature
@@ -446,25 +446,28 @@ func (s *Session) tmf(ctx context.Context, fn uint8, lun uint64, refITT, refCmdS
 	return nil
 }
 
-// LUNReset resets logical unit lun (raw 8-byte LUN as returned by ReportLUNs
-// and scsi encoding).
+// LUNReset resets logical unit lun (a LUN number, as ReportLUNs returns).
+// Commands of this session in flight on that LUN end with ErrTaskAborted.
 func (s *Session) LUNReset(ctx context.Context, lun uint64) error {
 	return s.tmf(ctx, tmfLUNReset, encodeLUN(lun), reservedTTT, 0)
 }
 
-// AbortTaskSet aborts every task of this session on lun.
+// AbortTaskSet aborts every task of this session on LUN number lun; they
+// end with ErrTaskAborted.
 func (s *Session) AbortTaskSet(ctx context.Context, lun uint64) error {
 	return s.tmf(ctx, tmfAbortTaskSet, encodeLUN(lun), reservedTTT, 0)
 }
 
-// TargetWarmReset resets the target (all its LUNs, all sessions).
+// TargetWarmReset resets the target (all its LUNs, all sessions). Targets
+// may refuse it (tgtd answers "not supported": a *TMFError).
 func (s *Session) TargetWarmReset(ctx context.Context) error {
 	return s.tmf(ctx, tmfTargetWarmReset, 0, reservedTTT, 0)
 }
 
-// AbortTask aborts the task with tag itt on lun. Commands whose context is
-// cancelled are aborted automatically; this is for callers that track tags
-// from Result.
+// AbortTask aborts the task with Initiator Task Tag itt and CmdSN cmdSN on
+// LUN number lun. Commands whose context is cancelled are aborted
+// automatically (and their buffers released only afterwards); this is for
+// tools that manage tags themselves.
 func (s *Session) AbortTask(ctx context.Context, lun uint64, itt, cmdSN uint32) error {
 	return s.tmf(ctx, tmfAbortTask, encodeLUN(lun), itt, cmdSN)
 }

@@ -155,11 +155,11 @@ func TestLoginVariants(t *testing.T) {
 	t.Parallel()
 	f := fixture(t)
 	chap := func(ft tgtd.FixtureTarget) CHAP {
-		return CHAP{User: ft.User, Secret: ft.Secret, Algorithms: []login.CHAPAlgorithm{login.CHAPMD5}}
+		return CHAP{User: ft.User, Secret: ft.Secret, Algorithms: []CHAPAlgorithm{CHAPMD5}}
 	}
 	mutual := func(ft tgtd.FixtureTarget) CHAP {
 		return CHAP{User: ft.User, Secret: ft.Secret, TargetUser: ft.TargetUser, TargetSecret: ft.TargetSecret,
-			Algorithms: []login.CHAPAlgorithm{login.CHAPMD5}}
+			Algorithms: []CHAPAlgorithm{CHAPMD5}}
 	}
 	wrongTarget := mutual(f.MutualCHAP)
 	wrongTarget.TargetSecret = "not-the-target-secret"
@@ -430,7 +430,7 @@ func TestResetsAndUnitAttention(t *testing.T) {
 	}
 	_, err = l.WriteAt(buf, 0)
 	require.NoError(t, err)
-	err = s.AbortTask(ctx, encodeLUN(1), 0x7777, 1)
+	err = s.AbortTask(ctx, 1, 0x7777, 1)
 	if err != nil {
 		require.ErrorAs(t, err, &te)
 	}
