@@ -380,12 +380,14 @@ func TestUnmapWriteSame(t *testing.T) {
 	require.NoError(t, err)
 	pattern := bytes.Repeat([]byte{0xab}, 512)
 	err = l.WriteSame(ctx, off, n, pattern, false)
+	t.Logf("WRITE SAME(16): %v", err)
 	if err == nil {
 		require.True(t, bytes.Equal(bytes.Repeat(pattern, int(n/512)), fileBytes(t, fl.Path, off, int(n))))
 	} else {
 		require.ErrorIs(t, err, scsi.ErrIllegalRequest, "WRITE SAME: success or ILLEGAL REQUEST")
 	}
 	err = l.Unmap(ctx, off, n)
+	t.Logf("UNMAP: %v", err)
 	if err == nil {
 		got := fileBytes(t, fl.Path, off, int(n))
 		require.True(t, bytes.Equal(make([]byte, n), got), "unmapped range reads back zeros in the file")
