@@ -183,7 +183,11 @@ func (s *Session) wait(ctx context.Context, c *conn, sl *slot, res *Result) erro
 		done := sl.done
 		sl.mu.Unlock()
 		if !done {
+			if sl.out != nil {
+				c.forget(sl.ittFor())
+			}
 			sl.itt.Store(idleITT)
+			sl.in, sl.out = nil, nil
 			s.slots.release(sl)
 			return c.deadErr
 		}
@@ -221,6 +225,10 @@ func (s *Session) wait(ctx context.Context, c *conn, sl *slot, res *Result) erro
 			}
 		}
 	}
+	if sl.out != nil && (err != nil || sl.status != 0) {
+		// Ended early: Data-Out for it may still be queued.
+		c.forget(sl.ittFor())
+	}
 	sl.in, sl.out = nil, nil
 	s.slots.release(sl)
 	return err
@@ -244,6 +252,9 @@ func (s *Session) abort(ctx context.Context, c *conn, sl *slot) error {
 		s.log.Debug("iscsi: command aborted", "itt", sl.ittFor(), "cmdSN", sl.cmdSN)
 	}
 	// Either the reader retired the ITT (TMF response) or it has exited.
+	if sl.out != nil {
+		c.forget(sl.ittFor())
+	}
 	sl.itt.Store(idleITT)
 	sl.in, sl.out = nil, nil
 	s.slots.release(sl)

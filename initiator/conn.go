@@ -43,6 +43,11 @@ type conn struct {
 	pend     []outPDU
 	spare    []outPDU
 	flushing bool
+	// batches counts finished writes; forget waits on flushCond for the
+	// one in progress.
+	batches      uint64
+	batchWaiters int
+	flushCond    *sync.Cond
 
 	expStatSN atomic.Uint32
 	flushes   atomic.Uint64 // writev calls (statistics)
@@ -92,6 +97,7 @@ func newConn(s *Session, nc net.Conn, r *pdu.Reader, w *pdu.Writer, maxXmit, mrd
 		auxDone:    make(chan struct{}),
 		scratch:    make([]byte, 8192),
 	}
+	c.flushCond = sync.NewCond(&c.qmu)
 	c.expStatSN.Store(statSN + 1)
 	return c
 }
@@ -172,8 +178,39 @@ func (c *conn) kickLocked() {
 		}
 		c.qmu.Lock()
 		c.spare = batch[:0]
+		c.batches++
+		if c.batchWaiters > 0 {
+			c.flushCond.Broadcast()
+		}
 	}
 	c.flushing = false
+	c.qmu.Unlock()
+}
+
+// forget makes sure no queued or in-flight write still reads the data of
+// a write task that ended early (error status, abort, connection loss), so
+// its caller may reuse the buffer: it drops the task's queued Data-Out PDUs
+// and waits for a batch being written to finish.
+func (c *conn) forget(itt uint32) {
+	c.qmu.Lock()
+	k := 0
+	for _, p := range c.pend {
+		if p.hdr.Opcode() == pdu.OpDataOut && p.hdr.ITT() == itt {
+			continue
+		}
+		c.pend[k] = p
+		k++
+	}
+	clear(c.pend[k:])
+	c.pend = c.pend[:k]
+	if c.flushing {
+		target := c.batches
+		c.batchWaiters++
+		for c.flushing && c.batches == target {
+			c.flushCond.Wait()
+		}
+		c.batchWaiters--
+	}
 	c.qmu.Unlock()
 }
 

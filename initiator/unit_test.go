@@ -579,3 +579,31 @@ func TestFakeCloseWithCommandsInFlight(t *testing.T) {
 	<-ft.done
 	checkNoLeak(t, before)
 }
+
+func TestFakeWriteEarlyError(t *testing.T) {
+	ill := []byte{0x70, 0, 0x05, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x21, 0x00, 0, 0, 0, 0}
+	handle := func(ft *fakeTarget, h *pdu.BHS, data []byte) bool {
+		switch h.Opcode() {
+		case pdu.OpSCSICommand:
+			ft.scsiResponse(h.ITT(), 2, ill) // LBA out of range, before any Data-Out
+			return true
+		case pdu.OpDataOut:
+			return true
+		}
+		return false
+	}
+	neg := testNeg
+	neg.InitialR2T = false
+	s, ft := newFakePair(t, neg, handle)
+	l := fakeLUN(s, ft)
+	for range 20 {
+		buf := make([]byte, 64<<10)
+		_, err := l.WriteAt(buf, 0)
+		require.ErrorIs(t, err, scsi.ErrIllegalRequest)
+		for i := range buf {
+			buf[i] = 0xff // reusing the buffer at once is allowed
+		}
+	}
+	require.NoError(t, s.Err())
+	require.Len(t, s.slots.free, cap(s.slots.free))
+}
