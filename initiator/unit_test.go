@@ -607,3 +607,9 @@ func TestFakeWriteEarlyError(t *testing.T) {
 	require.NoError(t, s.Err())
 	require.Len(t, s.slots.free, cap(s.slots.free))
 }
+
+func TestPortalString(t *testing.T) {
+	assert.Equal(t, "[fe80::1]:3260", Portal{Address: "fe80::1", Port: 3260}.String())
+	assert.Equal(t, "10.1.2.3:3261", Portal{Address: "10.1.2.3", Port: 3261, GroupTag: 2}.String())
+	assert.Equal(t, "[fe80::1]:3260", normalizePortal(Portal{Address: "fe80::1", Port: 3260}.String()))
+}
