@@ -67,7 +67,7 @@ func (s *Session) LUN(ctx context.Context, n uint64) (*LUN, error) {
 }
 
 func (l *LUN) computeChunk() {
-	chunk := int(l.s.neg.MaxBurstLength)
+	chunk := int(l.s.Negotiated().MaxBurstLength)
 	if chunk <= 0 {
 		chunk = 256 << 10
 	}
@@ -240,11 +240,26 @@ func (l *LUN) rwChunk(ctx context.Context, ch scsi.RWChunk, p []byte, write bool
 	if err != nil {
 		return 0, err
 	}
-	if res.Underflow && res.Residual > 0 {
-		n := max(len(p)-res.Residual, 0)
+	if n, short := shortTransfer(&res, len(p), write); short {
 		return n, fmt.Errorf("iscsi: short transfer: %d of %d bytes", n, len(p))
 	}
 	return len(p), nil
+}
+
+// shortTransfer reports how many bytes of an n-byte chunk are valid when
+// fewer than n were transferred. For reads it trusts only the Data-In
+// bytes that arrived (the target's residual flags may claim more: an
+// overflow flag, or an underflow with a residual too small), so bytes the
+// target never sent are never reported as read.
+func shortTransfer(res *Result, n int, write bool) (int, bool) {
+	valid := n
+	if res.Underflow && res.Residual > 0 {
+		valid = max(n-res.Residual, 0)
+	}
+	if !write {
+		valid = min(valid, res.Transferred)
+	}
+	return valid, valid < n
 }
 
 // rwSplit issues the chunks of a large transfer concurrently (up to
@@ -252,7 +267,6 @@ func (l *LUN) rwChunk(ctx context.Context, ch scsi.RWChunk, p []byte, write bool
 // then waits for the oldest and starts the next.
 func (l *LUN) rwSplit(ctx context.Context, plan *scsi.RWPlan, p []byte, write bool) (int, error) {
 	type inflight struct {
-		c   *conn
 		sl  *slot
 		ch  scsi.RWChunk
 		buf []byte
@@ -271,19 +285,18 @@ func (l *LUN) rwSplit(ctx context.Context, plan *scsi.RWPlan, p []byte, write bo
 				break
 			}
 			buf := p[int(ch.Offset)*bs : (int(ch.Offset)+int(ch.Blocks))*bs]
-			var c *conn
 			var sl *slot
 			var err error
 			if write {
-				c, sl, err = l.s.start(ctx, l.raw, ch.AppendWriteCDB(cdbBuf[:0], 0), nil, buf)
+				sl, err = l.s.start(ctx, l.raw, ch.AppendWriteCDB(cdbBuf[:0], 0), nil, buf)
 			} else {
-				c, sl, err = l.s.start(ctx, l.raw, ch.AppendReadCDB(cdbBuf[:0], 0), buf, nil)
+				sl, err = l.s.start(ctx, l.raw, ch.AppendReadCDB(cdbBuf[:0], 0), buf, nil)
 			}
 			if err != nil {
 				firstErr = err
 				break
 			}
-			q[(head+n)%maxSplit] = inflight{c, sl, ch, buf}
+			q[(head+n)%maxSplit] = inflight{sl, ch, buf}
 			n++
 		}
 		if n == 0 {
@@ -294,14 +307,14 @@ func (l *LUN) rwSplit(ctx context.Context, plan *scsi.RWPlan, p []byte, write bo
 		head = (head + 1) % maxSplit
 		n--
 		var res Result
-		err := l.s.wait(ctx, f.c, f.sl, &res)
+		_, err := l.s.wait(ctx, f.sl, &res)
 		if err == nil && res.Status != scsi.StatusGood {
 			err = res.Err()
 			if errors.Is(err, scsi.ErrUnitAttention) {
 				_, err = l.rwChunk(ctx, f.ch, f.buf, write)
 			}
-		} else if err == nil && res.Underflow && res.Residual > 0 {
-			err = fmt.Errorf("iscsi: short transfer: %d of %d bytes", len(f.buf)-res.Residual, len(f.buf))
+		} else if v, short := shortTransfer(&res, len(f.buf), write); err == nil && short {
+			err = fmt.Errorf("iscsi: short transfer: %d of %d bytes", v, len(f.buf))
 		}
 		if err != nil {
 			if firstErr == nil {
