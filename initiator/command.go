@@ -54,26 +54,37 @@ var errBidi = errors.New("iscsi: bidirectional commands are not supported")
 // execute runs one SCSI command on the session: dataIn is the read buffer
 // (its length is the expected transfer length), dataOut the data to write;
 // at most one is non-empty. res is filled when the command completed at the
-// target (the error is then nil even for a non-GOOD status).
+// target (the error is then nil even for a non-GOOD status). A UNIT
+// ATTENTION that a session reinstatement caused is absorbed: the command
+// is issued again.
 func (s *Session) execute(ctx context.Context, lun uint64, cdb []byte, dataIn, dataOut []byte, res *Result) error {
-	c, sl, err := s.start(ctx, lun, cdb, dataIn, dataOut)
-	if err != nil {
+	for attempt := 0; ; attempt++ {
+		sl, err := s.start(ctx, lun, cdb, dataIn, dataOut)
+		if err != nil {
+			return err
+		}
+		replacement, err := s.wait(ctx, sl, res)
+		if err == nil && replacement && attempt < 2 && res != nil &&
+			res.Status == scsi.StatusCheckCondition && errors.Is(res.Err(), scsi.ErrUnitAttention) {
+			s.log.Debug("iscsi: unit attention after session reinstatement absorbed", "lun", lun)
+			continue
+		}
 		return err
 	}
-	return s.wait(ctx, c, sl, res)
 }
 
-// start sends a SCSI command and returns its slot without waiting.
-func (s *Session) start(ctx context.Context, lun uint64, cdb []byte, dataIn, dataOut []byte) (*conn, *slot, error) {
+// start sends a SCSI command and returns its slot without waiting. While
+// the session recovers it waits for the replacement connection.
+func (s *Session) start(ctx context.Context, lun uint64, cdb []byte, dataIn, dataOut []byte) (*slot, error) {
 	if len(cdb) > 16 {
-		return nil, nil, errCDBTooLong
+		return nil, errCDBTooLong
 	}
 	if len(dataIn) > 0 && len(dataOut) > 0 {
-		return nil, nil, errBidi
+		return nil, errBidi
 	}
-	c, err := s.current()
+	c, err := s.waitConn(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	var idx uint16
 	select {
@@ -82,9 +93,9 @@ func (s *Session) start(ctx context.Context, lun uint64, cdb []byte, dataIn, dat
 		select {
 		case idx = <-s.slots.free:
 		case <-ctx.Done():
-			return nil, nil, ctx.Err()
-		case <-c.dead:
-			return nil, nil, c.deadErr
+			return nil, ctx.Err()
+		case <-s.term:
+			return nil, s.Err()
 		}
 	}
 	sl := &s.slots.slots[idx]
@@ -93,28 +104,78 @@ func (s *Session) start(ctx context.Context, lun uint64, cdb []byte, dataIn, dat
 	sl.lun = lun
 	sl.in = dataIn
 	sl.out = dataOut
+	sl.cdb = [16]byte{}
+	copy(sl.cdb[:], cdb)
+	for {
+		var hdr pdu.BHS
+		imm, unsol := c.buildCommand(sl, &hdr)
+		if err := s.win.lockOpen(ctx, c.dead, c.err); err != nil {
+			if ctx.Err() == nil {
+				c, err = s.waitConn(ctx) // the connection failed: wait for its replacement
+			}
+			if err != nil {
+				s.slots.release(sl)
+				return nil, err
+			}
+			continue
+		}
+		if s.conn.Load() != c || c.isDead() {
+			s.win.mu.Unlock()
+			if c, err = s.waitConn(ctx); err != nil {
+				s.slots.release(sl)
+				return nil, err
+			}
+			continue
+		}
+		sn := s.win.cmdSN
+		s.win.cmdSN++
+		sl.cmdSN = sn
+		sl.mu.Lock()
+		sl.conn = c
+		sl.mu.Unlock()
+		c.sendCommandLocked(sl, &hdr, sn, imm, unsol)
+		return sl, nil
+	}
+}
 
-	var hdr pdu.BHS
+// sendCommandLocked publishes the slot's ITT and queues the command (with
+// its immediate data and unsolicited Data-Out) on c. The caller holds
+// s.win.mu, which it releases.
+func (c *conn) sendCommandLocked(sl *slot, hdr *pdu.BHS, sn uint32, imm []byte, unsol int) {
+	hdr.PutUint32(24, sn)
+	itt := sl.publish()
+	hdr.PutUint32(16, itt)
+	c.qmu.Lock()
+	c.s.win.mu.Unlock()
+	c.enqueueLocked(hdr, imm)
+	if unsol > 0 {
+		c.queueDataOutLocked(sl, itt, reservedTTT, uint32(len(imm)), uint32(unsol))
+	}
+	c.kickLocked()
+}
+
+// buildCommand fills the SCSI Command header for the slot's task under
+// the parameters of connection c and returns the immediate data and the
+// number of bytes to send as unsolicited Data-Out.
+func (c *conn) buildCommand(sl *slot, hdr *pdu.BHS) (imm []byte, unsol int) {
 	hdr[0] = byte(pdu.OpSCSICommand)
 	flags := byte(scsiCmdFinal | attrSimple)
 	edtl := 0
-	if len(dataIn) > 0 {
+	if len(sl.in) > 0 {
 		flags |= scsiCmdRead
-		edtl = len(dataIn)
+		edtl = len(sl.in)
 	}
-	var imm []byte
-	unsol := 0 // bytes sent as unsolicited Data-Out after the command
-	if len(dataOut) > 0 {
+	if len(sl.out) > 0 {
 		flags |= scsiCmdWrite
-		edtl = len(dataOut)
-		first := int(s.neg.FirstBurstLength)
+		edtl = len(sl.out)
+		first := int(c.neg.FirstBurstLength)
 		if first == 0 || first > edtl {
 			first = edtl
 		}
-		if s.neg.ImmediateData {
-			imm = dataOut[:min(first, int(c.maxXmit))]
+		if c.neg.ImmediateData {
+			imm = sl.out[:min(first, int(c.maxXmit))]
 		}
-		if !s.neg.InitialR2T {
+		if !c.neg.InitialR2T {
 			unsol = first - len(imm)
 		}
 		if unsol > 0 {
@@ -122,29 +183,11 @@ func (s *Session) start(ctx context.Context, lun uint64, cdb []byte, dataIn, dat
 		}
 	}
 	hdr[1] = flags
-	binary.BigEndian.PutUint64(hdr[8:16], lun)
+	binary.BigEndian.PutUint64(hdr[8:16], sl.lun)
 	hdr.PutUint32(20, uint32(edtl))
-	copy(hdr[32:48], cdb)
+	copy(hdr[32:48], sl.cdb[:])
 	hdr.SetDataSegmentLength(len(imm))
-
-	if err := s.win.lockOpen(ctx, c.dead, c.err); err != nil {
-		s.slots.release(sl)
-		return nil, nil, err
-	}
-	sn := s.win.cmdSN
-	s.win.cmdSN++
-	sl.cmdSN = sn
-	hdr.PutUint32(24, sn)
-	itt := sl.publish()
-	hdr.PutUint32(16, itt)
-	c.qmu.Lock()
-	s.win.mu.Unlock()
-	c.enqueueLocked(&hdr, imm)
-	if unsol > 0 {
-		c.queueDataOutLocked(sl, itt, reservedTTT, uint32(len(imm)), uint32(unsol))
-	}
-	c.kickLocked()
-	return c, sl, nil
+	return imm, unsol
 }
 
 // queueDataOutLocked queues Data-Out PDUs for [off, off+n) of the slot's
@@ -173,27 +216,24 @@ func (c *conn) queueDataOutLocked(sl *slot, itt, ttt, off, n uint32) {
 	}
 }
 
-// wait waits for the slot's task to finish and frees the slot.
-func (s *Session) wait(ctx context.Context, c *conn, sl *slot, res *Result) error {
+// wait waits for the slot's task to finish and frees the slot. It reports
+// whether the task ran on a replacement connection (after a recovery).
+// Every way a task ends reaches the slot's event: the response, a failure
+// of the session, Close; a connection failure only delays it (recovery).
+func (s *Session) wait(ctx context.Context, sl *slot, res *Result) (bool, error) {
 	select {
 	case <-sl.ev:
-	case <-c.dead:
-		<-c.readerDone // the reader no longer touches the slot
-		sl.mu.Lock()
-		done := sl.done
-		sl.mu.Unlock()
-		if !done {
-			if sl.out != nil {
-				c.forget(sl.ittFor())
-			}
-			sl.itt.Store(idleITT)
-			sl.in, sl.out = nil, nil
-			s.slots.release(sl)
-			return c.deadErr
-		}
 	case <-ctx.Done():
-		return s.abort(ctx, c, sl)
+		return s.abort(ctx, sl, res)
 	}
+	return s.complete(sl, res)
+}
+
+// complete turns a finished slot into the caller's result and frees it.
+func (s *Session) complete(sl *slot, res *Result) (bool, error) {
+	sl.mu.Lock()
+	c := sl.conn
+	sl.mu.Unlock()
 	err := sl.err
 	if err == nil {
 		if sl.response != 0 {
@@ -225,38 +265,56 @@ func (s *Session) wait(ctx context.Context, c *conn, sl *slot, res *Result) erro
 			}
 		}
 	}
-	if sl.out != nil && (err != nil || sl.status != 0) {
+	if sl.out != nil && c != nil && (err != nil || sl.status != 0) {
 		// Ended early: Data-Out for it may still be queued.
 		c.forget(sl.ittFor())
 	}
 	sl.in, sl.out = nil, nil
 	s.slots.release(sl)
-	return err
+	return c != nil && c.gen > 0, err
 }
 
-// abort runs ABORT TASK for a command whose caller gave up, and frees the
-// slot only when no PDU of that task can reach its buffer any more: after
-// the TMF response, or after the connection is gone.
-func (s *Session) abort(ctx context.Context, c *conn, sl *slot) error {
+// abort ends a command whose caller gave up. Recovery no longer re-issues
+// it. On a live connection it runs ABORT TASK, and the slot is freed only
+// when no PDU of that task can reach its buffer any more: after the TMF
+// response, or after the connection is gone.
+func (s *Session) abort(ctx context.Context, sl *slot, res *Result) (bool, error) {
 	cause := ctx.Err()
-	tctx, cancel := context.WithTimeout(context.Background(), s.cfg.tmfTimeout)
-	err := s.tmf(tctx, tmfAbortTask, sl.lun, sl.ittFor(), sl.cmdSN)
-	cancel()
-	var te *TMFError
-	if err != nil && !(errors.As(err, &te) && te.Response == 1) {
-		// The abort did not settle the task: drop the connection so the
-		// target cannot send it any more data.
-		c.fail(&ConnectionError{Op: "abort task", Err: fmt.Errorf("%w (abort: %v)", cause, err)})
+	s.win.mu.Lock() // recovery collects and re-issues tasks under it
+	sl.mu.Lock()
+	c, done, cmdSN := sl.conn, sl.done, sl.cmdSN
+	if !done {
+		sl.cancelled = true
+	}
+	sl.mu.Unlock()
+	s.win.mu.Unlock()
+	if done { // the answer came meanwhile
+		<-sl.ev
+		return s.complete(sl, res)
+	}
+	itt := sl.ittFor()
+	if c.isDead() {
 		<-c.readerDone
 	} else {
-		s.log.Debug("iscsi: command aborted", "itt", sl.ittFor(), "cmdSN", sl.cmdSN)
+		tctx, cancel := context.WithTimeout(context.Background(), s.cfg.tmfTimeout)
+		err := s.tmfOn(tctx, c, tmfAbortTask, sl.lun, itt, cmdSN)
+		cancel()
+		var te *TMFError
+		if err != nil && !(errors.As(err, &te) && te.Response == 1) {
+			// The abort did not settle the task: drop the connection so the
+			// target cannot send it any more data.
+			c.fail(&ConnectionError{Op: "abort task", Err: fmt.Errorf("%w (abort: %v)", cause, err)})
+			<-c.readerDone
+		} else {
+			s.log.Debug("iscsi: command aborted", "itt", itt, "cmdSN", cmdSN)
+		}
 	}
 	// Either the reader retired the ITT (TMF response) or it has exited.
 	if sl.out != nil {
-		c.forget(sl.ittFor())
+		c.forget(itt)
 	}
 	sl.itt.Store(idleITT)
 	sl.in, sl.out = nil, nil
 	s.slots.release(sl)
-	return cause
+	return false, cause
 }

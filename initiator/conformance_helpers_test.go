@@ -276,6 +276,7 @@ func confDial(t *testing.T, srv *iscsitest.Server, opts ...initiator.Option) *co
 		initiator.WithLoginTimeout(5 * time.Second),
 		initiator.WithLogoutTimeout(2 * time.Second),
 		initiator.WithTMFTimeout(3 * time.Second),
+		initiator.WithReplacementTimeout(0), // these tests check how a connection fails
 	}, opts...)
 	if os.Getenv("ISCSI_DEBUG") != "" {
 		opts = append(opts, initiator.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))))

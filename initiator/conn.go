@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gosan/iscsi/internal/login"
 	"github.com/gosan/iscsi/pdu"
 )
 
@@ -36,6 +37,10 @@ type conn struct {
 
 	maxXmit uint32 // target's MaxRecvDataSegmentLength: largest data segment we send
 	mrdsl   uint32 // ours
+	neg     login.Negotiated
+	tsih    uint16
+	portal  string
+	gen     uint64 // 0 for the connection Dial made, then 1, 2, ... for replacements
 
 	// send queue with flat combining: whoever finds flushing false flushes
 	// everything queued, including what others queue meanwhile.
@@ -214,6 +219,21 @@ func (c *conn) forget(itt uint32) {
 	c.qmu.Unlock()
 }
 
+// quiesce waits for a write in progress on a dead connection to end and
+// drops everything still queued, so no buffer of a command is read by this
+// connection any more (recovery re-sends them on the replacement).
+func (c *conn) quiesce() {
+	c.qmu.Lock()
+	for c.flushing {
+		c.batchWaiters++
+		c.flushCond.Wait()
+		c.batchWaiters--
+	}
+	clear(c.pend)
+	c.pend = c.pend[:0]
+	c.qmu.Unlock()
+}
+
 // send queues one PDU and flushes.
 func (c *conn) send(hdr *pdu.BHS, data []byte) {
 	c.qmu.Lock()
@@ -239,11 +259,12 @@ func (c *conn) updateStatSN(statSN uint32) error {
 	return nil
 }
 
-// failTask fails the connection and then the task (so its owner sees the
-// session failed when it wakes up) and returns err for the reader to stop.
-func (c *conn) failTask(sl *slot, err error) error {
+// failTask fails the connection because of what the target sent for a
+// task and returns err for the reader to stop. The task stays pending:
+// recovery re-issues it on a replacement connection, or fails it with the
+// session.
+func (c *conn) failTask(_ *slot, err error) error {
 	c.fail(&ConnectionError{Op: "receive", Err: err})
-	sl.finish(err)
 	return err
 }
 
@@ -264,6 +285,14 @@ func (c *conn) readLoop() {
 	}
 	if err == nil {
 		err = io.EOF
+	}
+	var de *pdu.DigestError
+	if errors.As(err, &de) {
+		if de.Header {
+			c.s.stats.headerDigestErrors.Add(1)
+		} else {
+			c.s.stats.dataDigestErrors.Add(1)
+		}
 	}
 	var ce *ConnectionError
 	if !errors.As(err, &ce) {
@@ -540,8 +569,8 @@ func (c *conn) r2t(h *pdu.BHS, itt uint32) error {
 		err = c.protoErr("R2T offset %d length %d outside the %d-byte write", off, n, len(sl.out))
 	case ttt == 0xffffffff:
 		err = c.protoErr("R2T with reserved TTT")
-	case n > c.s.neg.MaxBurstLength && c.s.neg.MaxBurstLength != 0:
-		err = c.protoErr("R2T length %d above MaxBurstLength %d", n, c.s.neg.MaxBurstLength)
+	case n > c.neg.MaxBurstLength && c.neg.MaxBurstLength != 0:
+		err = c.protoErr("R2T length %d above MaxBurstLength %d", n, c.neg.MaxBurstLength)
 	}
 	if err != nil {
 		return c.failTask(sl, err)
@@ -680,6 +709,7 @@ func (c *conn) auxLoop() {
 			err := s.ping(ctx, c)
 			cancel()
 			if err != nil && !c.isDead() {
+				s.stats.nopTimeouts.Add(1)
 				c.fail(&ConnectionError{Op: "keepalive", Err: fmt.Errorf("no NOP-In within %v: %w", s.cfg.nopTimeout, err)})
 				return
 			}

@@ -135,3 +135,24 @@ type LogoutError struct {
 func (e *LogoutError) Error() string {
 	return fmt.Sprintf("iscsi: logout failed (response %d)", e.Response)
 }
+
+// ErrSessionFailed matches (errors.Is) a *SessionFailedError.
+var ErrSessionFailed = errors.New("iscsi: session failed")
+
+// SessionFailedError reports that the session lost its connection and could
+// not be recovered within the replacement timeout (immediately when the
+// timeout is 0). Commands pending at that moment and every later one fail
+// with it; the outcome on the target of those that were in flight is
+// unknown. Cause is the connection failure (usually a *ConnectionError)
+// and, when reconnection was tried, the last reconnection error.
+type SessionFailedError struct {
+	Cause error
+}
+
+func (e *SessionFailedError) Error() string {
+	return "iscsi: session failed: " + e.Cause.Error()
+}
+
+// Unwrap returns ErrSessionFailed and the cause, so errors.Is(err,
+// ErrSessionFailed) and errors.As(err, &connErr) both work.
+func (e *SessionFailedError) Unwrap() []error { return []error{ErrSessionFailed, e.Cause} }

@@ -154,7 +154,6 @@ func hostileSessionBody(t *testing.T, stream []byte) {
 		itt  uint32
 		in   []byte
 		out  []byte
-		c    *conn
 		sl   *slot
 		err  error
 		res  Result
@@ -166,7 +165,7 @@ func hostileSessionBody(t *testing.T, stream []byte) {
 		if c.out != nil {
 			cdb = scsiWrite10(uint16(len(c.out) / 512))
 		}
-		c.c, c.sl, c.err = s.start(ctx, encodeLUN(1), cdb, c.in, c.out)
+		c.sl, c.err = s.start(ctx, encodeLUN(1), cdb, c.in, c.out)
 		if c.err != nil {
 			t.Fatalf("start: %v", c.err)
 		}
@@ -176,7 +175,7 @@ func hostileSessionBody(t *testing.T, stream []byte) {
 		c.done = make(chan struct{})
 		go func() {
 			defer close(c.done)
-			c.err = s.wait(ctx, c.c, c.sl, &c.res)
+			_, c.err = s.wait(ctx, c.sl, &c.res)
 		}()
 	}
 	_ = peer.SetWriteDeadline(time.Now().Add(2 * time.Second))

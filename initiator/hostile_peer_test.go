@@ -211,6 +211,7 @@ func hostileOpts(d Dialer, extra ...Option) []Option {
 		WithLogoutTimeout(300 * time.Millisecond),
 		WithTMFTimeout(300 * time.Millisecond),
 		WithNOP(0, 0),
+		WithReplacementTimeout(0), // a hostile peer fails the session; recovery is tested apart
 	}, extra...)
 }
 

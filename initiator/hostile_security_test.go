@@ -68,7 +68,7 @@ func TestHostileDataSegmentLengthAboveNegotiated(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			s, err := Dial(ctx, srv.Addr(), hostileIQN, WithMaxRecvDataSegmentLength(8192), WithNOP(0, 0),
-				WithTMFTimeout(300*time.Millisecond), WithLogoutTimeout(300*time.Millisecond))
+				WithTMFTimeout(300*time.Millisecond), WithLogoutTimeout(300*time.Millisecond), WithReplacementTimeout(0))
 			require.NoError(t, err)
 			l, err := s.LUN(ctx, 1)
 			require.NoError(t, err)

@@ -81,7 +81,10 @@ const (
 	DefaultTMFTimeout               = 10 * time.Second
 	DefaultNOPInterval              = 10 * time.Second
 	DefaultNOPTimeout               = 10 * time.Second
-	maxRedirects                    = 8
+	// DefaultReplacementTimeout is how long a session tries to replace a
+	// failed connection before it fails (open-iscsi's replacement_timeout).
+	DefaultReplacementTimeout = 120 * time.Second
+	maxRedirects              = 8
 )
 
 type config struct {
@@ -106,6 +109,10 @@ type config struct {
 	dialer         Dialer
 	queueDepth     int
 	readBufSize    int
+
+	replacementTimeout time.Duration
+	portals            []string
+	stateFunc          StateFunc
 }
 
 func defaultConfig() config {
@@ -122,6 +129,8 @@ func defaultConfig() config {
 		nopTimeout:    DefaultNOPTimeout,
 		queueDepth:    DefaultQueueDepth,
 		readBufSize:   256 << 10,
+
+		replacementTimeout: DefaultReplacementTimeout,
 	}
 }
 
@@ -233,6 +242,35 @@ func WithDialer(d Dialer) Option { return func(c *config) { c.dialer = d } }
 // WithQueueDepth sets the maximum number of SCSI commands in flight on a
 // session (default 64, at most 1024). The target's command window may lower it further.
 func WithQueueDepth(n int) Option { return func(c *config) { c.queueDepth = n } }
+
+// WithReplacementTimeout bounds how long a session tries to replace a
+// failed connection (default DefaultReplacementTimeout, 120 s). Meanwhile
+// commands wait, within their context; when it passes, pending and new
+// commands fail with a *SessionFailedError (errors.Is ErrSessionFailed).
+// 0 fails the session as soon as its connection fails.
+//
+// Recovery works at error recovery level 0 with session reinstatement:
+// after the target's DefaultTime2Wait the session logs in again with the
+// same ISID and TSIH 0, trying the portal it was connected to, the portal
+// given to Dial and those of WithPortals in turn, with a back-off of 1 s
+// doubling to 30 s between rounds; then it re-issues, in their original
+// order, every command that had not completed (a write whose outcome was
+// unknown is written again: writes are idempotent at the block level).
+func WithReplacementTimeout(d time.Duration) Option {
+	return func(c *config) { c.replacementTimeout = max(d, 0) }
+}
+
+// WithPortals adds portals ("host:port") to try, after the one Dial was
+// given, when the session must reconnect: typically the other portals
+// Discover listed for the target (Target.Portals, as Portal.String()).
+func WithPortals(portals ...string) Option {
+	return func(c *config) { c.portals = append(c.portals, portals...) }
+}
+
+// WithStateFunc sets a function told about every change of the session's
+// state (connected, recovering, failed, closed) with its cause, for
+// logging and metrics. See StateFunc for the rules it must follow.
+func WithStateFunc(f StateFunc) Option { return func(c *config) { c.stateFunc = f } }
 
 // RandomISID returns an ISID of the "random" qualifier type (T=0b11,
 // RFC 7143 section 11.12.5) with 46 random bits.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,42 +20,57 @@ import (
 // Session is a normal iSCSI session with one target over one TCP
 // connection. It is safe for concurrent use; up to the queue depth of
 // commands are in flight at once.
+//
+// When the connection fails the session replaces it (see WithReplacementTimeout):
+// commands in flight are re-issued on the new connection and callers see
+// latency, not errors, unless the replacement timeout passes first.
 type Session struct {
 	cfg    config
 	log    *slog.Logger
 	target string
-	portal string // the portal actually connected (after redirects)
 	isid   [6]byte
-	tsih   uint16
-	neg    login.Negotiated
 
 	win   window
 	slots *slotTable
 	conn  atomic.Pointer[conn]
 
+	// life ends when Close starts: it stops a recovery in progress.
+	life     context.Context
+	stopLife context.CancelFunc
+	portals  []string // tried in order when reconnecting
+
+	stMu    sync.Mutex
+	state   State
+	stErr   error         // why the session is failed (StateFailed)
+	changed chan struct{} // closed and replaced on every state or connection change
+	term    chan struct{} // closed when the session is failed or closed
+	termSet bool
+
+	stats stats
+
 	closeOnce sync.Once
 	closeErr  error
 	closed    atomic.Bool
 	wg        sync.WaitGroup
-
-	uaMu   sync.Mutex
-	uaSeen map[uint64]bool // LUNs whose unit attention after login was absorbed
 }
 
 // Target returns the target name the session logged in to.
 func (s *Session) Target() string { return s.target }
 
-// Portal returns the address the session is connected to (after redirects).
-func (s *Session) Portal() string { return s.portal }
+// Portal returns the address the session is connected to (after redirects;
+// after a recovery, the portal of the replacement connection).
+func (s *Session) Portal() string { return s.conn.Load().portal }
 
 // ISID returns the session's initiator session ID.
 func (s *Session) ISID() [6]byte { return s.isid }
 
-// TSIH returns the target-assigned session handle.
-func (s *Session) TSIH() uint16 { return s.tsih }
+// TSIH returns the target-assigned session handle (a recovery gets a new
+// one: the target reinstates the session under the same ISID).
+func (s *Session) TSIH() uint16 { return s.conn.Load().tsih }
 
-// Negotiated returns the operational parameters agreed at login.
-func (s *Session) Negotiated() Negotiated { return s.neg }
+// Negotiated returns the operational parameters agreed at login (of the
+// current connection).
+func (s *Session) Negotiated() Negotiated { return s.conn.Load().neg }
 
 // Dial connects to portal ("host", "host:port", "[v6addr]:port"; port 3260
 // by default), logs in to target and returns a session in full feature
@@ -74,26 +90,51 @@ func Dial(ctx context.Context, portal, target string, opts ...Option) (*Session,
 	if err != nil {
 		return nil, err
 	}
+	s.portals = portalList(c.portal, portal, cfg.portals)
 	s.attach(c, res.Negotiated, res.TSIH, res.CmdSN, res.ExpCmdSN, res.MaxCmdSN)
 	if s.log.Enabled(ctx, slog.LevelDebug) {
-		s.log.Debug("iscsi: session up", "target", target, "portal", s.portal, "tsih", s.tsih,
-			"maxXmit", c.maxXmit, "firstBurst", s.neg.FirstBurstLength, "maxBurst", s.neg.MaxBurstLength,
-			"immediateData", s.neg.ImmediateData, "initialR2T", s.neg.InitialR2T,
-			"headerDigest", s.neg.HeaderDigest, "dataDigest", s.neg.DataDigest)
+		neg := c.neg
+		s.log.Debug("iscsi: session up", "target", target, "portal", c.portal, "tsih", c.tsih,
+			"maxXmit", c.maxXmit, "firstBurst", neg.FirstBurstLength, "maxBurst", neg.MaxBurstLength,
+			"immediateData", neg.ImmediateData, "initialR2T", neg.InitialR2T,
+			"headerDigest", neg.HeaderDigest, "dataDigest", neg.DataDigest)
 	}
+	s.notify(StateConnected, nil)
 	return s, nil
 }
 
-// attach makes c the session's connection in full feature phase.
+// attach makes c the session's first connection in full feature phase and
+// starts the session's recovery goroutine. A session without portals to
+// reconnect to fails when its connection fails.
 func (s *Session) attach(c *conn, neg login.Negotiated, tsih uint16, cmdSN, expCmdSN, maxCmdSN uint32) {
-	s.neg = neg
-	s.tsih = tsih
-	s.win.reset(cmdSN, expCmdSN, maxCmdSN)
-	if s.slots == nil {
-		s.slots = newSlotTable(s.cfg.queueDepth)
+	c.neg, c.tsih = neg, tsih
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+		s.term = make(chan struct{})
 	}
+	if len(s.portals) == 0 {
+		s.cfg.replacementTimeout = 0
+	}
+	s.life, s.stopLife = context.WithCancel(context.Background())
+	s.slots = newSlotTable(s.cfg.queueDepth)
+	s.win.reset(cmdSN, expCmdSN, maxCmdSN)
 	s.conn.Store(c)
 	c.start()
+	s.wg.Add(1)
+	go s.supervise()
+}
+
+// portalList is the reconnection order: the portal connected to, the one
+// Dial was given, then the extra portals, without duplicates.
+func portalList(connected, dialed string, extra []string) []string {
+	out := []string{connected}
+	for _, p := range append([]string{dialed}, extra...) {
+		p = normalizePortal(p)
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // normalizePortal adds the default port and brackets a bare IPv6 address.
@@ -134,7 +175,6 @@ func (s *Session) connect(ctx context.Context, portal, target string) (*conn, *l
 	for {
 		c, res, err := s.loginOnce(ctx, addr, target)
 		if err == nil {
-			s.portal = addr
 			return c, res, nil
 		}
 		var re *login.RedirectError
@@ -205,10 +245,14 @@ func (s *Session) loginOnce(ctx context.Context, addr, target string) (*conn, *l
 		maxXmit = 8192
 	}
 	c := newConn(s, nc, t.r, t.w, maxXmit, mrdsl, res.StatSN)
+	c.neg = neg
+	c.tsih = res.TSIH
+	c.portal = addr
 	return c, res, nil
 }
 
-// current returns the live connection or the error that ended it.
+// current returns the live connection, or an error when there is none
+// now (closed, failed, or being replaced).
 func (s *Session) current() (*conn, error) {
 	if s.closed.Load() {
 		return nil, ErrSessionClosed
@@ -219,35 +263,98 @@ func (s *Session) current() (*conn, error) {
 	}
 	select {
 	case <-c.dead:
+		if err := s.Err(); err != nil {
+			return nil, err
+		}
 		return nil, c.deadErr
 	default:
 	}
 	return c, nil
 }
 
-// Err returns nil while the session is usable, else why it is not.
+// waitConn returns the live connection, waiting (ctx-aware) while the
+// session recovers; it fails when the session is closed or failed.
+func (s *Session) waitConn(ctx context.Context) (*conn, error) {
+	for {
+		if s.closed.Load() {
+			return nil, ErrSessionClosed
+		}
+		c := s.conn.Load()
+		if c != nil && !c.isDead() {
+			return c, nil
+		}
+		s.stMu.Lock()
+		if s.termSet {
+			err := s.stErr
+			s.stMu.Unlock()
+			if err == nil {
+				err = ErrSessionClosed
+			}
+			return nil, err
+		}
+		ch := s.changed
+		again := s.conn.Load() != c
+		s.stMu.Unlock()
+		if again {
+			continue
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Err returns nil while the session is usable (also while it recovers from
+// a connection failure), else why it is not: ErrSessionClosed, or a
+// *SessionFailedError.
 func (s *Session) Err() error {
-	_, err := s.current()
-	return err
+	if s.closed.Load() {
+		return ErrSessionClosed
+	}
+	s.stMu.Lock()
+	defer s.stMu.Unlock()
+	if s.termSet {
+		if s.stErr == nil {
+			return ErrSessionClosed
+		}
+		return s.stErr
+	}
+	return nil
 }
 
 func (s *Session) markDropRequested() {
 	s.log.Debug("iscsi: target announced it will drop the connection")
 }
 
-// asyncLogout answers a target's logout request (Async event 1).
+// asyncLogout answers a target's logout request (Async event 1): it logs
+// the session out on that connection and treats the connection as failed,
+// so recovery logs in again (session reinstatement) and re-issues the
+// commands the logout ended.
 func (s *Session) asyncLogout(c *conn, within time.Duration) {
 	s.log.Debug("iscsi: target requests logout", "within", within)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.closeOnce.Do(func() { s.closeErr = s.shutdown() })
+		if s.closed.Load() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(s.life, s.cfg.logoutTimeout)
+		err := s.logout(ctx, c)
+		cancel()
+		cause := fmt.Errorf("%w at the target's request", ErrSessionClosed)
+		if err != nil {
+			cause = fmt.Errorf("%w at the target's request (%w)", ErrSessionClosed, err)
+		}
+		c.fail(&ConnectionError{Op: "logout", Err: cause})
 	}()
 }
 
 // Close logs out (bounded by the logout timeout), closes the connection and
 // waits for the session's goroutines to exit. Commands still in flight fail
-// with ErrSessionClosed. Close never hangs and is safe to call more than once.
+// with ErrSessionClosed; a recovery in progress stops. Close never hangs
+// and is safe to call more than once.
 func (s *Session) Close() error {
 	s.closeOnce.Do(func() { s.closeErr = s.shutdown() })
 	s.wg.Wait()
@@ -255,6 +362,7 @@ func (s *Session) Close() error {
 }
 
 func (s *Session) shutdown() error {
+	s.closed.Store(true)
 	c := s.conn.Load()
 	var err error
 	if c != nil && !c.isDead() {
@@ -262,7 +370,7 @@ func (s *Session) shutdown() error {
 		err = s.logout(ctx, c)
 		cancel()
 	}
-	s.closed.Store(true)
+	s.stopLife()
 	if c != nil {
 		c.fail(&ConnectionError{Op: "close", Err: ErrSessionClosed})
 		<-c.readerDone
@@ -343,9 +451,10 @@ func (s *Session) ping(ctx context.Context, c *conn) error {
 	return nil
 }
 
-// Ping sends a NOP-Out and waits for the target's NOP-In.
+// Ping sends a NOP-Out and waits for the target's NOP-In (waiting first
+// while the session recovers).
 func (s *Session) Ping(ctx context.Context) error {
-	c, err := s.current()
+	c, err := s.waitConn(ctx)
 	if err != nil {
 		return err
 	}
@@ -417,10 +526,15 @@ const (
 // tmf issues a task management request and waits (bounded by the TMF
 // timeout) for its response.
 func (s *Session) tmf(ctx context.Context, fn uint8, lun uint64, refITT, refCmdSN uint32) error {
-	c, err := s.current()
+	c, err := s.waitConn(ctx)
 	if err != nil {
 		return err
 	}
+	return s.tmfOn(ctx, c, fn, lun, refITT, refCmdSN)
+}
+
+// tmfOn issues a task management request on connection c.
+func (s *Session) tmfOn(ctx context.Context, c *conn, fn uint8, lun uint64, refITT, refCmdSN uint32) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.tmfTimeout)
 	defer cancel()
 	var hdr pdu.BHS

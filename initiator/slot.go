@@ -47,6 +47,7 @@ type slot struct {
 	refITT uint32 // for ABORT TASK: the task being aborted
 	tmfFn  uint8  // for task management: the function
 	cmdSN  uint32
+	cdb    [16]byte // SCSI: the CDB, kept for a replay after reconnection
 
 	// reader state
 	nextOff   uint32
@@ -54,17 +55,25 @@ type slot struct {
 	r2tSN     uint32
 
 	// response (reader)
-	mu       sync.Mutex
-	done     bool
-	orphan   bool
-	err      error
-	status   uint8
-	response uint8
-	flags    uint8 // residual flags from the response
-	residual uint32
-	senseLen int
-	sense    [senseBufLen]byte
-	hdrBuf   [48]byte // copy of a response header for non-SCSI tasks
+	mu     sync.Mutex
+	done   bool
+	orphan bool
+	// conn is the connection a SCSI command belongs to (nil when the slot
+	// is not a SCSI command in flight); recovery moves it to the
+	// replacement connection. cancelled marks a command whose owner gave
+	// up (its context ended): recovery no longer replays it. replayed
+	// counts the times recovery re-issued it. All three are guarded by mu.
+	conn      *conn
+	cancelled bool
+	replayed  int
+	err       error
+	status    uint8
+	response  uint8
+	flags     uint8 // residual flags from the response
+	residual  uint32
+	senseLen  int
+	sense     [senseBufLen]byte
+	hdrBuf    [48]byte // copy of a response header for non-SCSI tasks
 }
 
 func (s *slot) ittFor() uint32 { return uint32(s.idx) | uint32(s.gen)<<16 }
@@ -76,16 +85,28 @@ func (s *slot) arm() {
 	if uint32(s.idx)|uint32(s.gen)<<16 == idleITT {
 		s.gen++
 	}
+	s.mu.Lock()
 	s.done = false
 	s.orphan = false
-	s.err = nil
-	s.status, s.response, s.flags, s.residual, s.senseLen = 0, 0, 0, 0, 0
-	s.nextOff, s.expDataSN, s.r2tSN = 0, 0, 0
+	s.cancelled = false
+	s.replayed = 0
+	s.conn = nil
+	s.resetProgress()
+	s.mu.Unlock()
 	s.refITT = idleITT
 	select { // drop a stale wake-up
 	case <-s.ev:
 	default:
 	}
+}
+
+// resetProgress clears what the reader recorded about the task, for a new
+// task or for a replay on a replacement connection (partially received
+// Data-In is read again from the start).
+func (s *slot) resetProgress() {
+	s.err = nil
+	s.status, s.response, s.flags, s.residual, s.senseLen = 0, 0, 0, 0, 0
+	s.nextOff, s.expDataSN, s.r2tSN = 0, 0, 0
 }
 
 func (s *slot) publish() uint32 {

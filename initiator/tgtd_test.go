@@ -551,7 +551,7 @@ func TestTargetNOPAndConnectionDrop(t *testing.T) {
 	fixture(t)
 	srv, f := tgtd.StartFixture(t, tgtd.WithNOP(1, 2))
 	ctx := context.Background()
-	s, err := Dial(ctx, f.Portal, f.Plain.IQN, WithLogger(testLogger(t)), WithNOP(0, 0))
+	s, err := Dial(ctx, f.Portal, f.Plain.IQN, WithLogger(testLogger(t)), WithNOP(0, 0), WithReplacementTimeout(0))
 	require.NoError(t, err)
 	defer s.Close()
 	l, err := s.LUN(ctx, 1)
