@@ -265,7 +265,11 @@ func (s *Session) complete(sl *slot, res *Result) (bool, error) {
 			}
 		}
 	}
-	if sl.out != nil && c != nil && (err != nil || sl.status != 0) {
+	switch {
+	case sl.out == nil || c == nil || (err == nil && sl.status == 0):
+	case errors.Is(err, ErrTaskAborted):
+		c.drain(sl.ittFor()) // answer the R2Ts that came before the TMF response
+	default:
 		// Ended early: Data-Out for it may still be queued.
 		c.forget(sl.ittFor())
 	}

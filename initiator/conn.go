@@ -219,6 +219,36 @@ func (c *conn) forget(itt uint32) {
 	c.qmu.Unlock()
 }
 
+// drain makes sure the Data-Out PDUs queued for itt have been written
+// (or dropped, when the connection died) before it returns: a task that
+// task management concluded still gets the data of the R2Ts that arrived
+// before the response (RFC 7143 section 11.5.1), and none of it goes out
+// after the ITT is reused.
+func (c *conn) drain(itt uint32) {
+	c.qmu.Lock()
+	for {
+		queued := false
+		for i := range c.pend {
+			if c.pend[i].hdr.Opcode() == pdu.OpDataOut && c.pend[i].hdr.ITT() == itt {
+				queued = true
+				break
+			}
+		}
+		if !c.flushing {
+			if !queued {
+				break
+			}
+			c.kickLocked() // releases qmu
+			c.qmu.Lock()
+			continue
+		}
+		c.batchWaiters++
+		c.flushCond.Wait()
+		c.batchWaiters--
+	}
+	c.qmu.Unlock()
+}
+
 // quiesce waits for a write in progress on a dead connection to end and
 // drops everything still queued, so no buffer of a command is read by this
 // connection any more (recovery re-sends them on the replacement).

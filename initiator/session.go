@@ -283,6 +283,9 @@ func (s *Session) waitConn(ctx context.Context) (*conn, error) {
 		if c != nil && !c.isDead() {
 			return c, nil
 		}
+		if c != nil && s.cfg.replacementTimeout <= 0 {
+			return nil, s.failedNow(c)
+		}
 		s.stMu.Lock()
 		if s.termSet {
 			err := s.stErr
@@ -314,14 +317,30 @@ func (s *Session) Err() error {
 		return ErrSessionClosed
 	}
 	s.stMu.Lock()
-	defer s.stMu.Unlock()
 	if s.termSet {
-		if s.stErr == nil {
+		err := s.stErr
+		s.stMu.Unlock()
+		if err == nil {
 			return ErrSessionClosed
 		}
-		return s.stErr
+		return err
+	}
+	s.stMu.Unlock()
+	if c := s.conn.Load(); c != nil && c.isDead() && s.cfg.replacementTimeout <= 0 {
+		return s.failedNow(c)
 	}
 	return nil
+}
+
+// failedNow is the error of a session without recovery whose connection c
+// failed: the same the recovery goroutine records once it has wound up.
+func (s *Session) failedNow(c *conn) error {
+	s.stMu.Lock()
+	defer s.stMu.Unlock()
+	if s.termSet && s.stErr != nil {
+		return s.stErr
+	}
+	return &SessionFailedError{Cause: c.deadErr}
 }
 
 func (s *Session) markDropRequested() {
