@@ -44,8 +44,25 @@
 // not answered. A UNIT ATTENTION (after login or a reset) is absorbed by
 // retrying the command once; other CHECK CONDITIONs become *scsi.SenseError.
 //
-// Connection failure fails the commands in flight with *ConnectionError
-// and the session stays failed (Session.Err). Session reinstatement and
-// command replay are not implemented yet; the slot table and the session
-// window are kept apart from the per-connection state for that purpose.
+// # Recovery
+//
+// A connection that fails (EOF, reset, unanswered keepalive, digest error,
+// protocol error, a target-requested logout) is replaced at error recovery
+// level 0 with session reinstatement: after the target's DefaultTime2Wait
+// the session logs in again with its ISID and TSIH 0 (so the target drops
+// the old session's tasks), trying the connected portal, the Dial portal
+// and WithPortals in turn with a 1 s..30 s back-off, and re-issues every
+// command that had not completed in CmdSN order with new CmdSNs and all
+// its data (partial Data-In is read again). Callers see latency, not
+// errors; a write is acknowledged only on the target's GOOD status, and one
+// whose outcome was unknown is written again. Commands submitted meanwhile
+// wait within their context. A UNIT ATTENTION caused by the reinstatement
+// is absorbed. TMFs and pings in flight fail instead of being replayed.
+//
+// WithReplacementTimeout (default 120 s, open-iscsi's replacement_timeout)
+// bounds the recovery; past it, or at once with 0, pending and new commands
+// fail with *SessionFailedError (errors.Is ErrSessionFailed, and errors.As
+// the *ConnectionError cause) and Session.Err reports it. WithStateFunc
+// reports state changes and Session.Stats the counters (reconnects,
+// re-issued commands, digest errors, keepalive timeouts).
 package initiator
