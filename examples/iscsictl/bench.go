@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"fmt"
 	mrand "math/rand/v2"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -48,6 +50,7 @@ func cmdBench(ctx context.Context, g *globals, args []string) error {
 	var span sizeFlag
 	fs.Var(&span, "span", "bytes of the LUN to use from offset 0 (default: all)")
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of the run to this file")
 	pos, err := g.parse(fs, args)
 	if err != nil {
 		return err
@@ -89,6 +92,17 @@ func cmdBench(ctx context.Context, g *globals, args []string) error {
 	region -= region % int64(size)
 	if region < int64(size) {
 		return fmt.Errorf("LUN of %d bytes is smaller than one I/O of %d", l.Size(), size)
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return fmt.Errorf("cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	res, err := runBench(ctx, l, benchSpec{write: write, random: random, bs: size, qd: *qd, dur: *dur, region: region})
 	if err != nil {
