@@ -61,6 +61,10 @@ type chunk struct {
 type connStreams struct {
 	out, in             []byte
 	outChunks, inChunks []chunk
+	addr                string    // address dialled
+	dialedAt            time.Time // when the TCP connection was established
+	closedAt            time.Time // when the initiator first closed it (zero while open)
+	closeSeq            int       // position of that Close in the read/write order
 }
 
 func (c *recConn) Write(b []byte) (int, error) {
@@ -74,6 +78,18 @@ func (c *recConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	c.rec.add(c.idx, false, b[:n])
 	return n, err
+}
+
+// Close records when the initiator closed the connection (its TCP FIN).
+func (c *recConn) Close() error {
+	c.rec.mu.Lock()
+	cs := c.rec.conns[c.idx]
+	if cs.closedAt.IsZero() {
+		c.rec.seq++
+		cs.closedAt, cs.closeSeq = time.Now(), c.rec.seq
+	}
+	c.rec.mu.Unlock()
+	return c.Conn.Close()
 }
 
 // recorder is an initiator.Dialer that records every connection it opens.
@@ -91,7 +107,7 @@ func (r *recorder) DialContext(ctx context.Context, network, addr string) (net.C
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.conns = append(r.conns, &connStreams{})
+	r.conns = append(r.conns, &connStreams{addr: addr, dialedAt: time.Now()})
 	return &recConn{Conn: nc, rec: r, idx: len(r.conns) - 1}, nil
 }
 
@@ -162,6 +178,16 @@ func (r *recorder) pdus(idx int) []wirePDU {
 		}
 	}
 	return all
+}
+
+// connInfo returns the address connection idx was dialled to, when, and
+// when the initiator closed it and at which position of the read/write
+// order (zero time and 0 while open).
+func (r *recorder) connInfo(idx int) (addr string, dialed, closed time.Time, closeSeq int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cs := r.conns[idx]
+	return cs.addr, cs.dialedAt, cs.closedAt, cs.closeSeq
 }
 
 func (r *recorder) numConns() int {
