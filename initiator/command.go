@@ -221,9 +221,7 @@ func (c *conn) queueDataOutLocked(sl *slot, itt, ttt, off, n uint32) {
 // Every way a task ends reaches the slot's event: the response, a failure
 // of the session, Close; a connection failure only delays it (recovery).
 func (s *Session) wait(ctx context.Context, sl *slot, res *Result) (bool, error) {
-	select {
-	case <-sl.ev:
-	case <-ctx.Done():
+	if s.await(ctx, sl, nil) != waitDone {
 		return s.abort(ctx, sl, res)
 	}
 	return s.complete(sl, res)

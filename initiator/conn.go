@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -68,6 +69,20 @@ type conn struct {
 	// renegKick asks the aux goroutine to answer a renegotiation request.
 	renegKick chan struct{}
 
+	// Reader role: whoever holds it reads and dispatches PDUs. A caller
+	// waiting for its command takes it when it is free and reads until its
+	// own command completes (at queue depth 1 it reads its own response:
+	// no goroutine hand-off); the background reader (readLoop) holds it
+	// while no caller does, for PDUs nobody waits for. See lead.
+	sr       *sockReader
+	canLead  bool         // callers may read (the socket supports read deadlines)
+	role     atomic.Int32 // roleFree, roleHeld, roleGone
+	leads    atomic.Uint64
+	waiters  atomic.Int32  // goroutines waiting for the role
+	roleCh   chan struct{} // cap 1: the role was released while someone waited
+	leadMu   sync.Mutex
+	leadDone <-chan struct{} // Done of the reading caller's context
+
 	failOnce   sync.Once
 	deadErr    error
 	dead       chan struct{} // closed when the connection failed or was closed
@@ -83,10 +98,27 @@ type pingReq struct {
 	data []byte
 }
 
+// newConn makes a connection whose PDU reader r reads nc directly (tests
+// build connections this way). When r holds no buffered bytes it is
+// replaced by one that reads through a sockReader, so callers may read.
 func newConn(s *Session, nc net.Conn, r *pdu.Reader, w *pdu.Writer, maxXmit, mrdsl uint32, statSN uint32) *conn {
+	var sr *sockReader
+	if r.Buffered() == 0 {
+		sr = &sockReader{nc: nc}
+		r = pdu.NewReader(sr, s.cfg.readBufSize)
+		r.SetMaxDataSegmentLength(int(mrdsl))
+	}
+	return newConnSR(s, nc, sr, r, w, maxXmit, mrdsl, statSN)
+}
+
+// newConnSR makes a connection whose PDU reader r reads nc through sr (nil:
+// directly, and then only the background reader reads).
+func newConnSR(s *Session, nc net.Conn, sr *sockReader, r *pdu.Reader, w *pdu.Writer, maxXmit, mrdsl uint32, statSN uint32) *conn {
 	c := &conn{
 		s:          s,
 		nc:         nc,
+		sr:         sr,
+		roleCh:     make(chan struct{}, 1),
 		r:          r,
 		w:          w,
 		log:        s.log,
@@ -103,6 +135,11 @@ func newConn(s *Session, nc net.Conn, r *pdu.Reader, w *pdu.Writer, maxXmit, mrd
 		scratch:    make([]byte, 8192),
 	}
 	c.flushCond = sync.NewCond(&c.qmu)
+	if sr != nil {
+		// Interrupting a reading caller needs read deadlines.
+		c.canLead = nc.SetReadDeadline(time.Time{}) == nil
+		sr.ffp = true
+	}
 	c.expStatSN.Store(statSN + 1)
 	return c
 }
@@ -302,10 +339,63 @@ func (c *conn) protoErr(format string, args ...any) error {
 	return &ProtocolError{Reason: fmt.Sprintf(format, args...)}
 }
 
-// readLoop is the connection's only reader: it routes every PDU by ITT.
-func (c *conn) readLoop() {
-	defer close(c.readerDone)
-	err := c.readPDUs()
+// Reader role states.
+const (
+	roleFree int32 = iota
+	roleHeld
+	roleGone // the connection is dead and the background reader has exited
+)
+
+// watchPeriod is how often the background reader, while a caller holds the
+// reader role, checks whether that caller's context ended (it then
+// interrupts the caller's read, see sockReader), and whether the role has
+// been free and unused for a whole period (it then takes it). It bounds how
+// late a cancelled reading caller returns.
+const watchPeriod = 4 * time.Millisecond
+
+// tryLead takes the reader role for a caller if it is free.
+func (c *conn) tryLead() bool {
+	if c.role.CompareAndSwap(roleFree, roleHeld) {
+		c.leads.Add(1)
+		return true
+	}
+	return false
+}
+
+// unlead gives the reader role back and wakes a goroutine waiting for it.
+func (c *conn) unlead() {
+	c.role.Store(roleFree)
+	if c.waiters.Load() > 0 {
+		select {
+		case c.roleCh <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// step reads and dispatches one PDU; the caller holds the reader role. It
+// reports false when the connection failed (the failure is recorded).
+func (c *conn) step() bool {
+	if c.sr != nil {
+		c.sr.boundary = c.r.Buffered() == 0
+	}
+	err := c.readPDU()
+	if err == nil {
+		return true
+	}
+	if c.sr != nil && errors.Is(err, os.ErrDeadlineExceeded) && !c.isDead() {
+		// Interrupted between two PDUs (see watch): nothing was consumed.
+		if c.nc.SetReadDeadline(time.Time{}) == nil {
+			return true
+		}
+	}
+	c.readFailed(err)
+	return false
+}
+
+// readFailed ends the connection after a receive error: recovery (or the
+// session's failure) follows, as for any connection failure.
+func (c *conn) readFailed(err error) {
 	if errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) {
 		select {
 		case <-c.dead:
@@ -331,151 +421,278 @@ func (c *conn) readLoop() {
 	c.fail(err)
 }
 
-func (c *conn) readPDUs() error {
-	s := c.s
+// lead reads PDUs, holding the reader role, until sl completes (true), ctx
+// ends (checked between PDUs; watch interrupts a read that blocks), or the
+// connection fails. It gives the role back before returning. A caller
+// never leaves the role in the middle of a PDU.
+func (c *conn) lead(ctx context.Context, sl *slot) bool {
+	done := ctx.Done()
+	if done != nil {
+		c.leadMu.Lock()
+		c.leadDone = done
+		c.leadMu.Unlock()
+	}
+	ok := false
 	for {
-		h, _, err := c.r.ReadHeader()
-		if err != nil {
+		select {
+		case <-sl.ev:
+			ok = true
+		default:
+		}
+		if ok {
+			break
+		}
+		if done != nil {
+			select {
+			case <-done:
+			default:
+				if c.step() {
+					continue
+				}
+			}
+			break
+		}
+		if !c.step() {
+			break
+		}
+	}
+	if done != nil {
+		c.leadMu.Lock()
+		c.leadDone = nil
+		c.leadMu.Unlock()
+	}
+	c.unlead()
+	return ok
+}
+
+// watch interrupts the read of a caller holding the reader role whose
+// context ended: its blocked read returns at the next PDU boundary.
+func (c *conn) watch() {
+	c.leadMu.Lock()
+	d := c.leadDone
+	c.leadMu.Unlock()
+	if d == nil {
+		return
+	}
+	select {
+	case <-d:
+		_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+	default:
+	}
+}
+
+// readLoop is the background reader. It holds the reader role while no
+// caller does (an idle connection still answers target pings, async
+// messages and notices a failure), gives it up at a PDU boundary as soon
+// as a caller waits for it, and meanwhile watches the reading callers.
+// When the connection is dead it takes the role for good and exits: after
+// readerDone no PDU is read from this connection any more.
+func (c *conn) readLoop() {
+	defer close(c.readerDone)
+	var t *time.Timer
+	for !c.isDead() {
+		if c.role.CompareAndSwap(roleFree, roleHeld) {
+			for c.step() && (!c.canLead || c.waiters.Load() == 0) {
+			}
+			if c.isDead() {
+				c.role.Store(roleGone) // keep the role
+				return
+			}
+			c.unlead()
+		}
+		// A caller reads. Take the role back once it has been free and
+		// unused for a whole period.
+		if t == nil {
+			t = time.NewTimer(watchPeriod)
+			defer t.Stop()
+		} else {
+			t.Reset(watchPeriod)
+		}
+		last := c.leads.Load()
+		for {
+			select {
+			case <-c.dead:
+			case <-t.C:
+				c.watch()
+				now := c.leads.Load()
+				if now != last || c.role.Load() != roleFree {
+					last = now
+					t.Reset(watchPeriod)
+					continue
+				}
+			}
+			break
+		}
+	}
+	c.leadForever()
+}
+
+// leadForever takes the reader role from whoever holds it (a reading
+// caller gives it up when its read fails on the closed socket) and keeps it.
+func (c *conn) leadForever() {
+	for {
+		if c.role.CompareAndSwap(roleFree, roleGone) {
+			return
+		}
+		c.waiters.Add(1)
+		if c.role.CompareAndSwap(roleFree, roleGone) {
+			c.waiters.Add(-1)
+			return
+		}
+		t := time.NewTimer(time.Millisecond)
+		select {
+		case <-c.roleCh:
+		case <-t.C:
+		}
+		t.Stop()
+		c.waiters.Add(-1)
+	}
+}
+
+func (c *conn) readPDU() error {
+	s := c.s
+	h, _, err := c.r.ReadHeader()
+	if err != nil {
+		return err
+	}
+	c.rxCount.Add(1)
+	op := h.Opcode()
+	dlen := h.DataSegmentLength()
+	itt := h.ITT()
+	switch op {
+	case pdu.OpDataIn:
+		if err := c.dataIn(h, itt, dlen); err != nil {
 			return err
 		}
-		c.rxCount.Add(1)
-		op := h.Opcode()
-		dlen := h.DataSegmentLength()
-		itt := h.ITT()
-		switch op {
-		case pdu.OpDataIn:
-			if err := c.dataIn(h, itt, dlen); err != nil {
+	case pdu.OpSCSIResponse:
+		s.win.update(h.Uint32(28), h.Uint32(32))
+		if err := c.updateStatSN(h.Uint32(24)); err != nil {
+			return err
+		}
+		sl := s.slots.lookup(itt)
+		if sl == nil || sl.kind != kindSCSI {
+			if err := c.discard(dlen, "SCSI Response", itt); err != nil {
 				return err
 			}
-		case pdu.OpSCSIResponse:
-			s.win.update(h.Uint32(28), h.Uint32(32))
-			if err := c.updateStatSN(h.Uint32(24)); err != nil {
-				return err
-			}
-			sl := s.slots.lookup(itt)
-			if sl == nil || sl.kind != kindSCSI {
-				if err := c.discard(dlen, "SCSI Response", itt); err != nil {
-					return err
-				}
-				continue
-			}
-			sl.response = h[2]
-			sl.status = h[3]
-			sl.flags = h[1]
-			sl.residual = h.Uint32(44)
-			if dlen > 0 {
-				buf, err := c.readScratch(dlen)
-				if err != nil {
-					return err
-				}
-				// Keep the segment as the target sent it (SenseLength +
-				// sense data), truncated to the slot's buffer.
-				sl.senseLen = copy(sl.sense[:], buf)
-			}
-			if h[2] == 0 && sl.in != nil && h[3] == 0 && sl.flags&0x06 == 0 && sl.nextOff != uint32(len(sl.in)) {
-				// Good status, no residual reported, but not all data arrived.
-				sl.flags |= 0x02
-				sl.residual = uint32(len(sl.in)) - sl.nextOff
-			}
-			sl.finish(nil)
-		case pdu.OpR2T:
-			s.win.update(h.Uint32(28), h.Uint32(32))
-			if err := c.r2t(h, itt); err != nil {
-				return err
-			}
-			if dlen > 0 {
-				if err := c.r.DiscardData(); err != nil {
-					return err
-				}
-			}
-		case pdu.OpNOPIn:
-			if err := c.nopIn(h, itt, dlen); err != nil {
-				return err
-			}
-		case pdu.OpTaskMgmtResponse, pdu.OpLogoutResponse:
-			s.win.update(h.Uint32(28), h.Uint32(32))
-			if err := c.updateStatSN(h.Uint32(24)); err != nil {
-				return err
-			}
-			if dlen > 0 {
-				if err := c.r.DiscardData(); err != nil {
-					return err
-				}
-			}
-			sl := s.slots.lookup(itt)
-			want := kindTMF
-			if op == pdu.OpLogoutResponse {
-				want = kindLogout
-			}
-			if sl == nil || sl.kind != want {
-				c.debug("iscsi: response for unknown task", "opcode", op, "itt", itt)
-				continue
-			}
-			sl.response = h[2]
-			sl.hdrBuf = *h
-			if op == pdu.OpTaskMgmtResponse && sl.refITT != idleITT && (h[2] == 0 || h[2] == 1) {
-				// The aborted task is over: retire its ITT here, in the
-				// reader, so no later PDU can reach its buffer.
-				if ref := s.slots.lookup(sl.refITT); ref != nil {
-					ref.itt.Store(idleITT)
-				}
-			}
-			if op == pdu.OpTaskMgmtResponse && h[2] == 0 {
-				c.concludeAborted(sl)
-			}
-			sl.finish(nil)
-		case pdu.OpTextResponse:
-			s.win.update(h.Uint32(28), h.Uint32(32))
-			if err := c.updateStatSN(h.Uint32(24)); err != nil {
-				return err
-			}
-			if dlen > 0 {
-				if err := c.r.DiscardData(); err != nil {
-					return err
-				}
-			}
-			if sl := s.slots.lookup(itt); sl != nil && sl.kind == kindText {
-				sl.hdrBuf = *h
-				sl.finish(nil)
-			}
-		case pdu.OpAsyncMessage:
-			s.win.update(h.Uint32(28), h.Uint32(32))
-			if err := c.updateStatSN(h.Uint32(24)); err != nil {
-				return err
-			}
-			if err := c.asyncMessage(h, dlen); err != nil {
-				return err
-			}
-		case pdu.OpReject:
-			s.win.update(h.Uint32(28), h.Uint32(32))
-			if err := c.updateStatSN(h.Uint32(24)); err != nil {
-				return err
-			}
-			reason := h[2]
+			return nil
+		}
+		sl.response = h[2]
+		sl.status = h[3]
+		sl.flags = h[1]
+		sl.residual = h.Uint32(44)
+		if dlen > 0 {
 			buf, err := c.readScratch(dlen)
 			if err != nil {
 				return err
 			}
-			if len(buf) < pdu.BHSLen {
-				return c.protoErr("reject without the rejected header")
+			// Keep the segment as the target sent it (SenseLength +
+			// sense data), truncated to the slot's buffer.
+			sl.senseLen = copy(sl.sense[:], buf)
+		}
+		if h[2] == 0 && sl.in != nil && h[3] == 0 && sl.flags&0x06 == 0 && sl.nextOff != uint32(len(sl.in)) {
+			// Good status, no residual reported, but not all data arrived.
+			sl.flags |= 0x02
+			sl.residual = uint32(len(sl.in)) - sl.nextOff
+		}
+		sl.finish(nil)
+	case pdu.OpR2T:
+		s.win.update(h.Uint32(28), h.Uint32(32))
+		if err := c.r2t(h, itt); err != nil {
+			return err
+		}
+		if dlen > 0 {
+			if err := c.r.DiscardData(); err != nil {
+				return err
 			}
-			var rej pdu.BHS
-			copy(rej[:], buf)
-			rit := rej.ITT()
-			c.debug("iscsi: reject", "reason", reason, "itt", rit, "opcode", rej.Opcode())
-			if sl := s.slots.lookup(rit); sl != nil {
-				sl.finish(&RejectError{Reason: reason})
+		}
+	case pdu.OpNOPIn:
+		if err := c.nopIn(h, itt, dlen); err != nil {
+			return err
+		}
+	case pdu.OpTaskMgmtResponse, pdu.OpLogoutResponse:
+		s.win.update(h.Uint32(28), h.Uint32(32))
+		if err := c.updateStatSN(h.Uint32(24)); err != nil {
+			return err
+		}
+		if dlen > 0 {
+			if err := c.r.DiscardData(); err != nil {
+				return err
 			}
-		default:
-			// Text responses and anything else we did not ask for.
-			c.debug("iscsi: unexpected PDU", "opcode", op, "itt", itt)
-			if dlen > 0 {
-				if err := c.r.DiscardData(); err != nil {
-					return err
-				}
+		}
+		sl := s.slots.lookup(itt)
+		want := kindTMF
+		if op == pdu.OpLogoutResponse {
+			want = kindLogout
+		}
+		if sl == nil || sl.kind != want {
+			c.debug("iscsi: response for unknown task", "opcode", op, "itt", itt)
+			return nil
+		}
+		sl.response = h[2]
+		sl.hdrBuf = *h
+		if op == pdu.OpTaskMgmtResponse && sl.refITT != idleITT && (h[2] == 0 || h[2] == 1) {
+			// The aborted task is over: retire its ITT here, in the
+			// reader, so no later PDU can reach its buffer.
+			if ref := s.slots.lookup(sl.refITT); ref != nil {
+				ref.itt.Store(idleITT)
+			}
+		}
+		if op == pdu.OpTaskMgmtResponse && h[2] == 0 {
+			c.concludeAborted(sl)
+		}
+		sl.finish(nil)
+	case pdu.OpTextResponse:
+		s.win.update(h.Uint32(28), h.Uint32(32))
+		if err := c.updateStatSN(h.Uint32(24)); err != nil {
+			return err
+		}
+		if dlen > 0 {
+			if err := c.r.DiscardData(); err != nil {
+				return err
+			}
+		}
+		if sl := s.slots.lookup(itt); sl != nil && sl.kind == kindText {
+			sl.hdrBuf = *h
+			sl.finish(nil)
+		}
+	case pdu.OpAsyncMessage:
+		s.win.update(h.Uint32(28), h.Uint32(32))
+		if err := c.updateStatSN(h.Uint32(24)); err != nil {
+			return err
+		}
+		if err := c.asyncMessage(h, dlen); err != nil {
+			return err
+		}
+	case pdu.OpReject:
+		s.win.update(h.Uint32(28), h.Uint32(32))
+		if err := c.updateStatSN(h.Uint32(24)); err != nil {
+			return err
+		}
+		reason := h[2]
+		buf, err := c.readScratch(dlen)
+		if err != nil {
+			return err
+		}
+		if len(buf) < pdu.BHSLen {
+			return c.protoErr("reject without the rejected header")
+		}
+		var rej pdu.BHS
+		copy(rej[:], buf)
+		rit := rej.ITT()
+		c.debug("iscsi: reject", "reason", reason, "itt", rit, "opcode", rej.Opcode())
+		if sl := s.slots.lookup(rit); sl != nil {
+			sl.finish(&RejectError{Reason: reason})
+		}
+	default:
+		// Text responses and anything else we did not ask for.
+		c.debug("iscsi: unexpected PDU", "opcode", op, "itt", itt)
+		if dlen > 0 {
+			if err := c.r.DiscardData(); err != nil {
+				return err
 			}
 		}
 	}
+	return nil
 }
 
 // concludeAborted ends, after a successful ABORT TASK SET, CLEAR TASK

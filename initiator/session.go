@@ -244,7 +244,7 @@ func (s *Session) loginOnce(ctx context.Context, addr, target string) (*conn, *l
 	if maxXmit == 0 {
 		maxXmit = 8192
 	}
-	c := newConn(s, nc, t.r, t.w, maxXmit, mrdsl, res.StatSN)
+	c := newConnSR(s, nc, t.sr, t.r, t.w, maxXmit, mrdsl, res.StatSN)
 	c.neg = neg
 	c.tsih = res.TSIH
 	c.portal = addr
@@ -398,6 +398,90 @@ func (s *Session) shutdown() error {
 	return err
 }
 
+// How await ended.
+const (
+	waitDone = iota // the slot's event came
+	waitCtx         // the context ended
+	waitDead        // the connection given to await failed
+)
+
+// await waits for the slot's event (its task finished). While it waits it
+// takes the reader role of the connection when nobody holds it and reads
+// PDUs itself (see conn.lead). With only set it waits on that connection
+// and returns waitDead when it fails; otherwise it follows the session's
+// connection across recoveries.
+func (s *Session) await(ctx context.Context, sl *slot, only *conn) int {
+	for {
+		select {
+		case <-sl.ev:
+			return waitDone
+		default:
+		}
+		c := only
+		if c == nil {
+			c = s.conn.Load()
+		}
+		if !c.isDead() {
+			if c.canLead {
+				if c.tryLead() {
+					if c.lead(ctx, sl) {
+						return waitDone
+					}
+					if ctx.Err() != nil {
+						return waitCtx
+					}
+					continue
+				}
+				c.waiters.Add(1)
+				if c.tryLead() {
+					c.waiters.Add(-1)
+					if c.lead(ctx, sl) {
+						return waitDone
+					}
+					if ctx.Err() != nil {
+						return waitCtx
+					}
+					continue
+				}
+			}
+			r := -1
+			select {
+			case <-sl.ev:
+				r = waitDone
+			case <-ctx.Done():
+				r = waitCtx
+			case <-c.roleCh:
+			case <-c.dead:
+			}
+			if c.canLead {
+				c.waiters.Add(-1)
+			}
+			if r >= 0 {
+				return r
+			}
+			continue
+		}
+		if only != nil {
+			return waitDead
+		}
+		// The connection failed: wait for the recovery to replace it (or
+		// to end the task).
+		s.stMu.Lock()
+		ch := s.changed
+		s.stMu.Unlock()
+		if s.conn.Load() != c {
+			continue
+		}
+		select {
+		case <-sl.ev:
+			return waitDone
+		case <-ctx.Done():
+			return waitCtx
+		case <-ch:
+		}
+	}
+}
+
 // immediate sends a non-SCSI immediate request using a reserved slot and
 // waits for its response. build fills the header after the ITT and CmdSN.
 func (s *Session) immediate(ctx context.Context, c *conn, kind uint8, refITT uint32, hdr *pdu.BHS) (*slot, error) {
@@ -424,11 +508,11 @@ func (s *Session) immediate(ctx context.Context, c *conn, kind uint8, refITT uin
 	s.win.mu.Unlock()
 	c.enqueueLocked(hdr, nil)
 	c.kickLocked()
-	select {
-	case <-sl.ev:
+	switch s.await(ctx, sl, c) {
+	case waitDone:
 		return sl, nil
-	case <-ctx.Done():
-	case <-c.dead:
+	case waitCtx:
+	case waitDead:
 		<-c.readerDone
 		sl.mu.Lock()
 		done := sl.done
