@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -47,38 +46,6 @@ func TestMedian(t *testing.T) {
 	}
 }
 
-// guestToolFiles maps guest paths to host files for tools (placed in
-// /usr/sbin) and every shared library ldd lists for them.
-func guestToolFiles(tb testing.TB, tools ...string) map[string]string {
-	tb.Helper()
-	files := map[string]string{}
-	for _, tool := range tools {
-		p, err := exec.LookPath(tool)
-		require.NoError(tb, err, "%s is not installed on the host", tool)
-		real, err := filepath.EvalSymlinks(p)
-		require.NoError(tb, err)
-		files["/usr/sbin/"+tool] = real
-		out, err := exec.Command("ldd", p).Output()
-		require.NoError(tb, err, "ldd %s", p)
-		for _, l := range strings.Split(string(out), "\n") {
-			f := strings.Fields(l)
-			var lib string
-			switch {
-			case len(f) >= 3 && f[1] == "=>" && strings.HasPrefix(f[2], "/"):
-				lib = f[2]
-			case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
-				lib = f[0]
-			default:
-				continue
-			}
-			r, err := filepath.EvalSymlinks(lib)
-			require.NoError(tb, err)
-			files[lib] = r
-		}
-	}
-	return files
-}
-
 var benchRunRE = regexp.MustCompile(`BENCH (lib|iscsistart) (-?\d+) attach_us=(\d+) detach_us=(\d+)`)
 
 var benchMedianRE = regexp.MustCompile(`BENCH-MEDIAN runs=(\d+) lib_attach_us=(\d+) lib_detach_us=(\d+) iscsistart_attach_us=(\d+) iscsistart_detach_us=(\d+) iscsistart_exit_us=(\d+)`)
@@ -96,7 +63,7 @@ var benchMedianRE = regexp.MustCompile(`BENCH-MEDIAN runs=(\d+) lib_attach_us=(\
 func BenchmarkAttachIscsistart(b *testing.B) {
 	_, err := exec.LookPath("iscsistart")
 	require.NoError(b, err, "install open-iscsi on the host (apt-get install -y open-iscsi; then systemctl disable --now iscsid.socket iscsid where systemd runs): its iscsistart is copied into the guest")
-	files := guestToolFiles(b, "iscsistart")
+	files := vmtest.HostTools(b, "iscsistart")
 	_, _, env := guestFixtureEnv(b)
 	env["BD_BENCH_RUNS"] = "5"
 	bin := vmtest.BuildTest(b, ".")

@@ -54,7 +54,7 @@ func TestKernelSharedSessionAndMultiPortal(t *testing.T) {
 	res := vmtest.RunTestInGuestWith(t, ".", "^TestGuest(SharedTarget|MultiPortal)$", vmtest.Config{
 		Env:   env,
 		Sets:  []vmtest.ModuleSet{vmtest.SetISCSI, vmtest.SetMultipath},
-		Files: hostTools(t, "mkfs.ext4", "dmsetup"),
+		Files: vmtest.HostTools(t, "mkfs.ext4", "dmsetup"),
 		Args:  []string{"-test.timeout=8m"},
 	})
 	require.NotNil(t, res)

@@ -1,19 +1,13 @@
 package blockdev
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -75,58 +69,10 @@ func startGuestTarget(t *testing.T, xfs bool) (*tgtd.Server, *tgtd.Fixture, map[
 	g := *fix
 	g.Portal = net.JoinHostPort(vmtest.HostIP, strconv.Itoa(srv.Port()))
 	seed := rand.Uint64()
-	poke := startPokeHelper(t, srv)
+	poke := net.JoinHostPort(vmtest.HostIP, strconv.Itoa(srv.ServeDrops(t)))
 	b, err := json.Marshal(guestEnv{Fixture: &g, Seed: seed, Poke: poke, XFSIQN: xfsIQN})
 	require.NoError(t, err)
 	return srv, fix, map[string]string{"BD_ENV": string(b)}, seed
-}
-
-// startPokeHelper listens on host loopback; a guest line "drop <tid>"
-// drops every connection of target tid in tgtd (fault injection).
-func startPokeHelper(t *testing.T, srv *tgtd.Server) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(time.Minute))
-				line, err := bufio.NewReader(c).ReadString('\n')
-				if err != nil {
-					return
-				}
-				var tid int
-				if _, err := fmt.Sscanf(line, "drop %d", &tid); err != nil {
-					fmt.Fprintf(c, "error %v\n", err)
-					return
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-				defer cancel()
-				sess, err := srv.Sessions(ctx, tid)
-				if err != nil {
-					fmt.Fprintf(c, "error %v\n", err)
-					return
-				}
-				n := 0
-				for _, s := range sess {
-					for _, cn := range s.Connections {
-						if err := srv.DeleteConnection(ctx, tid, s.SID, cn.CID); err == nil {
-							n++
-						}
-					}
-				}
-				t.Logf("poke: dropped %d connection(s) of tid %d", n, tid)
-				fmt.Fprintf(c, "ok %d\n", n)
-			}()
-		}
-	}()
-	return net.JoinHostPort(vmtest.HostIP, strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
 }
 
 func checkBacking(t *testing.T, path string, off int64, want []byte) {
@@ -161,44 +107,12 @@ func TestKernelRecovery(t *testing.T) {
 	checkBacking(t, fix.Plain.LUNs[0].Path, guestDataOff, guestData(seed+2, 8*guestDataLen))
 }
 
-// hostTools maps guest paths to host files for dynamically linked tools
-// and their libraries (the guest is busybox only).
-func hostTools(t *testing.T, tools ...string) map[string]string {
-	t.Helper()
-	files := map[string]string{}
-	for _, tool := range tools {
-		p, err := exec.LookPath(tool)
-		require.NoError(t, err, "install %s on the host (e2fsprogs, xfsprogs)", tool)
-		real, err := filepath.EvalSymlinks(p)
-		require.NoError(t, err)
-		files["/usr/sbin/"+tool] = real
-		out, err := exec.Command("ldd", p).Output()
-		require.NoError(t, err, "ldd %s", p)
-		for _, l := range strings.Split(string(out), "\n") {
-			f := strings.Fields(l)
-			var lib string
-			switch {
-			case len(f) >= 3 && f[1] == "=>" && strings.HasPrefix(f[2], "/"):
-				lib = f[2]
-			case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
-				lib = f[0]
-			default:
-				continue
-			}
-			r, err := filepath.EvalSymlinks(lib)
-			require.NoError(t, err)
-			files[lib] = r
-		}
-	}
-	return files
-}
-
 func TestKernelVolumeLifecycle(t *testing.T) {
 	_, _, env, _ := startGuestTarget(t, true)
 	res := vmtest.RunTestInGuestWith(t, ".", "^TestGuestVolume", vmtest.Config{
 		Env:   env,
 		Sets:  []vmtest.ModuleSet{vmtest.SetISCSI, vmtest.SetXFS},
-		Files: hostTools(t, "mkfs.ext4", "mkfs.xfs"),
+		Files: vmtest.HostTools(t, "mkfs.ext4", "mkfs.xfs"),
 	})
 	require.NotNil(t, res)
 	require.Equal(t, 0, res.ExitCode)
