@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gosan/iscsi/internal/iscsinl"
+	"github.com/gosan/iscsi/internal/keymutex"
 	"github.com/gosan/iscsi/internal/login"
 	"github.com/gosan/iscsi/pdu"
 )
@@ -178,13 +179,8 @@ type Kernel struct {
 
 	mu       sync.Mutex
 	sessions map[uint32]*session
-	locks    map[string]*keyLock
+	locks    keymutex.Mutex
 	closed   bool
-}
-
-type keyLock struct {
-	ch   chan struct{}
-	refs int
 }
 
 // session is a kernel session this process knows about (created, adopted
@@ -241,7 +237,7 @@ func Open(opts Options) (*Kernel, error) {
 	}
 	return &Kernel{
 		nl: nl, sys: sys, log: log, opts: opts, tmo: opts.Timeouts.withDefaults(), iname: iname,
-		sessions: make(map[uint32]*session), locks: make(map[string]*keyLock),
+		sessions: make(map[uint32]*session),
 	}, nil
 }
 
@@ -348,32 +344,12 @@ func sessionKey(portal, target, iface string) string {
 
 func (k *Kernel) lock(ctx context.Context, key string) (func(), error) {
 	k.mu.Lock()
-	if k.closed {
-		k.mu.Unlock()
+	closed := k.closed
+	k.mu.Unlock()
+	if closed {
 		return nil, ErrClosed
 	}
-	l, ok := k.locks[key]
-	if !ok {
-		l = &keyLock{ch: make(chan struct{}, 1)}
-		k.locks[key] = l
-	}
-	l.refs++
-	k.mu.Unlock()
-	release := func() {
-		k.mu.Lock()
-		l.refs--
-		if l.refs == 0 {
-			delete(k.locks, key)
-		}
-		k.mu.Unlock()
-	}
-	select {
-	case l.ch <- struct{}{}:
-		return func() { <-l.ch; release() }, nil
-	case <-ctx.Done():
-		release()
-		return nil, ctx.Err()
-	}
+	return k.locks.Lock(ctx, key)
 }
 
 // --- portal -------------------------------------------------------------

@@ -354,20 +354,6 @@ func TestTargetLockAcrossFiles(t *testing.T) {
 	unlock2, err := lockFile(context.Background(), p)
 	require.NoError(t, err)
 	unlock2()
-
-	// The in-process keyed mutex honours contexts and frees its entries.
-	var km keyedMutex
-	u, err := km.lock(context.Background(), "a")
-	require.NoError(t, err)
-	ctx2, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel2()
-	_, err = km.lock(ctx2, "a")
-	require.ErrorIs(t, err, context.DeadlineExceeded)
-	ub, err := km.lock(context.Background(), "b")
-	require.NoError(t, err)
-	ub()
-	u()
-	assert.Empty(t, km.locks)
 }
 
 func TestMultipathPaths(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gosan/iscsi/internal/keymutex"
 	"github.com/u-root/u-root/pkg/mount"
 	"golang.org/x/sys/unix"
 )
@@ -24,7 +25,7 @@ type Manager struct {
 	att   Attacher
 	log   *slog.Logger
 	sysfs string
-	locks keyedMutex
+	locks keymutex.Mutex
 
 	// fault, when set (tests), is called after each named step; a non-nil
 	// result aborts the operation there, as a crash would.
@@ -123,9 +124,9 @@ func (m *Manager) step(name string) error {
 // lockTarget serializes work on one target IQN: in this process, then
 // across processes with an flock on <root>/iscsi/.locks/<iqn>.lock.
 func (m *Manager) lockTarget(ctx context.Context, iqn string) (func(), error) {
-	unlock, err := m.locks.lock(ctx, iqn)
+	unlock, err := m.locks.Lock(ctx, iqn)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("waiting for lock on target %s: %w", iqn, err)
 	}
 	unlockFile, err := lockFile(ctx, filepath.Join(m.root, "iscsi", ".locks", iqn+".lock"))
 	if err != nil {
