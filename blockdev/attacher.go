@@ -18,9 +18,7 @@ var _ volume.Attacher = volumeAttacher{}
 
 func (a volumeAttacher) Attach(ctx context.Context, spec volume.AttachSpec) (volume.Device, error) {
 	s := Spec{Portal: spec.Portal, Target: spec.IQN, LUN: spec.LUN, Iface: spec.Iface, InitiatorName: spec.InitiatorName}
-	if c := spec.SessionCHAP; c != nil {
-		s.CHAP = &CHAP{User: c.User, Secret: c.Secret, TargetUser: c.TargetUser, TargetSecret: c.TargetSecret}
-	}
+	s.CHAP = spec.SessionCHAP
 	d, err := a.k.Attach(ctx, s)
 	if err != nil {
 		return volume.Device{}, err

@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gosan/iscsi/blockdev/volume"
 	"github.com/gosan/iscsi/internal/iscsinl"
 	"github.com/gosan/iscsi/internal/keymutex"
 	"github.com/gosan/iscsi/internal/login"
@@ -98,29 +99,14 @@ type Options struct {
 	netlinkOpts []iscsinl.Option
 }
 
-// CHAP credentials of one session. Secrets never appear in logs, errors,
+// CHAP credentials of one session: the mount layer's type, so a volume's
+// credentials pass through unchanged. Secrets never appear in logs, errors,
 // %v output, or sysfs (they are not handed to the kernel).
-type CHAP struct {
-	User, Secret string
-	// TargetUser/TargetSecret: mutual CHAP (the target proves itself).
-	TargetUser, TargetSecret string
-}
+type CHAP = volume.CHAP
 
-// String hides the secrets.
-func (c *CHAP) String() string {
-	if c == nil {
-		return "CHAP(none)"
-	}
-	return fmt.Sprintf("CHAP(user=%q, mutual=%v, secrets redacted)", c.User, c.TargetSecret != "")
-}
-
-// GoString hides the secrets.
-func (c *CHAP) GoString() string { return c.String() }
-
-// LogValue hides the secrets.
-func (c *CHAP) LogValue() slog.Value { return slog.StringValue(c.String()) }
-
-func (c *CHAP) login() *login.CHAP {
+// loginCHAP converts to the login engine's form. Short secrets are accepted:
+// the target's administrator chose them, and the kernel path has no say.
+func loginCHAP(c *CHAP) *login.CHAP {
 	if c == nil {
 		return nil
 	}
@@ -692,7 +678,7 @@ func (k *Kernel) bindAndLogin(ctx context.Context, s *session) (string, error) {
 		CID:           0,
 		ITT:           0,
 		InitialCmdSN:  1, // the kernel overwrites CmdSN with its own session CmdSN
-		CHAP:          s.chap.login(),
+		CHAP:          loginCHAP(s.chap),
 		Logger:        k.log,
 	})
 	if err != nil {

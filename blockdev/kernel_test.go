@@ -154,10 +154,10 @@ func TestCHAPRedaction(t *testing.T) {
 		assert.Contains(t, out, "alice")
 	}
 	assert.Equal(t, "CHAP(none)", (*CHAP)(nil).String())
-	lc := c.login()
+	lc := loginCHAP(c)
 	assert.Equal(t, "s3cret-0123456", lc.Secret)
 	assert.True(t, lc.Mutual())
-	assert.Nil(t, (*CHAP)(nil).login())
+	assert.Nil(t, loginCHAP(nil))
 }
 
 func TestHostChecks(t *testing.T) {
