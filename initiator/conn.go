@@ -79,6 +79,7 @@ type conn struct {
 	role     atomic.Int32 // roleFree, roleHeld, roleGone
 	leads    atomic.Uint64
 	waiters  atomic.Int32  // goroutines waiting for the role
+	asks     atomic.Uint64 // times a caller found the role held and waited
 	roleCh   chan struct{} // cap 1: the role was released while someone waited
 	leadMu   sync.Mutex
 	leadDone <-chan struct{} // Done of the reading caller's context
@@ -466,18 +467,21 @@ func (c *conn) lead(ctx context.Context, sl *slot) bool {
 }
 
 // watch interrupts the read of a caller holding the reader role whose
-// context ended: its blocked read returns at the next PDU boundary.
-func (c *conn) watch() {
+// context ended: its blocked read returns at the next PDU boundary. It
+// reports whether such a caller holds the role.
+func (c *conn) watch() bool {
 	c.leadMu.Lock()
 	d := c.leadDone
 	c.leadMu.Unlock()
 	if d == nil {
-		return
+		return false
 	}
 	select {
 	case <-d:
 		_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+		return true
 	default:
+		return false
 	}
 }
 
@@ -492,7 +496,10 @@ func (c *conn) readLoop() {
 	var t *time.Timer
 	for !c.isDead() {
 		if c.role.CompareAndSwap(roleFree, roleHeld) {
-			for c.step() && (!c.canLead || c.waiters.Load() == 0) {
+			// Read until a caller has waited for the role (it may have
+			// been served meanwhile: the next one would wait too).
+			asks := c.asks.Load()
+			for c.step() && (!c.canLead || c.asks.Load() == asks) {
 			}
 			if c.isDead() {
 				c.role.Store(roleGone) // keep the role
@@ -509,12 +516,24 @@ func (c *conn) readLoop() {
 			t.Reset(watchPeriod)
 		}
 		last := c.leads.Load()
+		var stuck time.Time // since when a cancelled caller holds the role
 		for {
 			select {
 			case <-c.dead:
 			case <-t.C:
-				c.watch()
 				now := c.leads.Load()
+				if !c.watch() || now != last {
+					stuck = time.Time{}
+				} else if stuck.IsZero() {
+					stuck = time.Now()
+				} else if time.Since(stuck) > c.s.cfg.tmfTimeout {
+					// Its context ended and the target stopped in the middle
+					// of a PDU for as long as an ABORT TASK may take: the
+					// connection can no longer be trusted (as when an abort
+					// goes unanswered).
+					c.fail(&ConnectionError{Op: "abort task", Err: errors.New("iscsi: target stalled inside a PDU after the reading caller gave up")})
+					continue
+				}
 				if now != last || c.role.Load() != roleFree {
 					last = now
 					t.Reset(watchPeriod)

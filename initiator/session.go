@@ -433,6 +433,7 @@ func (s *Session) await(ctx context.Context, sl *slot, only *conn) int {
 					continue
 				}
 				c.waiters.Add(1)
+				c.asks.Add(1)
 				if c.tryLead() {
 					c.waiters.Add(-1)
 					if c.lead(ctx, sl) {
