@@ -24,7 +24,7 @@ need xfsprogs mkfs.xfs
 need dosfstools mkfs.vfat
 need fdisk sfdisk                         # blockdev/volume: partition-table refusal tests
 need gdisk sgdisk
-need util-linux blkid losetup mkswap
+need util-linux blkid mkswap
 need dmsetup dmsetup                     # blockdev guest tests: a dm-multipath map over two paths
 
 if [ ${#need[@]} -gt 0 ]; then
