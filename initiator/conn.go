@@ -105,7 +105,7 @@ type pingReq struct {
 func newConn(s *Session, nc net.Conn, r *pdu.Reader, w *pdu.Writer, maxXmit, mrdsl uint32, statSN uint32) *conn {
 	var sr *sockReader
 	if r.Buffered() == 0 {
-		sr = &sockReader{nc: nc}
+		sr = newSockReader(nc)
 		r = pdu.NewReader(sr, s.cfg.readBufSize)
 		r.SetMaxDataSegmentLength(int(mrdsl))
 	}
@@ -376,9 +376,12 @@ func (c *conn) unlead() {
 
 // step reads and dispatches one PDU; the caller holds the reader role. It
 // reports false when the connection failed (the failure is recorded).
-func (c *conn) step() bool {
+func (c *conn) step(mine bool) bool {
 	if c.sr != nil {
 		c.sr.boundary = c.r.Buffered() == 0
+		// A caller waiting for the only command in flight (its own) waits
+		// for it in poll(2) first (see sockReader).
+		c.sr.pollWait = mine && len(c.s.slots.free) == cap(c.s.slots.free)-1
 	}
 	err := c.readPDU()
 	if err == nil {
@@ -447,13 +450,13 @@ func (c *conn) lead(ctx context.Context, sl *slot) bool {
 			select {
 			case <-done:
 			default:
-				if c.step() {
+				if c.step(true) {
 					continue
 				}
 			}
 			break
 		}
-		if !c.step() {
+		if !c.step(true) {
 			break
 		}
 	}
@@ -499,7 +502,7 @@ func (c *conn) readLoop() {
 			// Read until a caller has waited for the role (it may have
 			// been served meanwhile: the next one would wait too).
 			asks := c.asks.Load()
-			for c.step() && (!c.canLead || c.asks.Load() == asks) {
+			for c.step(false) && (!c.canLead || c.asks.Load() == asks) {
 			}
 			if c.isDead() {
 				c.role.Store(roleGone) // keep the role
