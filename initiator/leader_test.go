@@ -155,7 +155,13 @@ func TestLeaderCancelledTargetStallsInsidePDU(t *testing.T) {
 	start := time.Now()
 	_, err := l.ReadAtContext(ctx, p, 5016*512)
 	el := time.Since(start)
-	require.ErrorIs(t, err, context.DeadlineExceeded)
+	// The caller's deadline and the connection drop race to end the call:
+	// either is a correct answer; what matters is that it ends, in time, and
+	// that nothing writes the buffer afterwards.
+	var ce0 *ConnectionError
+	if !errors.Is(err, context.DeadlineExceeded) && !errors.As(err, &ce0) {
+		t.Fatalf("read ended with %v, want the deadline or the connection failure", err)
+	}
 	assert.Less(t, el, 2*time.Second)
 	assert.GreaterOrEqual(t, el, 250*time.Millisecond, "waited for the TMF timeout inside the PDU")
 	select {
@@ -169,7 +175,9 @@ func TestLeaderCancelledTargetStallsInsidePDU(t *testing.T) {
 	require.Equal(t, snap, p, "the buffer is not written after the caller returned")
 	var ce *ConnectionError
 	require.ErrorAs(t, c.deadErr, &ce)
-	assert.Equal(t, "abort task", ce.Op)
+	// Dropped either by the unanswered ABORT TASK's timeout or by the reader
+	// that found the target stalled inside the PDU: both after the TMF timeout.
+	assert.Contains(t, []string{"abort task", "waiting for a response"}, ce.Op)
 }
 
 func TestLeaderIdleConnectionAnswersPing(t *testing.T) {
