@@ -296,11 +296,28 @@ func normalizePortal(p string) (string, error) {
 	if host == "" {
 		return "", fmt.Errorf("portal %q: empty host", p)
 	}
+	if net.ParseIP(host) == nil && !validHostName(host) {
+		return "", fmt.Errorf("portal %q: %q is neither an IP address nor a host name", p, host)
+	}
 	n, err := strconv.Atoi(port)
 	if err != nil || n < 1 || n > 65535 {
 		return "", fmt.Errorf("portal %q: bad port %q", p, port)
 	}
 	return net.JoinHostPort(host, port), nil
+}
+
+// validHostName reports whether h is made of the characters a DNS name may
+// hold (letters, digits, '-', '.', '_'), so a portal string normalizes to
+// itself and yields one path element.
+func validHostName(h string) bool {
+	for _, c := range h {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '.', c == '_':
+		default:
+			return false
+		}
+	}
+	return h != ""
 }
 
 // checkName checks an iSCSI name (RFC 7143 section 4.2.7: iqn., eui., naa.).
