@@ -414,6 +414,8 @@ func TestCommandWindow(t *testing.T) {
 	// A command now is outside the window: ignored and recorded.
 	c.command(1, scsi.TestUnitReadyCDB(nil), false, 0, true, nil)
 	c.cmdSN--
+	// Reopen only once the server has seen it, or the reopening may win.
+	require.Eventually(t, func() bool { return len(srv.Violations()) == 1 }, 2*time.Second, time.Millisecond)
 	srv.SetCmdWindow(4)
 	nop = c.mustRecv().(*pdu.NOPIn)
 	assert.Equal(t, nop.ExpCmdSN+3, nop.MaxCmdSN)
