@@ -119,7 +119,7 @@ func (s *Session) start(ctx context.Context, lun uint64, cdb []byte, dataIn, dat
 			}
 			continue
 		}
-		if s.conn.Load() != c || c.isDead() {
+		if s.conn.Load() != c || c.isDead() || c.closing.Load() {
 			s.win.mu.Unlock()
 			if c, err = s.waitConn(ctx); err != nil {
 				s.slots.release(sl)

@@ -84,9 +84,8 @@ func TestUNH17_1_LogoutThenReconnect(t *testing.T) {
 
 	// A command issued while the session reconnects (after the logged-out
 	// connection closed, during DefaultTime2Wait) waits and completes on
-	// the replacement. (Issued between the Logout Request and the Logout
-	// Response, it would go out on the closing connection, against RFC
-	// 7143 11.14: a known initiator gap, see docs/conformance.md.)
+	// the replacement. (One issued between the Logout Request and the
+	// Logout Response: TestUNH17_1_CommandDuringLogout.)
 	require.Eventually(t, func() bool {
 		_, _, closed, _ := cs.rec.connInfo(0)
 		return !closed.IsZero()
@@ -162,17 +161,93 @@ func TestUNH17_1_LogoutThenReconnect(t *testing.T) {
 	noViolations(t, srv)
 }
 
+// 17.1, the part the test above cannot reach: a command issued after the
+// initiator sent its Logout Request but before the Logout Response came
+// must not go out on the closing connection (RFC 7143 section 11.14); it
+// waits and goes out on the replacement. The target holds its Logout
+// Response until the command had every chance to be sent.
+func TestUNH17_1_CommandDuringLogout(t *testing.T) {
+	srv := confServer(t, iscsitest.Negotiation{ImmediateData: iscsitest.Bool(true)})
+	cs := confDial(t, srv, initiator.WithImmediateData(true), initiator.WithReplacementTimeout(30*time.Second))
+	a, b := pattern(4096, 0x31), pattern(8192, 0x13)
+	_, err := cs.lun.WriteAt(a, 0)
+	require.NoError(t, err)
+
+	hold := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(hold) }) }
+	defer release()
+	srv.Faults().MutateOutgoing(func(hdr, data []byte) []byte {
+		if pdu.Opcode(hdr[0]&0x3f) == pdu.OpLogoutResponse {
+			<-hold
+		}
+		return data
+	})
+	require.Equal(t, 1, srv.SendAsync(pdu.AsyncLogoutRequest, 0, 0, 2))
+	cs.rec.waitSent(t, 0, "a Logout Request", func(ps []wirePDU) bool { return count(ps, pdu.OpLogoutRequest) > 0 })
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := cs.lun.WriteAtContext(ctxT(t, 20*time.Second), b, 64<<10)
+		done <- err
+	}()
+	// Had the write gone out on the closing connection, the recorder would
+	// see it well within this time.
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("the write completed (%v) while the logout was unanswered", err)
+	default:
+	}
+	release()
+	select {
+	case err := <-done:
+		require.NoError(t, err, "the write issued during the logout")
+	case <-time.After(20 * time.Second):
+		t.Fatal("the write issued during the logout did not complete")
+	}
+	srv.Faults().MutateOutgoing(nil)
+	waitConns(t, cs.rec, 2, time.Second)
+
+	all := cs.rec.pdus(0)
+	loAt := -1
+	for i, p := range all {
+		if p.out && p.op() == pdu.OpLogoutRequest {
+			loAt = i
+			break
+		}
+	}
+	require.GreaterOrEqual(t, loAt, 0)
+	for _, p := range all[loAt+1:] {
+		require.False(t, p.out, "the initiator sent %v after its Logout Request", p.op())
+	}
+	var onNew bool
+	for _, c := range scsiCmds(t, cs.rec.sent(1)) {
+		if c.Write && c.ExpectedDataTransferLength == uint32(len(b)) {
+			onNew = true
+		}
+	}
+	require.True(t, onNew, "the write went out on the new connection")
+	checkNumbering(t, cs.rec, 0)
+	checkNumbering(t, cs.rec, 1)
+	checkReinstatement(t, cs.rec, 1)
+
+	got := make([]byte, len(b))
+	_, err = cs.lun.ReadAt(got, 64<<10)
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(b, got), "data written during the logout")
+	require.NoError(t, cs.s.Err())
+	noViolations(t, srv)
+}
+
 // 20.2: the target announces that it drops the connection (Async event 2,
 // Parameter1 = CID, Parameter2 = Time2Wait 0, Parameter3 = Time2Retain 1 s)
 // while a write is in flight, and drops it. The initiator reconnects with
 // the same ISID and TSIH 0 and re-issues the write; nothing is lost.
 //
-// The initiator ignores Parameter2/3 and waits the negotiated
-// DefaultTime2Wait (2 s with iscsitest, as with tgtd) before reconnecting,
-// so UNH's "reconnect within 1 s" is not met; RFC 7143 only sets Time2Wait
-// as a minimum, and reinstatement with TSIH 0 after Time2Retain loses
-// nothing because the initiator re-issues its commands. docs/conformance.md
-// records the deviation.
+// The initiator waits the Time2Wait of Parameter2 (0 s here), not the
+// negotiated DefaultTime2Wait (2 s with iscsitest, as with tgtd), so it
+// reconnects within Parameter3 (Time2Retain, 1 s) as UNH asks.
 func TestUNH20_2_DropConnectionThenReconnect(t *testing.T) {
 	srv := confServer(t, iscsitest.Negotiation{})
 	states := &recStates{}
@@ -227,8 +302,10 @@ func TestUNH20_2_DropConnectionThenReconnect(t *testing.T) {
 	_, dialed, _, _ := cs.rec.connInfo(1)
 	gap := dialed.Sub(dropped)
 	t.Logf("reconnected %v after the drop (DefaultTime2Wait %v, Async Parameter2 0 s, Parameter3 1 s)", gap.Round(time.Millisecond), t2w)
-	require.GreaterOrEqual(t, gap, t2w-100*time.Millisecond, "waits DefaultTime2Wait before reconnecting")
-	require.Less(t, gap, t2w+time.Second+500*time.Millisecond, "reconnects within Time2Retain (1 s) after the wait, with slack")
+	// UNH asks for "within Parameter3 (1 s)"; the bound keeps 500 ms of
+	// slack for a loaded CI machine and still fails if the initiator waited
+	// DefaultTime2Wait.
+	require.Less(t, gap, t2w-500*time.Millisecond, "reconnects after Parameter2 (0 s), not after DefaultTime2Wait (%v)", t2w)
 
 	// The write was in flight: sent on connection 0, never answered there.
 	var inflight *pdu.SCSICommand

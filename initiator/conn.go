@@ -60,6 +60,15 @@ type conn struct {
 	pdusOut   atomic.Uint64 // PDUs sent (statistics)
 	rxCount   atomic.Uint64 // PDUs received, for the keepalive
 
+	// closing is set (under the session's window lock) when a Logout
+	// Request is queued on this connection: no new command may follow it
+	// (RFC 7143 section 11.14), so new commands wait for the replacement.
+	closing atomic.Bool
+	// time2Wait is the Time2Wait (seconds, +1 so that 0 means unset) the
+	// target gave in an Async Message announcing that it drops this
+	// connection; recovery waits that long instead of DefaultTime2Wait.
+	time2Wait atomic.Uint32
+
 	// target-initiated NOP-In pings waiting for our NOP-Out answer
 	pingMu  sync.Mutex
 	pings   []pingReq
@@ -916,7 +925,12 @@ func (c *conn) asyncMessage(h *pdu.BHS, dlen int) error {
 	case 1: // target requests logout within Parameter3 seconds
 		c.s.asyncLogout(c, time.Duration(p3)*time.Second)
 	case 2, 3: // target will drop the connection / all connections
-		c.s.markDropRequested()
+		// Parameter2 is the Time2Wait before reconnecting, Parameter3 the
+		// Time2Retain (RFC 7143 section 11.9.1); with ERL 0 and session
+		// reinstatement only the former matters.
+		t2w := binary.BigEndian.Uint16(h[40:42])
+		c.time2Wait.Store(uint32(t2w) + 1)
+		c.s.log.Debug("iscsi: target announced it will drop the connection", "time2wait", t2w, "time2retain", p3)
 	case 4: // parameter renegotiation: answer with a Text Request
 		select {
 		case c.renegKick <- struct{}{}:

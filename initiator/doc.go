@@ -49,7 +49,8 @@
 // A connection that fails (EOF, reset, unanswered keepalive, digest error,
 // protocol error, a target-requested logout) is replaced at error recovery
 // level 0 with session reinstatement: after the target's DefaultTime2Wait
-// the session logs in again with its ISID and TSIH 0 (so the target drops
+// (or the Time2Wait of its Async Message announcing the drop) the session
+// logs in again with its ISID and TSIH 0 (so the target drops
 // the old session's tasks), trying the connected portal, the Dial portal
 // and WithPortals in turn with a 1 s..30 s back-off, and re-issues every
 // command that had not completed in CmdSN order with new CmdSNs and all

@@ -207,6 +207,10 @@ func (s *Session) reconnect(old *conn, cause error) (*conn, *login.Result, error
 	ctx, cancel := context.WithTimeout(s.life, timeout)
 	defer cancel()
 	wait := min(time.Duration(old.neg.DefaultTime2Wait)*time.Second, maxTime2Wait)
+	if t := old.time2Wait.Load(); t > 0 {
+		// The target said when to come back (Async event 2 or 3).
+		wait = min(time.Duration(t-1)*time.Second, maxTime2Wait)
+	}
 	last := cause
 	fail := func() (*conn, *login.Result, error) {
 		if s.closed.Load() {

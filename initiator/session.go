@@ -281,7 +281,17 @@ func (s *Session) waitConn(ctx context.Context) (*conn, error) {
 		}
 		c := s.conn.Load()
 		if c != nil && !c.isDead() {
-			return c, nil
+			if !c.closing.Load() {
+				return c, nil
+			}
+			// Logging out: wait until that connection is gone, then
+			// for its replacement.
+			select {
+			case <-c.dead:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			continue
 		}
 		if c != nil && s.cfg.replacementTimeout <= 0 {
 			return nil, s.failedNow(c)
@@ -341,10 +351,6 @@ func (s *Session) failedNow(c *conn) error {
 		return s.stErr
 	}
 	return &SessionFailedError{Cause: c.deadErr}
-}
-
-func (s *Session) markDropRequested() {
-	s.log.Debug("iscsi: target announced it will drop the connection")
 }
 
 // asyncLogout answers a target's logout request (Async event 1): it logs
@@ -502,6 +508,11 @@ func (s *Session) immediate(ctx context.Context, c *conn, kind uint8, refITT uin
 	sl.lun = hdr.LUN()
 	sl.tmfFn = hdr[1] & 0x7f
 	s.win.mu.Lock()
+	if kind == kindLogout {
+		// Under the window lock, as start checks it: no command gets a
+		// CmdSN on c after this Logout Request.
+		c.closing.Store(true)
+	}
 	sl.cmdSN = s.win.cmdSN
 	hdr.PutUint32(24, s.win.cmdSN)
 	hdr.PutUint32(16, sl.publish())
