@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gosan/iscsi/initiator"
+	"github.com/gosan/iscsi/initiator/iscsitest"
 )
 
 func ExampleDial() {
@@ -58,4 +59,35 @@ func ExampleLUN_ReadAt() {
 		log.Fatal(err)
 	}
 	fmt.Printf("%d-byte LUN, first bytes % x\n", lun.Size(), buf[:16])
+}
+
+// DialTarget logs in on the first portal of a discovered target that
+// answers and keeps the others for recovery. Here the target is an
+// in-process iscsitest server.
+func ExampleDialTarget() {
+	srv, err := iscsitest.NewServer(iscsitest.Config{Targets: []iscsitest.Target{{
+		Name: "iqn.2026-11.org.example:disk1",
+		LUNs: []iscsitest.LUN{{Number: 0, Blocks: 2048, BlockSize: 512}},
+	}}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	targets, err := initiator.Discover(ctx, srv.Addr())
+	if err != nil {
+		log.Fatal(err)
+	}
+	s, err := initiator.DialTarget(ctx, targets[0])
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	lun, err := s.LUN(ctx, 0)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(s.Target(), lun.Size(), "bytes")
+	// Output: iqn.2026-11.org.example:disk1 1048576 bytes
 }

@@ -263,6 +263,7 @@ func WithReplacementTimeout(d time.Duration) Option {
 // WithPortals adds portals ("host:port") to try, after the one Dial was
 // given, when the session must reconnect: typically the other portals
 // Discover listed for the target (Target.Portals, as Portal.String()).
+// DialTarget does this for a Target.
 func WithPortals(portals ...string) Option {
 	return func(c *config) { c.portals = append(c.portals, portals...) }
 }

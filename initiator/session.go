@@ -103,6 +103,39 @@ func Dial(ctx context.Context, portal, target string, opts ...Option) (*Session,
 	return s, nil
 }
 
+// DialTarget logs in to t, a target Discover returned, on the first of its
+// portals that accepts the login, in the order listed, and keeps all of
+// them (and those of WithPortals) for recovery: when the connection fails,
+// the session reconnects to the portal it was using first, then to the
+// others. A portal that cannot be reached or times out is skipped; a login
+// the target refuses (authentication, authorization, unknown target, ...)
+// ends DialTarget at once, since every portal of a target answers the same.
+// The login timeout applies to each portal.
+func DialTarget(ctx context.Context, t Target, opts ...Option) (*Session, error) {
+	if len(t.Portals) == 0 {
+		return nil, fmt.Errorf("iscsi: target %s: no portals", t.Name)
+	}
+	portals := make([]string, len(t.Portals))
+	for i, p := range t.Portals {
+		portals[i] = p.String()
+	}
+	var errs []error
+	for i, p := range portals {
+		rest := append(append([]string(nil), portals[:i]...), portals[i+1:]...)
+		s, err := Dial(ctx, p, t.Name, append(opts[:len(opts):len(opts)], WithPortals(rest...))...)
+		if err == nil {
+			return s, nil
+		}
+		errs = append(errs, err)
+		var le *LoginError
+		if ctx.Err() != nil || errors.As(err, &le) || errors.Is(err, ErrConfig) ||
+			errors.Is(err, ErrCHAPReflection) || errors.Is(err, ErrMutualAuth) {
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
 // attach makes c the session's first connection in full feature phase and
 // starts the session's recovery goroutine. A session without portals to
 // reconnect to fails when its connection fails.
