@@ -16,10 +16,12 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/gosan/iscsi/internal/portal"
 )
 
 // DefaultPort is the IANA iSCSI port.
-const DefaultPort = 3260
+const DefaultPort = portal.DefaultPort
 
 // URL is a parsed iSCSI URL. Secrets are never printed by String or %v.
 type URL struct {
@@ -147,41 +149,29 @@ func (u *URL) setUser(s string) error {
 	return nil
 }
 
+// setHostPort takes host[:port] as internal/portal parses it, minus what a
+// URL cannot hold: a bare IPv6 address (RFC 3986 wants brackets) and a
+// ",portal-group-tag". Reasons never repeat the input: a malformed user part
+// can leave pieces of a secret here.
 func (u *URL) setHostPort(hp string) error {
 	if hp == "" {
 		return &Error{Reason: "no host"}
 	}
-	host, port := hp, ""
-	if strings.HasPrefix(hp, "[") {
-		end := strings.IndexByte(hp, ']')
-		if end < 0 {
-			return &Error{Reason: "unclosed '[' in IPv6 address"}
-		}
-		host = hp[1:end]
-		switch after := hp[end+1:]; {
-		case after == "":
-		case strings.HasPrefix(after, ":"):
-			port = after[1:]
-		default:
-			return &Error{Reason: fmt.Sprintf("junk after IPv6 address: %q", after)}
-		}
-	} else if i := strings.LastIndexByte(hp, ':'); i >= 0 {
-		if strings.Count(hp, ":") > 1 {
-			return &Error{Reason: "IPv6 address must be in brackets"}
-		}
-		host, port = hp[:i], hp[i+1:]
+	if !strings.HasPrefix(hp, "[") && strings.Count(hp, ":") > 1 {
+		return &Error{Reason: "IPv6 address must be in brackets"}
 	}
-	if host == "" {
-		return &Error{Reason: "no host"}
-	}
-	u.Host = host
-	if port != "" {
-		p, err := strconv.Atoi(port)
-		if err != nil || p <= 0 || p > 65535 {
-			return &Error{Reason: fmt.Sprintf("bad port %q", port)}
+	a, err := portal.Parse(hp)
+	if err != nil {
+		var pe *portal.Error
+		if errors.As(err, &pe) {
+			return &Error{Reason: "bad host[:port]: " + pe.Reason}
 		}
-		u.Port = p
+		return &Error{Reason: "bad host[:port]"}
 	}
+	if a.HasTag {
+		return &Error{Reason: "bad host[:port]: portal group tag not allowed in a URL"}
+	}
+	u.Host, u.Port = a.Host, a.Port
 	return nil
 }
 

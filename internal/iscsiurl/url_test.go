@@ -43,6 +43,8 @@ func TestParseErrors(t *testing.T) {
 		"http://h/iqn/1", "iscsi://", "iscsi://h:0/x/1", "iscsi://h:99999/x", "iscsi://fe80::1/x",
 		"iscsi://[fe80::1/x", "iscsi://h/x/notanumber", "iscsi://h/x/1?bogus=1",
 		"iscsi://h/x/1?header_digest=md5", "iscsi://@h/x", "iscsi://[::1]x/t",
+		"iscsi://h,1/t", "iscsi://h:/t", "iscsi://h%x/t", "iscsi://[10.0.0.1]/t", "iscsi://h:+1/t",
+		"iscsi://h:3260:1/t", "iscsi://-h/t",
 	} {
 		t.Run(in, func(t *testing.T) {
 			_, err := Parse(in)
@@ -50,6 +52,16 @@ func TestParseErrors(t *testing.T) {
 			require.ErrorAs(t, err, &e)
 		})
 	}
+}
+
+func TestHostErrorHidesInput(t *testing.T) {
+	// A secret holding '/' ends the user part early; what is left before
+	// the '/' is taken as host:port and must not be repeated in the error.
+	_, err := Parse("iscsi://alice%pass:wordpart/more@h/iqn.x:y/1")
+	var e *Error
+	require.ErrorAs(t, err, &e)
+	assert.NotContains(t, err.Error(), "wordpart")
+	assert.NotContains(t, err.Error(), "pass")
 }
 
 func TestSecretsHidden(t *testing.T) {
