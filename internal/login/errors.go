@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
+
+	"github.com/gosan/iscsi/internal/portal"
 )
 
 // Login status classes (RFC 7143 §11.13.5).
@@ -155,75 +156,20 @@ func (e *RedirectError) Error() string {
 }
 
 // DefaultPort is the iSCSI well-known port.
-const DefaultPort = 3260
+const DefaultPort = portal.DefaultPort
 
 // ParseTargetAddress parses a TargetAddress value (RFC 7143 §13.8):
 // domainname[:port][,portal-group-tag], where domainname is a DNS name, an
 // IPv4 address or an IPv6 address in brackets. A bare IPv6 address without
 // brackets is accepted when no port follows. The port defaults to 3260.
+// The syntax is internal/portal's; errors wrap ErrProtocol and a
+// *portal.Error, and repeat at most 64 bytes of v.
 func ParseTargetAddress(v string) (host string, port int, tag uint16, hasTag bool, err error) {
-	bad := func(why string) (string, int, uint16, bool, error) {
-		return "", 0, 0, false, fmt.Errorf("%w: TargetAddress %q: %s", ErrProtocol, truncate(v, 64), why)
+	a, err := portal.Parse(v)
+	if err != nil {
+		return "", 0, 0, false, fmt.Errorf("%w: TargetAddress: %w", ErrProtocol, err)
 	}
-	if v == "" {
-		return bad("empty")
-	}
-	addr := v
-	if i := strings.LastIndexByte(v, ','); i >= 0 {
-		addr = v[:i]
-		t, err := strconv.ParseUint(v[i+1:], 10, 16)
-		if err != nil {
-			return bad("bad portal group tag")
-		}
-		tag, hasTag = uint16(t), true
-	}
-	port = DefaultPort
-	switch {
-	case strings.HasPrefix(addr, "["):
-		end := strings.IndexByte(addr, ']')
-		if end < 0 {
-			return bad("unterminated [")
-		}
-		host = addr[1:end]
-		rest := addr[end+1:]
-		if rest != "" {
-			if rest[0] != ':' {
-				return bad("junk after ]")
-			}
-			p, err := parsePort(rest[1:])
-			if err != nil {
-				return bad(err.Error())
-			}
-			port = p
-		}
-	case strings.Count(addr, ":") > 1: // bare IPv6, no port
-		host = addr
-	default:
-		host = addr
-		if i := strings.IndexByte(addr, ':'); i >= 0 {
-			host = addr[:i]
-			p, err := parsePort(addr[i+1:])
-			if err != nil {
-				return bad(err.Error())
-			}
-			port = p
-		}
-	}
-	if host == "" {
-		return bad("empty host")
-	}
-	if strings.ContainsAny(host, " \t/[]") {
-		return bad("bad host")
-	}
-	return host, port, tag, hasTag, nil
-}
-
-func parsePort(s string) (int, error) {
-	p, err := strconv.ParseUint(s, 10, 16)
-	if err != nil || p == 0 {
-		return 0, errors.New("bad port")
-	}
-	return int(p), nil
+	return a.Host, a.Port, a.Tag, a.HasTag, nil
 }
 
 func stageName(s int) string {
