@@ -33,7 +33,7 @@ func ExampleVolume_Normalize() {
 	// Output:
 	// [10.0.0.1:3260 [fd00::2]:3260] ext4 default Filesystem
 	// Secrets(2 keys, values redacted)
-	// invalid iscsi volume: targetPortal: portal "10.0.0.1:99999": bad port "99999"; iqn: "disk1" does not start with iqn., eui. or naa.
+	// invalid iscsi volume: targetPortal: portal "10.0.0.1:99999": bad port (want 1..65535); iqn: "disk1" does not start with iqn., eui. or naa.
 }
 
 // The node-side lifecycle. att is the kernel binding (package blockdev).

@@ -4,10 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"path/filepath"
-	"strconv"
 	"strings"
+
+	"github.com/gosan/iscsi/internal/portal"
 )
 
 // Mode is how a volume is handed to its consumer.
@@ -25,7 +25,8 @@ const DefaultFSType = "ext4"
 // DefaultIface is used when Volume.ISCSIInterface is empty.
 const DefaultIface = "default"
 
-// DefaultPort is appended to portals given without a port.
+// DefaultPort is appended to portals given without a port
+// (portal.DefaultPort as a string).
 const DefaultPort = "3260"
 
 // maxLUN bounds Volume.LUN: SAM flat addressing covers 0..16383.
@@ -279,46 +280,11 @@ func (s Secrets) chap(user, pass, userIn, passIn string) (*CHAP, error) {
 	return c, nil
 }
 
-// normalizePortal checks host[:port] (IPv6 in brackets) and adds the default port.
-func normalizePortal(p string) (string, error) {
-	if strings.ContainsAny(p, "/ \t\n") {
-		return "", fmt.Errorf("portal %q: contains '/' or whitespace", p)
-	}
-	host, port, err := net.SplitHostPort(p)
-	if err != nil {
-		// No port: a bare host, or a bracketed/bare IPv6 address.
-		h := strings.TrimSuffix(strings.TrimPrefix(p, "["), "]")
-		if h == "" || (strings.Contains(h, ":") && net.ParseIP(h) == nil) {
-			return "", fmt.Errorf("portal %q: want host[:port] or [ipv6][:port]", p)
-		}
-		host, port = h, DefaultPort
-	}
-	if host == "" {
-		return "", fmt.Errorf("portal %q: empty host", p)
-	}
-	if net.ParseIP(host) == nil && !validHostName(host) {
-		return "", fmt.Errorf("portal %q: %q is neither an IP address nor a host name", p, host)
-	}
-	n, err := strconv.Atoi(port)
-	if err != nil || n < 1 || n > 65535 {
-		return "", fmt.Errorf("portal %q: bad port %q", p, port)
-	}
-	return net.JoinHostPort(host, port), nil
-}
-
-// validHostName reports whether h is made of the characters a DNS name may
-// hold (letters, digits, '-', '.', '_'), so a portal string normalizes to
-// itself and yields one path element.
-func validHostName(h string) bool {
-	for _, c := range h {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '.', c == '_':
-		default:
-			return false
-		}
-	}
-	return h != ""
-}
+// normalizePortal checks host[:port] (IPv6 in brackets; a ",tag" suffix is
+// tolerated and dropped) and adds the default port. The host must be an IP
+// address or a host name, so a normalized portal is one path element and
+// normalizes to itself; see internal/portal.
+func normalizePortal(p string) (string, error) { return portal.Normalize(p) }
 
 // checkName checks an iSCSI name (RFC 7143 section 4.2.7: iqn., eui., naa.).
 func checkName(name string) error {

@@ -6,11 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gosan/iscsi/internal/portal"
 )
+
+func TestDefaultPortMatchesPortal(t *testing.T) {
+	assert.Equal(t, strconv.Itoa(portal.DefaultPort), DefaultPort)
+}
 
 const (
 	testIQN    = "iqn.2024-01.org.gosan:disk1"
@@ -53,6 +60,16 @@ func TestNormalize(t *testing.T) {
 		{name: "missing everything", mod: func(v *Volume) { *v = Volume{LUN: -1} }, errKeys: []string{"targetPortal", "iqn", "lun"}},
 		{name: "bad portal port", mod: func(v *Volume) { v.Portals = []string{"10.0.0.2:99999"} }, errKeys: []string{"portals[0]"}},
 		{name: "bad portal chars", mod: func(v *Volume) { v.TargetPortal = "a/b" }, errKeys: []string{"targetPortal"}},
+		{name: "open-iscsi portal,tag spelling", mod: func(v *Volume) {
+			v.TargetPortal = "10.0.0.1:3260,1"
+			v.Portals = []string{"[fd00::3]:3261,2"}
+		}, check: func(t *testing.T, n Volume) {
+			assert.Equal(t, "10.0.0.1:3260", n.TargetPortal, "tag dropped")
+			assert.Equal(t, []string{"[fd00::3]:3261"}, n.Portals)
+		}},
+		{name: "bad portal space", mod: func(v *Volume) { v.Portals = []string{"10.0.0.2 :3260"} }, errKeys: []string{"portals[0]"}},
+		{name: "bad portal brackets", mod: func(v *Volume) { v.TargetPortal = "[10.0.0.1]" }, errKeys: []string{"targetPortal"}},
+		{name: "bad portal host", mod: func(v *Volume) { v.TargetPortal = "a%b:3260" }, errKeys: []string{"targetPortal"}},
 		{name: "bad iqn", mod: func(v *Volume) { v.IQN = "foo bar" }, errKeys: []string{"iqn"}},
 		{name: "bad initiator", mod: func(v *Volume) { v.InitiatorName = "x" }, errKeys: []string{"initiatorName"}},
 		{name: "bad iface", mod: func(v *Volume) { v.ISCSIInterface = "../x" }, errKeys: []string{"iscsiInterface"}},
