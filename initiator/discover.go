@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	iportal "github.com/gosan/iscsi/internal/portal"
+
 	"github.com/gosan/iscsi/internal/login"
 	"github.com/gosan/iscsi/pdu"
 )
@@ -75,7 +77,10 @@ func Discover(ctx context.Context, portal string, opts ...Option) ([]Target, err
 	if err != nil {
 		return nil, fmt.Errorf("iscsi: SendTargets at %s: %w", addr, err)
 	}
-	host, port := splitPortal(addr)
+	host, port := addr, iportal.DefaultPort
+	if pa, err := iportal.Parse(addr); err == nil {
+		host, port = pa.Host, pa.Port
+	}
 	out := make([]Target, 0, len(found))
 	for _, f := range found {
 		tg := Target{Name: f.Name}
@@ -112,16 +117,4 @@ func Discover(ctx context.Context, portal string, opts ...Option) ([]Target, err
 func deadlineOf(ctx context.Context) time.Time {
 	d, _ := ctx.Deadline()
 	return d
-}
-
-func splitPortal(addr string) (string, int) {
-	h, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr, 3260
-	}
-	n, err := strconv.Atoi(p)
-	if err != nil {
-		n = 3260
-	}
-	return h, n
 }

@@ -8,10 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	iportal "github.com/gosan/iscsi/internal/portal"
 
 	"github.com/gosan/iscsi/internal/login"
 	"github.com/gosan/iscsi/pdu"
@@ -170,16 +171,14 @@ func portalList(connected, dialed string, extra []string) []string {
 	return out
 }
 
-// normalizePortal adds the default port and brackets a bare IPv6 address.
+// normalizePortal adds the default port, brackets a bare IPv6 address and
+// drops a ",tag" (internal/portal). Input it cannot parse comes back
+// unchanged, so the dialer (which may be the caller's) reports it.
 func normalizePortal(p string) string {
-	if i := strings.LastIndexByte(p, ','); i > 0 && !strings.Contains(p[i:], "]") {
-		p = p[:i] // strip a ",portal-group-tag" suffix
+	if n, err := iportal.Normalize(p); err == nil {
+		return n
 	}
-	if _, _, err := net.SplitHostPort(p); err == nil {
-		return p
-	}
-	h := strings.TrimSuffix(strings.TrimPrefix(p, "["), "]")
-	return net.JoinHostPort(h, "3260")
+	return p
 }
 
 func loginParams(cfg *config) login.Params {
