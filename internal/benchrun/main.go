@@ -2,7 +2,12 @@
 // measures iscsictl bench and libiscsi (fio's libiscsi engine, built from
 // Debian's source package by scripts/fio-libiscsi.sh) against the same LUN in
 // the same run, alternating, and prints a Markdown table of medians with the
-// ratio ours/libiscsi and each side's CPU time per I/O.
+// ratio ours/libiscsi and each side's CPU time per I/O. Ours runs twice per
+// round: with Go's default GOMAXPROCS (2 here) and with GOMAXPROCS=1. fio's
+// libiscsi engine is one thread; with one P the Go runtime stops waking an
+// idle OS thread for every completion (futex, epoll and nanosleep calls that
+// cost more than the I/O itself at QD32 on 2 cores), which a user of a
+// latency-bound tool can choose too.
 //
 // On these shared 2-core machines target and initiator compete for the CPU,
 // so absolute figures move between runs; compare only within one run.
@@ -94,31 +99,37 @@ func main() {
 
 	fmt.Printf("tgtd %s, LUN of %d MiB on tmpfs, %s per run, %d runs each, alternating; %s\n\n",
 		srv.Portal(), *size>>20, *dur, *reps, time.Now().UTC().Format(time.RFC3339))
-	fmt.Println("| workload | libiscsi (fio) | gosan/iscsi | ratio | CPU µs/IO libiscsi | CPU µs/IO gosan |")
-	fmt.Println("|---|---|---|---|---|---|")
+	fmt.Println("| workload | libiscsi (fio) | gosan/iscsi | ratio | gosan/iscsi GOMAXPROCS=1 | ratio | CPU µs/IO libiscsi | CPU µs/IO gosan | CPU µs/IO gosan GOMAXPROCS=1 |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	for _, w := range workloads {
 		if *only != "" && !strings.Contains(w.name, *only) {
 			continue
 		}
-		var ours, theirs []sample
+		var ours, ours1, theirs []sample
 		for range *reps {
 			s, err := runFio(ctx, *fio, fioURL, w, *dur)
 			if err != nil {
 				log.Fatalf("benchrun: fio %s: %v", w.name, err)
 			}
 			theirs = append(theirs, s)
-			s, err = runOurs(ctx, *ctl, url, w, *dur)
+			s, err = runOurs(ctx, *ctl, url, w, *dur, 0)
 			if err != nil {
 				log.Fatalf("benchrun: iscsictl %s: %v", w.name, err)
 			}
 			ours = append(ours, s)
+			s, err = runOurs(ctx, *ctl, url, w, *dur, 1)
+			if err != nil {
+				log.Fatalf("benchrun: iscsictl %s (GOMAXPROCS=1): %v", w.name, err)
+			}
+			ours1 = append(ours1, s)
 		}
-		t, o := median(theirs), median(ours)
+		t, o, o1 := median(theirs), median(ours), median(ours1)
 		unit := " IOPS"
 		if w.mib {
 			unit = " MiB/s"
 		}
-		fmt.Printf("| %s | %.0f%s | %.0f%s | %.2f | %.1f | %.1f |\n", w.name, t.value, unit, o.value, unit, o.value/t.value, t.cpuPerIO, o.cpuPerIO)
+		fmt.Printf("| %s | %.0f%s | %.0f%s | %.2f | %.0f%s | %.2f | %.1f | %.1f | %.1f |\n", w.name, t.value, unit,
+			o.value, unit, o.value/t.value, o1.value, unit, o1.value/t.value, t.cpuPerIO, o.cpuPerIO, o1.cpuPerIO)
 	}
 }
 
@@ -189,9 +200,13 @@ func runFio(ctx context.Context, fio, url string, w workload, dur time.Duration)
 	return s, nil
 }
 
-func runOurs(ctx context.Context, ctl, url string, w workload, dur time.Duration) (sample, error) {
+// runOurs runs iscsictl bench; procs > 0 sets GOMAXPROCS.
+func runOurs(ctx context.Context, ctl, url string, w workload, dur time.Duration, procs int) (sample, error) {
 	c := exec.CommandContext(ctx, ctl, "bench", url, "--rw", w.rw, "--bs", w.bs,
 		"--qd", fmt.Sprint(w.qd), "--duration", dur.String(), "--json")
+	if procs > 0 {
+		c.Env = append(os.Environ(), fmt.Sprintf("GOMAXPROCS=%d", procs))
+	}
 	c.Stderr = os.Stderr
 	out, err := c.Output()
 	if err != nil {
