@@ -116,7 +116,14 @@ else
 	note "malformed/expert-error frames: 0"
 fi
 
-stray=$(ts -Y 'tcp.len>0 && !iscsi && !tcp.reassembled_in' -T fields -e frame.number -e _ws.col.Info)
+# A retransmitted segment repeats bytes tshark already decoded (the capture
+# dropped nothing, checked above), so it is not dissected as iSCSI again:
+# seen on loopback under load. Count those apart; any other payload that is
+# not part of a PDU is a framing error.
+rexmit='tcp.analysis.retransmission || tcp.analysis.fast_retransmission || tcp.analysis.spurious_retransmission'
+nre=$(ts -Y "tcp.len>0 && ($rexmit)" -T fields -e frame.number | wc -l)
+note "TCP retransmissions (not decoded again): $nre"
+stray=$(ts -Y "tcp.len>0 && !iscsi && !tcp.reassembled_in && !($rexmit)" -T fields -e frame.number -e _ws.col.Info)
 if [ -n "$stray" ]; then
 	echo "$stray" | head -n 40 >&2
 	echo "wirecheck: FAIL: $(echo "$stray" | wc -l) TCP payloads outside any iSCSI PDU (above)" >&2

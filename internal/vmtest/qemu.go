@@ -449,8 +449,8 @@ func parseExit(out, nonce string) (int, bool) {
 		for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
 			j++
 		}
-		if j == 0 || j > 3 {
-			continue
+		if j == 0 || j > 3 || (j > 1 && rest[0] == '0') {
+			continue // the guest prints $? in canonical decimal: 0..255
 		}
 		if j < len(rest) && rest[j] != ' ' && rest[j] != '\t' {
 			continue
