@@ -7,9 +7,8 @@ import (
 	"strconv"
 	"time"
 
-	iportal "github.com/gosan/iscsi/internal/portal"
-
 	"github.com/gosan/iscsi/internal/login"
+	iportal "github.com/gosan/iscsi/internal/portal"
 	"github.com/gosan/iscsi/pdu"
 )
 

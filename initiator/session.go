@@ -12,9 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	iportal "github.com/gosan/iscsi/internal/portal"
-
 	"github.com/gosan/iscsi/internal/login"
+	iportal "github.com/gosan/iscsi/internal/portal"
 	"github.com/gosan/iscsi/pdu"
 )
 
