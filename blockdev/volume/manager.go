@@ -80,6 +80,40 @@ func (e *InUseError) Error() string {
 // Is matches ErrInUse.
 func (e *InUseError) Is(target error) bool { return target == ErrInUse }
 
+// MountError is a failed global mount in Stage: the kernel refused the
+// device, the filesystem or one of the mount options. Nothing is mounted.
+type MountError struct {
+	Device  string
+	Dir     string
+	FSType  string
+	Options []string // Volume.MountOptions as normalized (never secret)
+	Err     error    // usually a unix.Errno: EINVAL for an unknown option
+}
+
+func (e *MountError) Error() string {
+	opts := "none"
+	if len(e.Options) > 0 {
+		opts = strings.Join(e.Options, ",")
+	}
+	msg := fmt.Sprintf("stage: mount %s at %s (fsType %s, mount options %s): %v", e.Device, e.Dir, e.FSType, opts, e.Err)
+	if len(e.Options) > 0 && errors.Is(e.Err, unix.EINVAL) {
+		msg += " (an option may be unknown to " + e.FSType + "; the kernel log names it)"
+	}
+	return msg
+}
+
+func (e *MountError) Unwrap() error { return e.Err }
+
+// mountErrno returns the errno inside a mount.Mount error (whose message
+// repeats the device and path), or err itself.
+func mountErrno(err error) error {
+	var errno unix.Errno
+	if errors.As(err, &errno) {
+		return errno
+	}
+	return err
+}
+
 // PortalError is a failed attach on one portal.
 type PortalError struct {
 	Portal string
@@ -164,6 +198,7 @@ func (m *Manager) Stage(ctx context.Context, v Volume) (*StageResult, error) {
 	rec := &Record{
 		Portals: n.AllPortals(), IQN: n.IQN, LUN: n.LUN, Iface: n.ISCSIInterface,
 		InitiatorName: n.InitiatorName, FSType: n.FSType, VolumeMode: n.VolumeMode, ReadOnly: n.ReadOnly,
+		MountOptions: n.MountOptions,
 	}
 	// The record goes in before the first attach, so that Unstage can find
 	// the sessions whatever happens next. Never write it while mounted: it
@@ -229,12 +264,14 @@ func (m *Manager) Stage(ctx context.Context, v Volume) (*StageResult, error) {
 	if err := m.step("stage:format"); err != nil {
 		return nil, err
 	}
-	var flags uintptr
+	flags, data := mountFlagsData(n.MountOptions)
 	if n.ReadOnly {
 		flags |= unix.MS_RDONLY
 	}
-	if _, err := mount.Mount(res.DevicePath, dir, fsType, "", flags); err != nil {
-		return nil, fmt.Errorf("stage: %w", err)
+	// A refused option fails the mount(2) call as a whole: nothing is
+	// mounted, the record and the attached paths stay for Stage or Unstage.
+	if _, err := mount.Mount(res.DevicePath, dir, fsType, data, flags); err != nil {
+		return nil, &MountError{Device: res.DevicePath, Dir: dir, FSType: fsType, Options: n.MountOptions, Err: mountErrno(err)}
 	}
 	if err := m.step("stage:mount"); err != nil {
 		return nil, err

@@ -19,9 +19,10 @@ type MountInfo struct {
 	Major, Minor uint32
 	Root         string // path inside the filesystem (a bind of /dev/sdb shows "/sdb")
 	MountPoint   string
-	Options      string
+	Options      string // per-mount options (rw, noatime, ...)
 	FSType       string
 	Source       string
+	SuperOptions string // the filesystem's options (rw, commit=30, ...)
 }
 
 // maxMountinfoLine bounds one mountinfo line (paths are at most PATH_MAX).
@@ -88,6 +89,9 @@ func parseMountInfoLine(line string) (MountInfo, error) {
 	m.Options = f[5]
 	m.FSType = unescapeOctal(f[sep+1])
 	m.Source = unescapeOctal(f[sep+2])
+	if sep+3 < len(f) {
+		m.SuperOptions = f[sep+3]
+	}
 	return m, nil
 }
 

@@ -118,8 +118,9 @@ func TestParseMountInfo(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, mi, 3)
 	assert.Equal(t, MountInfo{ID: 36, Parent: 22, Major: 7, Minor: 3, Root: "/", MountPoint: "/tmp/a b",
-		Options: "rw,relatime", FSType: "xfs", Source: "/dev/loop3"}, mi[1])
+		Options: "rw,relatime", FSType: "xfs", Source: "/dev/loop3", SuperOptions: "rw,attr2"}, mi[1])
 	assert.Equal(t, "/loop3", mi[2].Root)
+	assert.Equal(t, "rw,size=1k", mi[2].SuperOptions)
 	for _, bad := range []string{"x", "1 2 3:4 / /", "a 1 1:1 / / rw - ext4 x rw", "1 1 11 / / rw - ext4 x rw", "1 1 1:1 / / rw -"} {
 		_, err := ParseMountInfo(strings.NewReader(bad + "\n"))
 		assert.Error(t, err, bad)

@@ -27,8 +27,9 @@ type Record struct {
 	FSType        string   `json:"fsType"`
 	VolumeMode    Mode     `json:"volumeMode"`
 	ReadOnly      bool     `json:"readOnly,omitempty"`
-	Devices       []Device `json:"devices"`              // one per attached path, in portal order
-	DevicePath    string   `json:"devicePath,omitempty"` // what was mounted / handed out: dm-N or the first path
+	MountOptions  []string `json:"mountOptions,omitempty"` // as Stage last wrote the record, for diagnosis
+	Devices       []Device `json:"devices"`                // one per attached path, in portal order
+	DevicePath    string   `json:"devicePath,omitempty"`   // what was mounted / handed out: dm-N or the first path
 }
 
 const recordVersion = 1

@@ -75,6 +75,34 @@ type Volume struct {
 	InitiatorName     string     `json:"initiatorName,omitempty"`
 	VolumeMode        Mode       `json:"volumeMode,omitempty"`
 
+	// MountOptions are the PersistentVolume's mountOptions: options for the
+	// device's global mount (Stage), as for `mount -o`, one per entry (e.g.
+	// "noatime", "discard", "commit=30", "data=ordered", xfs's "nouuid").
+	// The generic ones (ro, rw, nosuid, nodev, noexec, sync, dirsync,
+	// noatime, nodiratime, relatime, strictatime, lazytime, mand,
+	// nosymfollow and their opposites) become mount flags; the rest are
+	// passed to the filesystem, which refuses what it does not know (Stage
+	// then fails and mounts nothing). Publish's bind mounts do not take them.
+	//
+	// Each option is non-empty, at most MaxMountOptionLen bytes, without
+	// whitespace, commas or control characters; at most MaxMountOptions.
+	// Options that change what the mount is (bind, rbind, move, remount,
+	// shared, private, slave, unbindable and their r* forms) are refused.
+	// Options mount(8) consumes itself ("defaults", "_netdev", "nofail",
+	// "auto", "noauto", "x-*") are dropped by Normalize.
+	//
+	// "ro" makes the volume read-only: Normalize sets ReadOnly, so the
+	// device is never formatted and binds are read-only too. ReadOnly
+	// already mounts read-only, so "ro" with it is redundant; "rw" with
+	// ReadOnly (or with "ro") is an error.
+	//
+	// Options apply when Stage mounts the device; staging a volume that is
+	// already mounted never remounts it (Unstage and Stage again to change
+	// them). Kubelet ignores mountOptions for raw block volumes; here a
+	// block volume (VolumeMode Block) with mount options is a validation
+	// error, so a spec that expects them to matter is not silently accepted.
+	MountOptions []string `json:"mountOptions,omitempty"`
+
 	// Secrets holds the CHAP secret's data (keys SecretSession*, SecretDiscovery*).
 	// It is never serialized, logged or printed.
 	Secrets Secrets `json:"-"`
@@ -168,7 +196,8 @@ func (v *Volume) Validate() error {
 
 // Normalize validates v and returns a copy with defaults filled in: ports
 // on portals, fsType ext4, iface "default", mode Filesystem; duplicate
-// portals removed (TargetPortal first).
+// portals removed (TargetPortal first); MountOptions without the ignored
+// ones (nil if none is left), and ReadOnly set if they contain "ro".
 func (v *Volume) Normalize() (Volume, error) {
 	n := *v
 	n.Portals = nil
@@ -230,6 +259,17 @@ func (v *Volume) Normalize() (Volume, error) {
 	}
 	if _, ok := mkfsTools[n.FSType]; !ok {
 		bad("fsType", "%q not supported (ext2, ext3, ext4, xfs)", n.FSType)
+	}
+	if len(v.MountOptions) > 0 {
+		opts, ro, mprobs := normalizeMountOptions(v.MountOptions, v.ReadOnly)
+		probs = append(probs, mprobs...)
+		if n.VolumeMode == ModeBlock {
+			bad("mountOptions", "not allowed with volumeMode %s (the raw device is not mounted)", ModeBlock)
+		}
+		n.MountOptions = opts
+		n.ReadOnly = n.ReadOnly || ro
+	} else {
+		n.MountOptions = nil
 	}
 	if v.DiscoveryCHAPAuth {
 		if _, err := v.Secrets.discoveryCHAP(); err != nil {
