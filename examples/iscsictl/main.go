@@ -47,22 +47,26 @@
 // (package blockdev/volume) with global mounts under --root (default
 // /var/lib/gosan-iscsi):
 //
-//	iscsictl stage VOLUME [--json]
+//	iscsictl stage VOLUME [--mount-options O,O...] [--json]
 //	iscsictl publish VOLUME --target-path PATH [--read-only] [--fs-group GID] [--json]
 //	iscsictl unpublish --target-path PATH [--json]
 //	iscsictl unstage VOLUME|--global-path PATH [--json]
 //
 // VOLUME is --spec FILE, a JSON volume spec with the pod spec's iscsi: names
 // (targetPortal, portals, iqn, lun, fsType, readOnly, chapAuthDiscovery,
-// chapAuthSession, initiatorName, iscsiInterface, plus volumeMode; the iscsi:
-// block itself or an object holding it under "iscsi"; JSON only), and/or the
+// chapAuthSession, initiatorName, iscsiInterface, plus volumeMode and the
+// PersistentVolume's mountOptions; the iscsi: block itself or an object
+// holding it under "iscsi"; JSON only), and/or the
 // flags --target-portal, --portal (repeatable), --iqn, --lun, --fs-type
 // (default ext4), --read-only, --iface, --volume-mode filesystem|block,
 // --chap-session, --chap-discovery, which override the file. CHAP secrets come
 // from --secret FILE (a JSON map with the Kubernetes keys
 // node.session.auth.username, ...password, ...username_in, ...password_in and
 // node.sendtargets.auth.*, or a Kubernetes Secret object) or else from
-// LIBISCSI_CHAP_*; only stage logs in and reads them. stage prints the global path, the device, the volume mode,
+// LIBISCSI_CHAP_*; only stage logs in and reads them. stage also takes
+// --mount-options a,b,c (the PV's mountOptions for the global mount, e.g.
+// noatime,commit=30; they override the file's; filesystem mode only).
+// stage prints the global path, the device, the volume mode,
 // the filesystem and whether this stage formatted it (JSON: global_path,
 // device, devices, failed_portals, volume_mode, fs_type, formatted).
 //
@@ -115,14 +119,16 @@ kernel commands (root, modprobe iscsi_tcp, no iscsid; the kernel's iscsi_tcp doe
 
 volume commands (the Kubernetes iscsi volume plugin's lifecycle; --root DIR, default
 /var/lib/gosan-iscsi, holds global mounts and attach records):
-  stage VOLUME [--json]                          attach, format if blank, mount at the global path
+  stage VOLUME [--mount-options O,O...] [--json]
+                                                 attach, format if blank, mount at the global path
+                                                 with the PV's mountOptions (e.g. noatime,commit=30)
   publish VOLUME --target-path PATH [--read-only] [--fs-group GID] [--json]
                                                  bind-mount into PATH (block mode: onto a file)
   unpublish --target-path PATH [--json]          unmount and remove PATH
   unstage VOLUME|--global-path PATH [--json]     unmount, delete devices, log out unused sessions
   VOLUME is --spec FILE (JSON: the pod spec's iscsi: block: targetPortal, portals, iqn, lun,
   fsType, readOnly, chapAuthDiscovery, chapAuthSession, initiatorName, iscsiInterface;
-  volumeMode; JSON only, no YAML) and/or flags that override it: --target-portal H[:P],
+  volumeMode, mountOptions; JSON only, no YAML) and/or flags that override it: --target-portal H[:P],
   --portal H[:P] (repeatable), --iqn IQN, --lun N, --fs-type T (default ext4), --read-only,
   --iface NAME, --volume-mode filesystem|block, --chap-session, --chap-discovery.
   CHAP secrets: --secret FILE (JSON map with node.session.auth.username/password/

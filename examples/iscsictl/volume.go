@@ -43,6 +43,7 @@ type volumeFlags struct {
 	mode          string
 	chapSession   bool
 	chapDiscovery bool
+	mountOptions  string          // stage only: comma-separated
 	set           map[string]bool // flags given on the command line
 	// readOnlyIsBind: --read-only is the bind's (publish), not the volume's.
 	readOnlyIsBind bool
@@ -74,6 +75,11 @@ func (vf *volumeFlags) register(fs *flag.FlagSet, g *globals) {
 	fs.BoolVar(&vf.chapSession, "chap-session", false, "session CHAP (secrets from --secret or LIBISCSI_CHAP_*)")
 	fs.BoolVar(&vf.chapDiscovery, "chap-discovery", false, "discovery CHAP (secrets from --secret or LIBISCSI_CHAP_*)")
 	vf.initiatorNameGlobal = &g.initiatorName
+}
+
+// registerStage adds the flags only stage takes.
+func (vf *volumeFlags) registerStage(fs *flag.FlagSet) {
+	fs.StringVar(&vf.mountOptions, "mount-options", "", "mount options of the global mount, comma-separated (the PV's mountOptions, e.g. noatime,commit=30)")
 }
 
 // volume builds the Volume from --spec and the flags (flags override the
@@ -131,6 +137,12 @@ func (vf *volumeFlags) volume(fs *flag.FlagSet, g *globals) (volume.Volume, erro
 			v.VolumeMode = volume.ModeBlock
 		default:
 			return v, usagef("--volume-mode %q: want filesystem or block", vf.mode)
+		}
+	}
+	if vf.set["mount-options"] {
+		v.MountOptions = nil
+		if vf.mountOptions != "" {
+			v.MountOptions = strings.Split(vf.mountOptions, ",")
 		}
 	}
 	if vf.set["chap-session"] {
@@ -377,6 +389,7 @@ func cmdStage(ctx context.Context, g *globals, args []string) error {
 	fs := g.flagSet("stage")
 	var vf volumeFlags
 	vf.register(fs, g)
+	vf.registerStage(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := g.parse(fs, args)
 	if err != nil {
@@ -496,11 +509,15 @@ func cmdPublish(ctx context.Context, g *globals, args []string) error {
 	if err := m.Publish(ctx, v, *target, opts); err != nil {
 		return prefixed("publish", err)
 	}
+	volRO := v.ReadOnly
+	if n, err := v.Normalize(); err == nil {
+		volRO = n.ReadOnly // also set by mountOptions "ro"
+	}
 	if *asJSON {
-		return writeJSON(g.stdout, publishOutput{TargetPath: *target, GlobalPath: gp, ReadOnly: opts.ReadOnly || v.ReadOnly})
+		return writeJSON(g.stdout, publishOutput{TargetPath: *target, GlobalPath: gp, ReadOnly: opts.ReadOnly || volRO})
 	}
 	ro := ""
-	if opts.ReadOnly || v.ReadOnly {
+	if opts.ReadOnly || volRO {
 		ro = " (read-only)"
 	}
 	fmt.Fprintf(g.stdout, "published %s at %s%s\n", gp, *target, ro)

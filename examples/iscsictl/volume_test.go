@@ -25,6 +25,7 @@ func parseVolume(t *testing.T, env map[string]string, args ...string) (volume.Vo
 	fs := g.flagSet("stage")
 	var vf volumeFlags
 	vf.register(fs, g)
+	vf.registerStage(fs)
 	fs.Bool("json", false, "")
 	if _, err := g.parse(fs, args); err != nil {
 		return volume.Volume{}, err
@@ -47,6 +48,7 @@ func TestVolumeFromFlagsAndSpec(t *testing.T) {
 	flatSecret := tempFile(t, "secret.json", `{"node.session.auth.username":"u1","node.session.auth.password":"p1"}`)
 	k8sSecret := tempFile(t, "k8s.json", fmt.Sprintf(`{"apiVersion":"v1","kind":"Secret","type":"kubernetes.io/iscsi-chap",
 		"data":{"node.session.auth.username":%q},"stringData":{"node.session.auth.password":"p2"}}`, base64.StdEncoding.EncodeToString([]byte("u2"))))
+	mountSpec := tempFile(t, "mount.json", fmt.Sprintf(`{"targetPortal":"10.0.0.1","iqn":%q,"lun":1,"fsType":"xfs","mountOptions":["nouuid","noatime"]}`, testIQN))
 	env := map[string]string{"LIBISCSI_CHAP_USERNAME": "envuser", "LIBISCSI_CHAP_PASSWORD": "envpass",
 		"LIBISCSI_CHAP_TARGET_USERNAME": "tgt", "LIBISCSI_CHAP_TARGET_PASSWORD": "tgtpass"}
 
@@ -88,6 +90,18 @@ func TestVolumeFromFlagsAndSpec(t *testing.T) {
 		{"pod spec volume entry", nil,
 			[]string{"--spec", podSpec},
 			volume.Volume{TargetPortal: "10.0.0.1:3260", IQN: testIQN, VolumeMode: volume.ModeBlock}},
+		{"--mount-options", nil,
+			[]string{"--portal", "10.0.0.1", "--iqn", testIQN, "--lun", "1", "--mount-options", "noatime,commit=30,data=ordered"},
+			volume.Volume{TargetPortal: "10.0.0.1", IQN: testIQN, LUN: 1, MountOptions: []string{"noatime", "commit=30", "data=ordered"}}},
+		{"mountOptions in the spec", nil,
+			[]string{"--spec", mountSpec},
+			volume.Volume{TargetPortal: "10.0.0.1", IQN: testIQN, LUN: 1, FSType: "xfs", MountOptions: []string{"nouuid", "noatime"}}},
+		{"--mount-options overrides the spec's", nil,
+			[]string{"--spec", mountSpec, "--mount-options", "discard"},
+			volume.Volume{TargetPortal: "10.0.0.1", IQN: testIQN, LUN: 1, FSType: "xfs", MountOptions: []string{"discard"}}},
+		{"empty --mount-options clears the spec's", nil,
+			[]string{"--spec", mountSpec, "--mount-options", ""},
+			volume.Volume{TargetPortal: "10.0.0.1", IQN: testIQN, LUN: 1, FSType: "xfs"}},
 		{"no CHAP: environment secrets are not attached", env,
 			[]string{"--portal", "10.0.0.1", "--iqn", testIQN, "--lun", "1"},
 			volume.Volume{TargetPortal: "10.0.0.1", Portals: []string{}, IQN: testIQN, LUN: 1}},
@@ -126,6 +140,11 @@ func TestVolumeUsageErrors(t *testing.T) {
 		{[]string{"stage", "--spec", unknown, "--root", dir}, "unknown field"},
 		{[]string{"stage", "--spec", okSpec, "--secret", badSecret, "--chap-session", "--root", dir}, "--secret"},
 		{[]string{"stage", "--spec", okSpec, "--root", "relative"}, "--root"},
+		{append([]string{"stage", "--mount-options", "noatime,bind"}, vol...), `mountOptions[1]: "bind" is not allowed`},
+		{append([]string{"stage", "--mount-options", "noatime,,nodev"}, vol...), "mountOptions[1]: empty option"},
+		{append([]string{"stage", "--mount-options", "rw", "--read-only"}, vol...), "contradicts readOnly"},
+		{append([]string{"stage", "--mount-options", "noatime", "--volume-mode", "block"}, vol...), "not allowed with volumeMode Block"},
+		{append([]string{"publish", "--target-path", "/mnt/x", "--mount-options", "noatime"}, vol...), "mount-options"},
 		{append([]string{"publish"}, vol...), "--target-path"},
 		{append([]string{"publish", "--target-path", "rel"}, vol...), "--target-path"},
 		{append([]string{"publish", "--target-path", "/mnt/x", "--fs-group", "staff"}, vol...), "--fs-group"},
