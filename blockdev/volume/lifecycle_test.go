@@ -139,26 +139,44 @@ func TestPublishErrors(t *testing.T) {
 	e.assertClean(t, global)
 }
 
+// TestReadOnlyVolume: readOnly, or the mount option "ro", never formats,
+// mounts read-only and makes every bind read-only.
 func TestReadOnlyVolume(t *testing.T) {
-	e := newEnv(t, smallDisk)
-	v := testVolume(0, "ext4")
-	global, err := e.m.GlobalPath(v)
-	require.NoError(t, err)
-	_, err = e.m.Stage(e.ctx, v) // format once
-	require.NoError(t, err)
-	require.NoError(t, e.m.Unstage(e.ctx, global))
+	for _, tc := range []struct {
+		name string
+		mod  func(v *Volume)
+	}{
+		{"readOnly", func(v *Volume) { v.ReadOnly = true }},
+		{"mountOptions ro", func(v *Volume) { v.MountOptions = []string{"ro", "noatime"} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, smallDisk)
+			v := testVolume(0, "ext4")
+			global, err := e.m.GlobalPath(v)
+			require.NoError(t, err)
+			ro := v
+			tc.mod(&ro)
+			_, err = e.m.Stage(e.ctx, ro) // blank: refused, never formatted
+			require.ErrorIs(t, err, ErrReadOnlyBlank)
+			require.NoError(t, e.m.Unstage(e.ctx, global))
+			_, err = e.m.Stage(e.ctx, v) // format once
+			require.NoError(t, err)
+			require.NoError(t, e.m.Unstage(e.ctx, global))
 
-	v.ReadOnly = true
-	res, err := e.m.Stage(e.ctx, v)
-	require.NoError(t, err)
-	assert.False(t, res.Formatted)
-	requireEROFS(t, os.WriteFile(filepath.Join(global, "x"), nil, 0o644))
-	target := filepath.Join(t.TempDir(), "t")
-	require.NoError(t, e.m.Publish(e.ctx, v, target, PublishOptions{})) // ro implied by the volume
-	requireEROFS(t, os.WriteFile(filepath.Join(target, "x"), nil, 0o644))
-	require.NoError(t, e.m.Unpublish(e.ctx, target))
-	require.NoError(t, e.m.Unstage(e.ctx, global))
-	e.assertClean(t, global)
+			res, err := e.m.Stage(e.ctx, ro)
+			require.NoError(t, err)
+			assert.False(t, res.Formatted)
+			assert.Contains(t, optionList(globalMount(t, global).Options), "ro")
+			requireEROFS(t, os.WriteFile(filepath.Join(global, "x"), nil, 0o644))
+			target := filepath.Join(t.TempDir(), "t")
+			require.NoError(t, e.m.Publish(e.ctx, ro, target, PublishOptions{})) // ro implied by the volume
+			assert.Contains(t, optionList(globalMount(t, target).Options), "ro")
+			requireEROFS(t, os.WriteFile(filepath.Join(target, "x"), nil, 0o644))
+			require.NoError(t, e.m.Unpublish(e.ctx, target))
+			require.NoError(t, e.m.Unstage(e.ctx, global))
+			e.assertClean(t, global)
+		})
+	}
 }
 
 func TestFSGroup(t *testing.T) {

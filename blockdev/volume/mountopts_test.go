@@ -88,14 +88,7 @@ func TestMountOptionsValidate(t *testing.T) {
 				assert.Equal(t, n, n2)
 				return
 			}
-			require.Error(t, err)
-			var ve *ValidationError
-			require.ErrorAs(t, err, &ve)
-			var fields []string
-			for _, p := range ve.Problems {
-				fields = append(fields, p.Field)
-			}
-			assert.Equal(t, tc.errs, fields)
+			assert.Equal(t, tc.errs, problemFields(t, err))
 			assert.Contains(t, err.Error(), tc.errText)
 		})
 	}
@@ -224,37 +217,6 @@ func TestStageMountOptionsRecorded(t *testing.T) {
 	assert.Equal(t, []string{"noatime", "commit=17"}, rec.MountOptions)
 	require.NoError(t, e.m.Unstage(e.ctx, res.GlobalPath))
 	e.assertClean(t, res.GlobalPath)
-}
-
-// TestStageReadOnlyMountOption: "ro" makes the global mount and the binds
-// read-only and never formats.
-func TestStageReadOnlyMountOption(t *testing.T) {
-	e := newEnv(t, smallDisk)
-	v := testVolume(0, "ext4")
-	global, err := e.m.GlobalPath(v)
-	require.NoError(t, err)
-	v.MountOptions = []string{"ro"}
-	_, err = e.m.Stage(e.ctx, v)
-	require.ErrorIs(t, err, ErrReadOnlyBlank, "a blank device staged with ro is not formatted")
-	require.NoError(t, e.m.Unstage(e.ctx, global))
-
-	v.MountOptions = nil
-	_, err = e.m.Stage(e.ctx, v) // format once
-	require.NoError(t, err)
-	require.NoError(t, e.m.Unstage(e.ctx, global))
-
-	v.MountOptions = []string{"ro", "noatime"}
-	res, err := e.m.Stage(e.ctx, v)
-	require.NoError(t, err)
-	assert.False(t, res.Formatted)
-	assert.Contains(t, optionList(globalMount(t, global).Options), "ro")
-	requireEROFS(t, os.WriteFile(filepath.Join(global, "x"), nil, 0o644))
-	target := filepath.Join(t.TempDir(), "t")
-	require.NoError(t, e.m.Publish(e.ctx, v, target, PublishOptions{}))
-	assert.Contains(t, optionList(globalMount(t, target).Options), "ro", "bind of a ro volume")
-	require.NoError(t, e.m.Unpublish(e.ctx, target))
-	require.NoError(t, e.m.Unstage(e.ctx, global))
-	e.assertClean(t, global)
 }
 
 // TestStageRefusedMountOption: the kernel refuses an option; Stage fails

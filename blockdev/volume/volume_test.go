@@ -101,19 +101,25 @@ func TestNormalize(t *testing.T) {
 				}
 				return
 			}
-			require.Error(t, err)
-			var ve *ValidationError
-			require.ErrorAs(t, err, &ve)
-			var fields []string
-			for _, p := range ve.Problems {
-				fields = append(fields, p.Field)
-			}
-			assert.Equal(t, tc.errKeys, fields)
+			assert.Equal(t, tc.errKeys, problemFields(t, err))
 			var fe *FieldError
 			assert.ErrorAs(t, err, &fe)
 			assert.NotContains(t, err.Error(), testSecret)
 		})
 	}
+}
+
+// problemFields returns the fields a *ValidationError names, in order.
+func problemFields(t *testing.T, err error) []string {
+	t.Helper()
+	require.Error(t, err)
+	var ve *ValidationError
+	require.ErrorAs(t, err, &ve)
+	var fields []string
+	for _, p := range ve.Problems {
+		fields = append(fields, p.Field)
+	}
+	return fields
 }
 
 func TestSecretsNeverPrinted(t *testing.T) {
