@@ -194,7 +194,6 @@ func (s *Session) supervise() {
 		n := s.replay(c, nc, res)
 		s.log.Info("iscsi: session recovered", "target", s.target, "portal", nc.portal,
 			"tsih", nc.tsih, "after", time.Since(failedAt).Round(time.Millisecond), "reissued", n, "cause", cause)
-		s.notify(StateConnected, nil)
 	}
 }
 
@@ -319,6 +318,10 @@ func (s *Session) replay(old, nc *conn, res *login.Result) int {
 	nc.start()
 	s.win.mu.Unlock()
 	s.broadcast()
+	// Connected before any re-issued command can complete on nc, so a
+	// caller whose command finishes sees the state (and the counters)
+	// that explain it.
+	s.notify(StateConnected, nil)
 
 	n := 0
 	for _, sl := range keep {
@@ -341,8 +344,8 @@ func (s *Session) replay(old, nc *conn, res *login.Result) int {
 		sn := s.win.cmdSN
 		s.win.cmdSN++
 		sl.cmdSN = sn
-		nc.sendCommandLocked(sl, &hdr, sn, imm, unsol)
 		s.stats.retried.Add(1)
+		nc.sendCommandLocked(sl, &hdr, sn, imm, unsol)
 		n++
 	}
 	return n
