@@ -48,6 +48,10 @@ func (r *Result) Err() error {
 // errCDBTooLong is returned for CDBs over 16 bytes (extended CDB AHS is not supported).
 var errCDBTooLong = errors.New("iscsi: CDB longer than 16 bytes is not supported")
 
+// errLoggingOut refuses a request on a connection whose Logout Request is
+// already queued.
+var errLoggingOut = errors.New("iscsi: the connection is logging out")
+
 // errBidi is returned for commands with both data directions.
 var errBidi = errors.New("iscsi: bidirectional commands are not supported")
 

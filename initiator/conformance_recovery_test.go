@@ -168,7 +168,9 @@ func TestUNH17_1_LogoutThenReconnect(t *testing.T) {
 // Response until the command had every chance to be sent.
 func TestUNH17_1_CommandDuringLogout(t *testing.T) {
 	srv := confServer(t, iscsitest.Negotiation{ImmediateData: iscsitest.Bool(true)})
-	cs := confDial(t, srv, initiator.WithImmediateData(true), initiator.WithReplacementTimeout(30*time.Second))
+	// Keepalives every 50 ms: none may follow the Logout Request either.
+	cs := confDial(t, srv, initiator.WithImmediateData(true), initiator.WithReplacementTimeout(30*time.Second),
+		initiator.WithNOP(50*time.Millisecond, 5*time.Second))
 	a, b := pattern(4096, 0x31), pattern(8192, 0x13)
 	_, err := cs.lun.WriteAt(a, 0)
 	require.NoError(t, err)
@@ -191,8 +193,10 @@ func TestUNH17_1_CommandDuringLogout(t *testing.T) {
 		_, err := cs.lun.WriteAtContext(ctxT(t, 20*time.Second), b, 64<<10)
 		done <- err
 	}()
-	// Had the write gone out on the closing connection, the recorder would
-	// see it well within this time.
+	pinged := make(chan error, 1)
+	go func() { pinged <- cs.s.Ping(ctxT(t, 20*time.Second)) }() // a NOP-Out must wait too
+	// Had the write or the ping gone out on the closing connection, the
+	// recorder would see it well within this time.
 	time.Sleep(300 * time.Millisecond)
 	select {
 	case err := <-done:
@@ -200,11 +204,13 @@ func TestUNH17_1_CommandDuringLogout(t *testing.T) {
 	default:
 	}
 	release()
-	select {
-	case err := <-done:
-		require.NoError(t, err, "the write issued during the logout")
-	case <-time.After(20 * time.Second):
-		t.Fatal("the write issued during the logout did not complete")
+	for _, ch := range []chan error{done, pinged} {
+		select {
+		case err := <-ch:
+			require.NoError(t, err, "the write or ping issued during the logout")
+		case <-time.After(20 * time.Second):
+			t.Fatal("the write or ping issued during the logout did not complete")
+		}
 	}
 	srv.Faults().MutateOutgoing(nil)
 	waitConns(t, cs.rec, 2, time.Second)

@@ -958,7 +958,9 @@ func (c *conn) auxLoop() {
 		case <-c.dead:
 			return
 		case <-c.renegKick:
-			s.renegotiate(c)
+			if !c.closing.Load() {
+				s.renegotiate(c)
+			}
 		case <-c.flushKick:
 			c.qmu.Lock()
 			c.kickLocked()
@@ -984,7 +986,9 @@ func (c *conn) auxLoop() {
 			}
 		case <-tick:
 			now := c.rxCount.Load()
-			if now != last {
+			if now != last || c.closing.Load() {
+				// Traffic proves the target alive; a connection logging
+				// out is bounded by the logout timeout instead.
 				last = now
 				continue
 			}

@@ -543,6 +543,12 @@ func (s *Session) immediate(ctx context.Context, c *conn, kind uint8, refITT uin
 		// Under the window lock, as start checks it: no command gets a
 		// CmdSN on c after this Logout Request.
 		c.closing.Store(true)
+	} else if c.closing.Load() {
+		// Nothing follows a Logout Request on its connection (RFC 7143
+		// section 11.14): not a ping, a TMF or a Text Request either.
+		s.win.mu.Unlock()
+		s.slots.release(sl)
+		return nil, &ConnectionError{Op: "request on a connection logging out", Err: errLoggingOut}
 	}
 	sl.cmdSN = s.win.cmdSN
 	hdr.PutUint32(24, s.win.cmdSN)
