@@ -30,7 +30,7 @@
 //   - CHAP passwords are never handed to the kernel (it only stores them to
 //     show them in sysfs); CHAP user names are. A Supervisor can therefore
 //     reconnect CHAP sessions only with credentials it got from an Attach
-//     in this process.
+//     in this process or from Options.Credentials.
 //   - The kernel holds its own reference to the bound socket
 //     (sockfd_lookup in iscsi_sw_tcp_conn_bind, released when the
 //     connection is released), so a session outlives the process that made
@@ -53,7 +53,9 @@
 //
 // [Kernel.Supervise] handles ISCSI_KEVENT_CONN_ERROR like iscsid:
 // STOP_CONN(recover), a new socket bound to the same session, login again,
-// START_CONN; the block device stays and queued I/O resumes.
+// START_CONN; the block device stays and queued I/O resumes. It first
+// adopts the sessions an earlier process left in sysfs, so a restarted
+// daemon keeps them alive.
 //
 // # Host requirements
 //

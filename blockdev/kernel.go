@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -95,6 +96,14 @@ type Options struct {
 	// SysfsRoot and DevRoot default to /sys and /dev (tests).
 	SysfsRoot, DevRoot string
 	Logger             *slog.Logger
+	// Credentials gives Supervise the CHAP credentials of a session it
+	// adopts from sysfs (one an earlier process created: a restarted node
+	// plugin). The kernel never holds CHAP secrets, so without them such a
+	// session cannot be logged in again: Supervise leaves it to the
+	// kernel's recovery timeout and says so in the log. It is called with
+	// the session's target name and portal (host:port) and returns nil
+	// when it has none.
+	Credentials func(target, portal string) *CHAP
 	// netlinkOpts are passed to iscsinl.Dial (tests).
 	netlinkOpts []iscsinl.Option
 }
@@ -563,9 +572,20 @@ func (k *Kernel) session(ctx context.Context, spec Spec, addr *net.TCPAddr, port
 // known registers (or refreshes) a session found in sysfs, adopting it on
 // the netlink socket and taking the spec's credentials for reconnects.
 func (k *Kernel) known(info *SessionInfo, spec Spec, addr *net.TCPAddr) *session {
+	s, _ := k.register(info, spec, addr, false)
+	return s
+}
+
+// register is known; with onlyNew it leaves a session k already knows
+// alone (an Attach may have given it credentials or a NetDev meanwhile)
+// and reports false.
+func (k *Kernel) register(info *SessionInfo, spec Spec, addr *net.TCPAddr, onlyNew bool) (*session, bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	s, ok := k.sessions[info.SID]
+	if ok && onlyNew {
+		return s, false
+	}
 	if !ok {
 		s = &session{sid: info.SID, hostNo: info.HostNo, fd: -1,
 			key: sessionKey(portalString(addr), spec.Target, spec.Iface)}
@@ -580,8 +600,22 @@ func (k *Kernel) known(info *SessionInfo, spec Spec, addr *net.TCPAddr) *session
 	if info.InitiatorName != "" {
 		s.cfg.InitiatorName = info.InitiatorName
 	}
+	if isid, ok := parseISID(info.ISID); ok {
+		s.cfg.ISID = isid // log in again as the same session, whoever created it
+	}
 	s.mu.Unlock()
-	return s
+	return s, true
+}
+
+// parseISID parses sysfs's isid attribute (12 hex digits).
+func parseISID(v string) ([6]byte, bool) {
+	var isid [6]byte
+	b, err := hex.DecodeString(v)
+	if err != nil || len(b) != len(isid) {
+		return isid, false
+	}
+	copy(isid[:], b)
+	return isid, true
 }
 
 func (s *session) isRecovering() bool {

@@ -114,6 +114,25 @@ func TestISIDAndSecs(t *testing.T) {
 	assert.Equal(t, "0", kbool(false))
 }
 
+func TestParseISID(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want [6]byte
+		ok   bool
+	}{
+		{"00023d000001", [6]byte{0, 2, 0x3d, 0, 0, 1}, true},
+		{"400001370000", [6]byte{0x40, 0, 1, 0x37, 0, 0}, true},
+		{"", [6]byte{}, false},
+		{"00023d0000", [6]byte{}, false},
+		{"00023d00000102", [6]byte{}, false},
+		{"zz023d000001", [6]byte{}, false},
+	} {
+		got, ok := parseISID(tc.in)
+		assert.Equal(t, tc.ok, ok, tc.in)
+		assert.Equal(t, tc.want, got, tc.in)
+	}
+}
+
 func TestTimeoutsDefaults(t *testing.T) {
 	got := Timeouts{Recovery: 5 * time.Second}.withDefaults()
 	want := DefaultTimeouts()

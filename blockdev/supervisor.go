@@ -3,6 +3,7 @@ package blockdev
 import (
 	"context"
 	"errors"
+	"net"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -25,9 +26,18 @@ import (
 // Timeouts.Recovery and the session stays FAILED until a later Attach on
 // it reconnects it or it is logged out.
 //
+// Supervise first adopts every session in sysfs this Kernel does not know
+// yet (sessions an earlier process created: a restarted daemon keeps its
+// sessions alive), unless Options.AllowOtherDaemon says another daemon may
+// own them. A session that logged in with CHAP is adopted only when
+// Options.Credentials has its credentials.
+//
 // Supervise returns ctx.Err() when ctx ends, ErrClosed when the Kernel is
 // closed. Call it at most once per Kernel.
 func (k *Kernel) Supervise(ctx context.Context) error {
+	if !k.opts.AllowOtherDaemon {
+		k.adoptAll(ctx)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -175,4 +185,48 @@ func (k *Kernel) reconnect(ctx context.Context, s *session) error {
 		k.log.Debug("blockdev: STOP_CONN(recover)", "sid", s.sid, "err", err)
 	}
 	return k.reconnectOnce(ctx, s)
+}
+
+// adoptAll registers the sessions in sysfs that k does not know, with what
+// a reconnect needs: portal, target, iface, initiator name and ISID from
+// sysfs, CHAP credentials from Options.Credentials. A session already
+// FAILED when found is recovered at once.
+func (k *Kernel) adoptAll(ctx context.Context) {
+	infos, err := k.sys.Sessions()
+	if err != nil {
+		k.log.Warn("blockdev: listing sessions to supervise", "err", err)
+		return
+	}
+	for i := range infos {
+		info := &infos[i]
+		k.mu.Lock()
+		_, ok := k.sessions[info.SID]
+		k.mu.Unlock()
+		if ok || info.Portal == "" || info.TargetName == "" {
+			continue
+		}
+		addr, err := net.ResolveTCPAddr("tcp", info.Portal)
+		if err != nil {
+			k.log.Warn("blockdev: session not supervised: bad portal in sysfs", "sid", info.SID, "portal", info.Portal, "err", err)
+			continue
+		}
+		spec := Spec{Portal: info.Portal, Target: info.TargetName, Iface: info.Iface, InitiatorName: info.InitiatorName}
+		if k.opts.Credentials != nil {
+			spec.CHAP = k.opts.Credentials(info.TargetName, info.Portal)
+		}
+		if info.Username != "" && spec.CHAP == nil {
+			k.log.Warn("blockdev: session not supervised: it uses CHAP and Options.Credentials has no credentials for it",
+				"sid", info.SID, "target", info.TargetName, "portal", info.Portal)
+			continue
+		}
+		s, ok := k.register(info, spec, addr, true)
+		if !ok {
+			continue
+		}
+		k.log.Info("blockdev: supervising a session found in sysfs", "sid", info.SID, "target", info.TargetName,
+			"portal", info.Portal, "state", info.State)
+		if info.State == "FAILED" {
+			k.handleEvent(ctx, &iscsinl.ConnErrorEvent{SID: s.sid})
+		}
+	}
 }

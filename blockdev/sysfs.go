@@ -56,6 +56,9 @@ type SessionInfo struct {
 	InitiatorName string
 	ISID          string
 	State         string // LOGGED_IN, FAILED, FREE
+	// Username is the CHAP name the session logged in with ("" without
+	// CHAP); the kernel never holds the secret.
+	Username string
 }
 
 // readAttr reads a sysfs attribute, trimmed; a missing file gives "".
@@ -137,6 +140,7 @@ func (s Sysfs) Session(sid uint32) (*SessionInfo, error) {
 	attr(&info.InitiatorName, filepath.Join(dir, "initiatorname"))
 	attr(&info.ISID, filepath.Join(dir, "isid"))
 	attr(&info.State, filepath.Join(dir, "state"))
+	attr(&info.Username, filepath.Join(dir, "username"))
 	if err != nil {
 		return nil, fmt.Errorf("blockdev: session %d: %w", sid, err)
 	}

@@ -49,7 +49,8 @@ type fakeSession struct {
 	sid, host          uint32
 	target, addr, port string
 	iface, state       string
-	connAddrOnly       bool // only address/port, no persistent_*
+	username           string // CHAP user name; "" shows as "(null)"
+	connAddrOnly       bool   // only address/port, no persistent_*
 }
 
 func (f *fakeSysfs) sessionDir(host, sid uint32) string {
@@ -65,6 +66,11 @@ func (f *fakeSysfs) addSession(s fakeSession) {
 	f.write(filepath.Join(is, "initiatorname"), "iqn.test:init")
 	f.write(filepath.Join(is, "isid"), "00023d000001")
 	f.write(filepath.Join(is, "state"), s.state)
+	if s.username != "" {
+		f.write(filepath.Join(is, "username"), s.username)
+	} else {
+		f.write(filepath.Join(is, "username"), "(null)") // what the kernel shows without CHAP
+	}
 	require.NoError(f.t, os.Symlink(fmt.Sprintf("../../../session%d", s.sid), filepath.Join(is, "device")))
 	require.NoError(f.t, os.Symlink(is, filepath.Join(f.root, "class/iscsi_session", fmt.Sprintf("session%d", s.sid))))
 	cn := fmt.Sprintf("connection%d:0", s.sid)
@@ -96,7 +102,7 @@ func (f *fakeSysfs) addDevice(host, sid uint32, lun uint64, block string) {
 
 func TestSysfsSessions(t *testing.T) {
 	f := newFakeSysfs(t)
-	f.addSession(fakeSession{sid: 3, host: 7, target: "iqn.t:a", addr: "10.0.0.1", port: "3260", iface: "default", state: "LOGGED_IN"})
+	f.addSession(fakeSession{sid: 3, host: 7, target: "iqn.t:a", addr: "10.0.0.1", port: "3260", iface: "default", state: "LOGGED_IN", username: "node1"})
 	f.addSession(fakeSession{sid: 1, host: 2, target: "iqn.t:b", addr: "fd00::1", port: "3261", iface: "eth1", state: "FAILED", connAddrOnly: true})
 	// Noise the parser must skip.
 	require.NoError(t, os.MkdirAll(filepath.Join(f.root, "class/iscsi_session/bogus"), 0o755))
@@ -108,6 +114,7 @@ func TestSysfsSessions(t *testing.T) {
 		InitiatorName: "iqn.test:init", ISID: "00023d000001", State: "FAILED"}, all[0])
 	assert.Equal(t, uint32(7), all[1].HostNo)
 	assert.Equal(t, "10.0.0.1:3260", all[1].Portal)
+	assert.Equal(t, "node1", all[1].Username, "a CHAP session shows its user name")
 
 	for _, tc := range []struct {
 		portal, target, iface string

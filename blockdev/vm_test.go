@@ -26,6 +26,13 @@ const (
 	guestDataLen = 1 << 20
 )
 
+// Where TestGuestSupervisorAdopts writes (clear of TestGuestRecovery's 8 MiB
+// on the plain LUN; at guestDataOff on the 16 MiB CHAP LUN).
+const (
+	adoptPlainOff = guestDataOff + 16<<20
+	adoptLen      = 4 * guestDataLen
+)
+
 // guestData is the deterministic "random" data for seed.
 func guestData(seed uint64, n int) []byte {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
@@ -100,11 +107,14 @@ func TestKernelAttachDetach(t *testing.T) {
 
 func TestKernelRecovery(t *testing.T) {
 	_, fix, env, seed := startGuestTarget(t, false)
-	res := vmtest.RunTestInGuest(t, ".", "^TestGuestRecovery$", env)
+	res := vmtest.RunTestInGuest(t, ".", "^TestGuest(Recovery|SupervisorAdopts)$", env)
 	require.NotNil(t, res)
 	require.Equal(t, 0, res.ExitCode)
 	assert.Contains(t, res.Output, "--- PASS: TestGuestRecovery")
+	assert.Contains(t, res.Output, "--- PASS: TestGuestSupervisorAdopts")
 	checkBacking(t, fix.Plain.LUNs[0].Path, guestDataOff, guestData(seed+2, 8*guestDataLen))
+	checkBacking(t, fix.Plain.LUNs[0].Path, adoptPlainOff, guestData(seed+3, adoptLen))
+	checkBacking(t, fix.CHAP.LUNs[0].Path, guestDataOff, guestData(seed+4, adoptLen))
 }
 
 func TestKernelVolumeLifecycle(t *testing.T) {

@@ -36,11 +36,12 @@
 // devices[lun, scsi_address, path]). The process exits after attach, so
 // nothing re-logs-in a failed connection: I/O fails after the kernel's
 // recovery timeout (120 s) unless `iscsictl supervise` runs. supervise adopts
-// the sessions of the URLs given (with their CHAP credentials from the URL or
-// LIBISCSI_CHAP_*), or without URLs every session that has a device (found
-// again every --rescan), and re-logs-in failed connections until SIGINT or
-// SIGTERM. The kernel does not keep CHAP secrets: a CHAP session is recovered
-// only when its URL is given. While supervise runs, other kernel commands
+// every session without CHAP it finds in sysfs at start, the sessions of the
+// URLs given (with their CHAP credentials from the URL or LIBISCSI_CHAP_*),
+// and without URLs every session that has a device (found again every
+// --rescan), and re-logs-in failed connections until SIGINT or SIGTERM. The
+// kernel does not keep CHAP secrets: a CHAP session is recovered only when
+// its URL is given. While supervise runs, other kernel commands
 // need --allow-other-daemon (it is a NETLINK_ISCSI listener, like iscsid).
 //
 // Volume commands run the Kubernetes iscsi volume plugin's lifecycle
