@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -106,21 +107,9 @@ func TestUNH17_1_LogoutThenReconnect(t *testing.T) {
 
 	// Connection 0: nothing after the Logout Request, closed by the
 	// initiator after the Logout Response.
-	all := cs.rec.pdus(0)
-	loAt, respAt := -1, -1
-	for i, p := range all {
-		if p.out && p.op() == pdu.OpLogoutRequest && loAt < 0 {
-			loAt = i
-		}
-		if !p.out && p.op() == pdu.OpLogoutResponse {
-			respAt = i
-		}
-	}
-	require.GreaterOrEqual(t, loAt, 0)
+	all, loAt := requireSilentAfterLogout(t, cs.rec, 0)
+	respAt := slices.IndexFunc(all, func(p wirePDU) bool { return !p.out && p.op() == pdu.OpLogoutResponse })
 	require.Greater(t, respAt, loAt, "the target answered the logout")
-	for _, p := range all[loAt+1:] {
-		require.False(t, p.out, "the initiator sent %v after its Logout Request", p.op())
-	}
 	require.Equal(t, pdu.LogoutSuccess, all[respAt].msg.(*pdu.LogoutResponse).Response, "logout succeeded")
 	_, _, closed, closeSeq := cs.rec.connInfo(0)
 	require.False(t, closed.IsZero(), "the initiator never closed the logged-out connection")
@@ -132,15 +121,7 @@ func TestUNH17_1_LogoutThenReconnect(t *testing.T) {
 
 	// Connection 1: session reinstatement, then the write.
 	checkReinstatement(t, cs.rec, 1)
-	cmds := scsiCmds(t, cs.rec.sent(1))
-	require.NotEmpty(t, cmds)
-	var found bool
-	for _, c := range cmds {
-		if c.Write && c.ExpectedDataTransferLength == uint32(len(b)) {
-			found = true
-		}
-	}
-	require.True(t, found, "the write issued during the reconnection went out on the new connection")
+	require.NotNil(t, writeSent(t, cs.rec, 1, len(b)), "the write issued during the reconnection went out on the new connection")
 	checkNumbering(t, cs.rec, 1)
 	checkExpStatSN(t, cs.rec, 1)
 	checkWrites(t, cs, 1)
@@ -215,25 +196,8 @@ func TestUNH17_1_CommandDuringLogout(t *testing.T) {
 	srv.Faults().MutateOutgoing(nil)
 	waitConns(t, cs.rec, 2, time.Second)
 
-	all := cs.rec.pdus(0)
-	loAt := -1
-	for i, p := range all {
-		if p.out && p.op() == pdu.OpLogoutRequest {
-			loAt = i
-			break
-		}
-	}
-	require.GreaterOrEqual(t, loAt, 0)
-	for _, p := range all[loAt+1:] {
-		require.False(t, p.out, "the initiator sent %v after its Logout Request", p.op())
-	}
-	var onNew bool
-	for _, c := range scsiCmds(t, cs.rec.sent(1)) {
-		if c.Write && c.ExpectedDataTransferLength == uint32(len(b)) {
-			onNew = true
-		}
-	}
-	require.True(t, onNew, "the write went out on the new connection")
+	requireSilentAfterLogout(t, cs.rec, 0)
+	require.NotNil(t, writeSent(t, cs.rec, 1, len(b)), "the write went out on the new connection")
 	checkNumbering(t, cs.rec, 0)
 	checkNumbering(t, cs.rec, 1)
 	checkReinstatement(t, cs.rec, 1)
@@ -314,25 +278,14 @@ func TestUNH20_2_DropConnectionThenReconnect(t *testing.T) {
 	require.Less(t, gap, t2w-500*time.Millisecond, "reconnects after Parameter2 (0 s), not after DefaultTime2Wait (%v)", t2w)
 
 	// The write was in flight: sent on connection 0, never answered there.
-	var inflight *pdu.SCSICommand
-	for _, c := range scsiCmds(t, cs.rec.sent(0)) {
-		if c.Write && c.ExpectedDataTransferLength == uint32(len(b)) {
-			inflight = c
-		}
-	}
+	inflight := writeSent(t, cs.rec, 0, len(b))
 	require.NotNil(t, inflight, "the write went out on connection 0 before the drop")
 	for _, p := range cs.rec.got(0, pdu.OpSCSIResponse) {
 		require.NotEqual(t, inflight.ITT, p.u32(16), "the write was answered before the drop: not in flight")
 	}
 	checkNumbering(t, cs.rec, 0)
 	checkReinstatement(t, cs.rec, 1)
-	var reissued bool
-	for _, c := range scsiCmds(t, cs.rec.sent(1)) {
-		if c.Write && c.ExpectedDataTransferLength == uint32(len(b)) {
-			reissued = true
-		}
-	}
-	require.True(t, reissued, "the write in flight was re-issued on the new connection")
+	require.NotNil(t, writeSent(t, cs.rec, 1, len(b)), "the write in flight was re-issued on the new connection")
 	checkNumbering(t, cs.rec, 1)
 	checkExpStatSN(t, cs.rec, 1)
 	checkWrites(t, cs, 1)
@@ -423,4 +376,31 @@ func TestUNH18_4_SendTargetsWithMaxRecvDataSegmentLength(t *testing.T) {
 			noViolations(t, srv)
 		})
 	}
+}
+
+// writeSent returns the last write of n bytes the initiator sent on
+// connection idx, or nil.
+func writeSent(t *testing.T, rec *recorder, idx, n int) *pdu.SCSICommand {
+	t.Helper()
+	var w *pdu.SCSICommand
+	for _, c := range scsiCmds(t, rec.sent(idx)) {
+		if c.Write && c.ExpectedDataTransferLength == uint32(n) {
+			w = c
+		}
+	}
+	return w
+}
+
+// requireSilentAfterLogout asserts that the initiator sent nothing on
+// connection idx after its first Logout Request, and returns that
+// connection's PDUs and the request's index.
+func requireSilentAfterLogout(t *testing.T, rec *recorder, idx int) ([]wirePDU, int) {
+	t.Helper()
+	all := rec.pdus(idx)
+	loAt := slices.IndexFunc(all, func(p wirePDU) bool { return p.out && p.op() == pdu.OpLogoutRequest })
+	require.GreaterOrEqual(t, loAt, 0, "no Logout Request on connection %d", idx)
+	for _, p := range all[loAt+1:] {
+		require.False(t, p.out, "the initiator sent %v after its Logout Request", p.op())
+	}
+	return all, loAt
 }
