@@ -20,8 +20,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gosan/iscsi/blockdev/volume"
-	"github.com/gosan/iscsi/internal/tgtd"
-	"github.com/gosan/iscsi/internal/vmtest"
+	"github.com/gosan/iscsi/internal/testenv/tgtd"
+	"github.com/gosan/iscsi/internal/testenv/vmtest"
 )
 
 // Guest side: runs inside the qemu guest (vmtest), tgtd on the host.

@@ -9,8 +9,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/gosan/iscsi/internal/tgtd"
-	"github.com/gosan/iscsi/internal/vmtest"
+	"github.com/gosan/iscsi/internal/testenv/tgtd"
+	"github.com/gosan/iscsi/internal/testenv/vmtest"
 )
 
 // guestPortals returns the guest's addresses of every portal of srv.

@@ -12,12 +12,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/gosan/iscsi/internal/tgtd"
-	"github.com/gosan/iscsi/internal/vmtest"
+	"github.com/gosan/iscsi/internal/testenv/tgtd"
+	"github.com/gosan/iscsi/internal/testenv/vmtest"
 )
 
 // Host side of the guest tests: tgtd runs here, the guest (Debian's stock
-// kernel in qemu, see internal/vmtest) reaches it at vmtest's host address
+// kernel in qemu, see internal/testenv/vmtest) reaches it at vmtest's host address
 // and drives the kernel's iscsi_tcp through this package.
 
 // Layout of the data the guest writes: the host checks the backing file.

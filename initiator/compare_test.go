@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gosan/iscsi/internal/tgtd"
+	"github.com/gosan/iscsi/internal/testenv/tgtd"
 	"github.com/stretchr/testify/require"
 )
 

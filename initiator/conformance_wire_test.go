@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/gosan/iscsi/initiator"
-	"github.com/gosan/iscsi/internal/tgtd"
+	"github.com/gosan/iscsi/internal/testenv/tgtd"
 	"github.com/stretchr/testify/require"
 )
 

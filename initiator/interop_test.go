@@ -17,9 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gosan/iscsi/internal/lio"
 	"github.com/gosan/iscsi/internal/login"
-	"github.com/gosan/iscsi/internal/tgtd"
+	"github.com/gosan/iscsi/internal/testenv/lio"
+	"github.com/gosan/iscsi/internal/testenv/tgtd"
 	"github.com/gosan/iscsi/scsi"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/gosan/iscsi/internal/login"
-	"github.com/gosan/iscsi/internal/tgtd"
+	"github.com/gosan/iscsi/internal/testenv/tgtd"
 	"github.com/gosan/iscsi/pdu"
 	"github.com/gosan/iscsi/scsi"
 	"github.com/stretchr/testify/assert"

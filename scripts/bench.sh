@@ -9,5 +9,5 @@ fio=$(bash scripts/fio-libiscsi.sh)
 bin=$(mktemp -d)
 trap 'rm -rf "$bin"' EXIT
 go build -o "$bin/iscsictl" ./examples/iscsictl
-go run ./internal/benchrun --fio "$fio" --iscsictl "$bin/iscsictl" \
+go run ./internal/testenv/benchrun --fio "$fio" --iscsictl "$bin/iscsictl" \
   --time "${BENCH_TIME:-8s}" --reps "${BENCH_REPS:-3}" ${BENCH_ONLY:+--only "$BENCH_ONLY"}

@@ -17,8 +17,8 @@ need() {
   done
 }
 
-need tgt tgtd tgtadm   # internal/tgtd: userspace iSCSI target for integration tests
-need iproute2 ip       # internal/tgtd: StartInNetns (netns + veth link cuts)
+need tgt tgtd tgtadm   # internal/testenv/tgtd: userspace iSCSI target for integration tests
+need iproute2 ip       # internal/testenv/tgtd: StartInNetns (netns + veth link cuts)
 need e2fsprogs mkfs.ext4 mkfs.ext3        # blockdev/volume: format and detection tests
 need xfsprogs mkfs.xfs
 need dosfstools mkfs.vfat
@@ -33,4 +33,4 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get -o DPkg::Lock::Timeout=300 update -qq
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${need[@]}"
 fi
-bash "$(dirname "$0")/vm-deps.sh"   # internal/vmtest: qemu, busybox-static, Debian kernel (cached)
+bash "$(dirname "$0")/vm-deps.sh"   # internal/testenv/vmtest: qemu, busybox-static, Debian kernel (cached)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what internal/vmtest needs to boot a qemu guest with Debian's stock
+# Installs what internal/testenv/vmtest needs to boot a qemu guest with Debian's stock
 # kernel: qemu-system-x86_64, busybox-static, xz, and the kernel package that
 # linux-image-amd64 depends on, unpacked into a cache folder outside the repo.
 #

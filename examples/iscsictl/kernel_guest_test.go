@@ -3,7 +3,7 @@
 package main
 
 // Guest side of the CLI's kernel and volume tests: runs inside the qemu guest
-// (internal/vmtest), calls run(...) in-process as the command line would,
+// (internal/testenv/vmtest), calls run(...) in-process as the command line would,
 // against tgtd on the host (kernel_vm_test.go).
 
 import (
@@ -24,7 +24,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/gosan/iscsi/internal/vmtest"
+	"github.com/gosan/iscsi/internal/testenv/vmtest"
 )
 
 func loadCLIEnv(t *testing.T) cliGuestEnv {

@@ -1,7 +1,7 @@
 package main
 
 // Host side of the CLI's guest tests: tgtd runs here, a qemu guest with
-// Debian's kernel (internal/vmtest) runs kernel_guest_test.go, which calls
+// Debian's kernel (internal/testenv/vmtest) runs kernel_guest_test.go, which calls
 // run(...) for attach/detach/sessions/supervise and the volume commands.
 
 import (
@@ -15,8 +15,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/gosan/iscsi/internal/tgtd"
-	"github.com/gosan/iscsi/internal/vmtest"
+	"github.com/gosan/iscsi/internal/testenv/tgtd"
+	"github.com/gosan/iscsi/internal/testenv/vmtest"
 )
 
 // cliEnvVar carries cliGuestEnv (JSON) into the guest.

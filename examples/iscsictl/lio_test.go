@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/gosan/iscsi/internal/lio"
+	"github.com/gosan/iscsi/internal/testenv/lio"
 )
 
 // TestIscsictlAgainstLIO drives iscsictl against LIO in a qemu guest reached

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/gosan/iscsi/internal/tgtd"
+	"github.com/gosan/iscsi/internal/testenv/tgtd"
 )
 
 func TestDemoEmbedded(t *testing.T) {

@@ -3,7 +3,7 @@
 // Guest-only tests: they need a kernel with scsi_transport_iscsi and
 // iscsi_tcp loaded, CAP_SYS_ADMIN and the initial network namespace. They are
 // built with -tags vmguest into the static test binary that
-// internal/vmtest boots in a qemu guest (TestGuest* names).
+// internal/testenv/vmtest boots in a qemu guest (TestGuest* names).
 
 package iscsinl
 
@@ -18,7 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/gosan/iscsi/internal/vmtest"
+	"github.com/gosan/iscsi/internal/testenv/vmtest"
 )
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }

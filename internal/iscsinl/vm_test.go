@@ -3,7 +3,7 @@ package iscsinl
 import (
 	"testing"
 
-	"github.com/gosan/iscsi/internal/vmtest"
+	"github.com/gosan/iscsi/internal/testenv/vmtest"
 )
 
 // TestKernel runs the guest-only tests (guest_test.go, build tag vmguest)

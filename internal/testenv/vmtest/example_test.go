@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gosan/iscsi/internal/vmtest"
+	"github.com/gosan/iscsi/internal/testenv/vmtest"
 )
 
 // Run a busybox script in a guest with the iSCSI initiator modules loaded.

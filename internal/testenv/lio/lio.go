@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gosan/iscsi/internal/vmtest"
+	"github.com/gosan/iscsi/internal/testenv/vmtest"
 )
 
 // IQNPrefix is the prefix of every fixture target name (the same as tgtd's

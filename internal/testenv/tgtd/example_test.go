@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"log"
 
-	"github.com/gosan/iscsi/internal/tgtd"
+	"github.com/gosan/iscsi/internal/testenv/tgtd"
 )
 
 // A program (benchmark script, VM test) starts its own tgtd and closes it.

@@ -27,7 +27,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gosan/iscsi/internal/tgtd"
+	"github.com/gosan/iscsi/internal/testenv/tgtd"
 )
 
 type workload struct {

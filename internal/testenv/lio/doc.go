@@ -1,7 +1,7 @@
 // Package lio is the integration-test harness around LIO, the Linux kernel's
 // iSCSI target, running in a throw-away qemu guest with Debian's stock kernel
-// (package internal/vmtest). It is the second, independent target the
-// initiator is tested against, next to tgtd (package internal/tgtd).
+// (package internal/testenv/vmtest). It is the second, independent target the
+// initiator is tested against, next to tgtd (package internal/testenv/tgtd).
 //
 // Start boots ONE guest that loads the LIO modules, configures every fixture
 // target at once through configfs (busybox alone, no targetcli), and forwards
@@ -12,7 +12,7 @@
 // after qemu starts; Close (or the test cleanup of StartFixture) kills qemu
 // for sure, and qemu also dies with the test process.
 //
-// The fixture mirrors tgtd's (internal/tgtd.Fixture): Plain, MultiLUN (512- and
+// The fixture mirrors tgtd's (internal/testenv/tgtd.Fixture): Plain, MultiLUN (512- and
 // 4096-byte blocks), CHAP, MutualCHAP and ACL targets with the same names,
 // users and secrets. What differs, because LIO differs:
 //
