@@ -146,32 +146,37 @@ func (s *Session) start(ctx context.Context, lun uint64, cdb []byte, dataIn, dat
 // its immediate data and unsolicited Data-Out) on c. The caller holds
 // s.win.mu, which it releases.
 func (c *conn) sendCommandLocked(sl *slot, hdr *pdu.BHS, sn uint32, imm []byte, unsol int) {
-	hdr.PutUint32(24, sn)
+	hdr.SetCmdSN(sn)
 	itt := sl.publish()
-	hdr.PutUint32(16, itt)
+	hdr.SetITT(itt)
 	c.qmu.Lock()
 	c.s.win.mu.Unlock()
 	c.enqueueLocked(hdr, imm)
 	if unsol > 0 {
-		c.queueDataOutLocked(sl, itt, reservedTTT, uint32(len(imm)), uint32(unsol))
+		c.queueDataOutLocked(sl, itt, pdu.ReservedTag, uint32(len(imm)), uint32(unsol))
 	}
 	c.kickLocked()
 }
 
-// buildCommand fills the SCSI Command header for the slot's task under
-// the parameters of connection c and returns the immediate data and the
-// number of bytes to send as unsolicited Data-Out.
+// buildCommand encodes the SCSI Command header for the slot's task under
+// the parameters of connection c into hdr (ITT and CmdSN follow when it is
+// sent) and returns the immediate data and the number of bytes to send as
+// unsolicited Data-Out.
 func (c *conn) buildCommand(sl *slot, hdr *pdu.BHS) (imm []byte, unsol int) {
-	hdr[0] = byte(pdu.OpSCSICommand)
-	flags := byte(scsiCmdFinal | attrSimple)
-	edtl := 0
+	cmd := pdu.SCSICommand{
+		Final: true,
+		Attr:  pdu.AttrSimple,
+		LUN:   sl.lun,
+		CDB:   sl.cdb[:],
+	}
 	if len(sl.in) > 0 {
-		flags |= scsiCmdRead
-		edtl = len(sl.in)
+		cmd.Read = true
+		cmd.ExpectedDataTransferLength = uint32(len(sl.in))
 	}
 	if len(sl.out) > 0 {
-		flags |= scsiCmdWrite
-		edtl = len(sl.out)
+		cmd.Write = true
+		edtl := len(sl.out)
+		cmd.ExpectedDataTransferLength = uint32(edtl)
 		first := int(c.neg.FirstBurstLength)
 		if first == 0 || first > edtl {
 			first = edtl
@@ -182,15 +187,10 @@ func (c *conn) buildCommand(sl *slot, hdr *pdu.BHS) (imm []byte, unsol int) {
 		if !c.neg.InitialR2T {
 			unsol = first - len(imm)
 		}
-		if unsol > 0 {
-			flags &^= scsiCmdFinal // unsolicited Data-Out PDUs follow
-		}
+		cmd.Final = unsol == 0 // else unsolicited Data-Out PDUs follow
 	}
-	hdr[1] = flags
-	binary.BigEndian.PutUint64(hdr[8:16], sl.lun)
-	hdr.PutUint32(20, uint32(edtl))
-	copy(hdr[32:48], sl.cdb[:])
-	hdr.SetDataSegmentLength(len(imm))
+	cmd.Data = imm
+	cmd.AppendHeader(hdr[:0])
 	return imm, unsol
 }
 
@@ -199,24 +199,21 @@ func (c *conn) buildCommand(sl *slot, hdr *pdu.BHS) (imm []byte, unsol int) {
 // F on the last. The caller holds c.qmu.
 func (c *conn) queueDataOutLocked(sl *slot, itt, ttt, off, n uint32) {
 	var hdr pdu.BHS
-	hdr[0] = byte(pdu.OpDataOut)
-	binary.BigEndian.PutUint64(hdr[8:16], sl.lun)
-	hdr.PutUint32(16, itt)
-	hdr.PutUint32(20, ttt)
 	end := off + n
-	dsn := uint32(0)
-	for off < end {
+	for dsn := uint32(0); off < end; dsn++ {
 		chunk := min(end-off, c.maxXmit)
-		hdr[1] = 0
-		if off+chunk == end {
-			hdr[1] = dataOutFinal
+		m := pdu.DataOut{
+			Final:        off+chunk == end,
+			LUN:          sl.lun,
+			ITT:          itt,
+			TTT:          ttt,
+			DataSN:       dsn,
+			BufferOffset: off,
+			Data:         sl.out[off : off+chunk],
 		}
-		hdr.SetDataSegmentLength(int(chunk))
-		hdr.PutUint32(36, dsn)
-		hdr.PutUint32(40, off)
-		c.enqueueLocked(&hdr, sl.out[off:off+chunk])
+		m.AppendHeader(hdr[:0])
+		c.enqueueLocked(&hdr, m.Data)
 		off += chunk
-		dsn++
 	}
 }
 
@@ -238,12 +235,12 @@ func (s *Session) complete(sl *slot, res *Result) (bool, error) {
 	sl.mu.Unlock()
 	err := sl.err
 	if err == nil {
-		if sl.response != 0 {
-			err = &CommandError{Response: sl.response}
+		if sl.service != pdu.ResponseCommandCompleted {
+			err = &CommandError{Response: sl.service}
 		} else if res != nil {
 			res.Status = scsi.Status(sl.status)
-			res.Overflow = sl.flags&residualOverflowBit != 0
-			res.Underflow = sl.flags&residualUnderBit != 0
+			res.Overflow = sl.overflow
+			res.Underflow = sl.underflow
 			res.Residual = 0
 			if res.Overflow || res.Underflow {
 				res.Residual = int(sl.residual)
@@ -303,10 +300,10 @@ func (s *Session) abort(ctx context.Context, sl *slot, res *Result) (bool, error
 		<-c.readerDone
 	} else {
 		tctx, cancel := context.WithTimeout(context.Background(), s.cfg.tmfTimeout)
-		err := s.tmfOn(tctx, c, tmfAbortTask, sl.lun, itt, cmdSN)
+		err := s.tmfOn(tctx, c, pdu.TMFAbortTask, sl.lun, itt, cmdSN)
 		cancel()
 		var te *TMFError
-		if err != nil && !(errors.As(err, &te) && te.Response == 1) {
+		if err != nil && !(errors.As(err, &te) && te.Response == pdu.TMFTaskDoesNotExist) {
 			// The abort did not settle the task: drop the connection so the
 			// target cannot send it any more data.
 			c.fail(&ConnectionError{Op: "abort task", Err: fmt.Errorf("%w (abort: %v)", cause, err)})

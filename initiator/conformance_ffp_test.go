@@ -1154,7 +1154,7 @@ func TestUNH_RejectHandling(t *testing.T) {
 	_, err := cs.lun.ReadAt(make([]byte, 512), 0)
 	var re *initiator.RejectError
 	require.ErrorAs(t, err, &re)
-	require.Equal(t, uint8(pdu.RejectInvalidPDUField), re.Reason)
+	require.Equal(t, pdu.RejectInvalidPDUField, re.Reason)
 	_, err = cs.lun.ReadAt(make([]byte, 512), 0)
 	require.NoError(t, err)
 	require.NoError(t, cs.s.Err())

@@ -92,20 +92,15 @@ func Discover(ctx context.Context, portal string, opts ...Option) ([]Target, err
 		out = append(out, tg)
 	}
 	// Log out politely; the answer does not change the result.
-	var hdr pdu.BHS
-	hdr[0] = byte(pdu.OpLogoutRequest) | 0x40
-	hdr[1] = 0x80
-	hdr.PutUint32(16, 2)
-	hdr.PutUint32(24, x.CmdSN)
-	hdr.PutUint32(28, x.ExpStatSN)
+	logout := pdu.LogoutRequest{Immediate: true, Reason: pdu.LogoutCloseSession, ITT: 2, CmdSN: x.CmdSN, ExpStatSN: x.ExpStatSN}
 	octx, ocancel := context.WithTimeout(ctx, cfg.logoutTimeout)
 	defer ocancel()
 	_ = nc.SetDeadline(deadlineOf(octx))
-	t.w.Queue(hdr[:], nil)
-	if err := t.w.Flush(); err == nil {
+	if err := t.w.WriteMessage(&logout); err == nil {
+		var resp pdu.LogoutResponse
 		for range 4 { // skip NOP-Ins / async messages before the response
 			b, err := t.r.ReadPDU(nil)
-			if err != nil || (len(b) >= 1 && pdu.Opcode(b[0]&0x3f) == pdu.OpLogoutResponse) {
+			if err != nil || resp.Decode(b) == nil {
 				break
 			}
 		}

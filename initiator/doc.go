@@ -15,9 +15,15 @@
 //
 // # Design
 //
-// Each connection has exactly one reader goroutine. It parses PDU headers
-// in place and routes them by Initiator Task Tag to a preallocated table of
-// task slots (ITT = slot index | generation<<16, so answers to finished
+// A connection has one reader at a time, but not always the same
+// goroutine: the reader role passes to a caller waiting for its own
+// command (at queue depth 1 it reads its own response, without a
+// goroutine hand-off) and back to a background reader while no caller
+// reads. The reader decodes each header into a per-connection pdu struct
+// of its opcode (DecodeHeader, no allocation), applies StatSN, ExpCmdSN
+// and MaxCmdSN in one place, and hands the PDU to that opcode's handler,
+// which routes it by Initiator Task Tag to a preallocated table of task
+// slots (ITT = slot index | generation<<16, so answers to finished
 // tasks are recognised and dropped). Data-In payload is read straight into
 // the caller's buffer at its BufferOffset after checking that it lies inside
 // the buffer and that DataSN and offsets are in order; anything else fails

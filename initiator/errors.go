@@ -3,6 +3,8 @@ package initiator
 import (
 	"errors"
 	"fmt"
+
+	"github.com/gosan/iscsi/pdu"
 )
 
 // ErrSessionClosed is returned for operations on a closed session.
@@ -52,88 +54,40 @@ func (e *AlignmentError) Error() string {
 
 // RejectError reports a Reject PDU for one of our requests.
 type RejectError struct {
-	Reason uint8
+	Reason pdu.RejectReason
 }
 
 func (e *RejectError) Error() string {
-	return fmt.Sprintf("iscsi: target rejected the PDU (reason 0x%02x: %s)", e.Reason, rejectReason(e.Reason))
-}
-
-func rejectReason(r uint8) string {
-	switch r {
-	case 0x02:
-		return "data digest error"
-	case 0x03:
-		return "SNACK reject"
-	case 0x04:
-		return "protocol error"
-	case 0x05:
-		return "command not supported"
-	case 0x06:
-		return "immediate command reject"
-	case 0x07:
-		return "task in progress"
-	case 0x08:
-		return "invalid data ack"
-	case 0x09:
-		return "invalid PDU field"
-	case 0x0a:
-		return "long operation reject"
-	case 0x0c:
-		return "waiting for logout"
-	}
-	return "reserved"
+	return fmt.Sprintf("iscsi: target rejected the PDU (reason 0x%02x: %v)", uint8(e.Reason), e.Reason)
 }
 
 // CommandError reports an iSCSI-level (not SCSI) failure of a command:
 // the SCSI Response PDU's Response field was not "Command Completed at Target".
 type CommandError struct {
-	Response uint8
+	Response pdu.ServiceResponse
 }
 
 func (e *CommandError) Error() string {
-	return fmt.Sprintf("iscsi: target failure (response 0x%02x)", e.Response)
+	return fmt.Sprintf("iscsi: target failure (response 0x%02x)", uint8(e.Response))
 }
 
 // TMFError reports a task management response other than "function complete".
 type TMFError struct {
-	Function uint8
-	Response uint8
+	Function pdu.TMFunction
+	Response pdu.TMFResponse
 }
 
 func (e *TMFError) Error() string {
-	return fmt.Sprintf("iscsi: task management function %d failed: response %d (%s)", e.Function, e.Response, tmfResponse(e.Response))
-}
-
-func tmfResponse(r uint8) string {
-	switch r {
-	case 0:
-		return "function complete"
-	case 1:
-		return "task does not exist"
-	case 2:
-		return "LUN does not exist"
-	case 3:
-		return "task still allegiant"
-	case 4:
-		return "task allegiance reassignment not supported"
-	case 5:
-		return "task management function not supported"
-	case 6:
-		return "function authorization failed"
-	case 255:
-		return "function rejected"
-	}
-	return "unknown"
+	return fmt.Sprintf("iscsi: task management function %v failed: response %d (%v)", e.Function, uint8(e.Response), e.Response)
 }
 
 // LogoutError reports a Logout Response other than success.
 type LogoutError struct {
-	Response uint8
+	Response pdu.LogoutResponseCode
 }
 
 func (e *LogoutError) Error() string {
-	return fmt.Sprintf("iscsi: logout failed (response %d)", e.Response)
+	return fmt.Sprintf("iscsi: logout failed (response %d: %v)", uint8(e.Response), e.Response)
 }
 
 // ErrSessionFailed matches (errors.Is) a *SessionFailedError.

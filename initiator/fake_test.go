@@ -242,7 +242,7 @@ func (ft *fakeTarget) serveDefault(h *pdu.BHS, data []byte) {
 				return
 			}
 			if !h.Final() { // unsolicited Data-Out follows, up to FirstBurstLength
-				w.ttt = reservedTTT
+				w.ttt = pdu.ReservedTag
 				w.r2tOff = w.received
 				w.r2tLen = min(edtl, ft.firstBurst) - w.received
 				w.next = w.r2tOff + w.r2tLen
@@ -258,7 +258,7 @@ func (ft *fakeTarget) serveDefault(h *pdu.BHS, data []byte) {
 	case pdu.OpDataOut:
 		ft.mu.Lock()
 		w := ft.writes[h.TTT()]
-		if h.TTT() == reservedTTT {
+		if h.TTT() == pdu.ReservedTag {
 			w = ft.unsol[h.ITT()]
 		}
 		ft.mu.Unlock()
@@ -283,7 +283,7 @@ func (ft *fakeTarget) serveDefault(h *pdu.BHS, data []byte) {
 			}
 			ft.mu.Lock()
 			delete(ft.writes, w.ttt)
-			if w.ttt == reservedTTT {
+			if w.ttt == pdu.ReservedTag {
 				delete(ft.unsol, w.itt)
 			}
 			ft.mu.Unlock()
@@ -301,7 +301,7 @@ func (ft *fakeTarget) serveDefault(h *pdu.BHS, data []byte) {
 		r[0] = byte(pdu.OpNOPIn)
 		r[1] = 0x80
 		r.PutUint32(16, h.ITT())
-		r.PutUint32(20, reservedTTT)
+		r.PutUint32(20, pdu.ReservedTag)
 		ft.send(&r, data, true)
 	case pdu.OpLogoutRequest:
 		var r pdu.BHS
@@ -361,7 +361,7 @@ func (ft *fakeTarget) dataIn(itt uint32, data []byte, edtl int) {
 		h[0] = byte(pdu.OpDataIn)
 		last := off+chunk == n
 		h.PutUint32(16, itt)
-		h.PutUint32(20, reservedTTT)
+		h.PutUint32(20, pdu.ReservedTag)
 		h.PutUint32(36, sn)
 		h.PutUint32(40, uint32(off))
 		if last {

@@ -19,7 +19,7 @@ func hDataIn(itt, off, sn uint32, flags byte) pdu.BHS {
 	h[0] = byte(pdu.OpDataIn)
 	h[1] = flags
 	h.PutUint32(16, itt)
-	h.PutUint32(20, reservedTTT)
+	h.PutUint32(20, pdu.ReservedTag)
 	h.PutUint32(36, sn)
 	h.PutUint32(40, off)
 	return h

@@ -2,7 +2,6 @@ package initiator
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -520,9 +519,17 @@ func (s *Session) await(ctx context.Context, sl *slot, only *conn) int {
 	}
 }
 
-// immediate sends a non-SCSI immediate request using a reserved slot and
-// waits for its response. build fills the header after the ITT and CmdSN.
-func (s *Session) immediate(ctx context.Context, c *conn, kind uint8, refITT uint32, hdr *pdu.BHS) (*slot, error) {
+// tmfTask names what a task management request acts on.
+type tmfTask struct {
+	fn     pdu.TMFunction
+	lun    uint64 // raw SAM LUN
+	refITT uint32 // ABORT TASK: the task's ITT; else idleITT
+}
+
+// immediate sends a non-SCSI immediate request, whose header hdr holds
+// everything but the ITT and CmdSN (set here), using a reserved slot, and
+// waits for its response. tmf describes a task management request.
+func (s *Session) immediate(ctx context.Context, c *conn, kind uint8, tmf tmfTask, hdr *pdu.BHS) (*slot, error) {
 	var idx uint16
 	select {
 	case idx = <-s.slots.ifree:
@@ -534,10 +541,13 @@ func (s *Session) immediate(ctx context.Context, c *conn, kind uint8, refITT uin
 	sl := &s.slots.slots[idx]
 	sl.arm()
 	sl.kind = kind
-	sl.refITT = refITT
+	sl.refITT = idleITT
+	if kind == kindTMF {
+		sl.refITT = tmf.refITT
+	}
 	sl.in, sl.out = nil, nil
-	sl.lun = hdr.LUN()
-	sl.tmfFn = hdr[1] & 0x7f
+	sl.lun = tmf.lun
+	sl.tmfFn = tmf.fn
 	s.win.mu.Lock()
 	if kind == kindLogout {
 		// Under the window lock, as start checks it: no command gets a
@@ -551,8 +561,8 @@ func (s *Session) immediate(ctx context.Context, c *conn, kind uint8, refITT uin
 		return nil, &ConnectionError{Op: "request on a connection logging out", Err: errLoggingOut}
 	}
 	sl.cmdSN = s.win.cmdSN
-	hdr.PutUint32(24, s.win.cmdSN)
-	hdr.PutUint32(16, sl.publish())
+	hdr.SetCmdSN(s.win.cmdSN)
+	hdr.SetITT(sl.publish())
 	c.qmu.Lock()
 	s.win.mu.Unlock()
 	c.enqueueLocked(hdr, nil)
@@ -592,10 +602,9 @@ func (s *Session) immediate(ctx context.Context, c *conn, kind uint8, refITT uin
 
 func (s *Session) ping(ctx context.Context, c *conn) error {
 	var hdr pdu.BHS
-	hdr[0] = byte(pdu.OpNOPOut) | 0x40
-	hdr[1] = 0x80
-	hdr.PutUint32(20, 0xffffffff)
-	sl, err := s.immediate(ctx, c, kindNOP, idleITT, &hdr)
+	ping := pdu.NOPOut{Immediate: true, TTT: pdu.ReservedTag}
+	ping.AppendHeader(hdr[:0])
+	sl, err := s.immediate(ctx, c, kindNOP, tmfTask{}, &hdr)
 	if err != nil {
 		return err
 	}
@@ -615,16 +624,15 @@ func (s *Session) Ping(ctx context.Context) error {
 
 func (s *Session) logout(ctx context.Context, c *conn) error {
 	var hdr pdu.BHS
-	hdr[0] = byte(pdu.OpLogoutRequest) | 0x40
-	hdr[1] = 0x80 // reason 0: close the session
-	binary.BigEndian.PutUint16(hdr[20:22], c.cid)
-	sl, err := s.immediate(ctx, c, kindLogout, idleITT, &hdr)
+	req := pdu.LogoutRequest{Immediate: true, Reason: pdu.LogoutCloseSession, CID: c.cid}
+	req.AppendHeader(hdr[:0])
+	sl, err := s.immediate(ctx, c, kindLogout, tmfTask{}, &hdr)
 	if err != nil {
 		return fmt.Errorf("iscsi: logout: %w", err)
 	}
-	resp := sl.response
+	resp := sl.logoutResp
 	s.slots.release(sl)
-	if resp != 0 {
+	if resp != pdu.LogoutSuccess {
 		return &LogoutError{Response: resp}
 	}
 	return nil
@@ -634,50 +642,31 @@ func (s *Session) logout(ctx context.Context, c *conn) error {
 // event 4) with an empty Text Request, continued while the target wants,
 // which keeps the current values (RFC 7143 section 11.9.1).
 func (s *Session) renegotiate(c *conn) {
-	ttt := uint32(reservedTTT)
+	ttt := pdu.ReservedTag
 	for range 8 {
 		var hdr pdu.BHS
-		hdr[0] = byte(pdu.OpTextRequest) | 0x40
-		hdr[1] = 0x80
-		hdr.PutUint32(20, ttt)
+		req := pdu.TextRequest{Immediate: true, Final: true, TTT: ttt}
+		req.AppendHeader(hdr[:0])
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.tmfTimeout)
-		sl, err := s.immediate(ctx, c, kindText, idleITT, &hdr)
+		sl, err := s.immediate(ctx, c, kindText, tmfTask{}, &hdr)
 		cancel()
 		if err != nil {
 			s.log.Debug("iscsi: renegotiation failed", "err", err)
 			return
 		}
-		final := sl.hdrBuf[1]&0x80 != 0
-		ttt = binary.BigEndian.Uint32(sl.hdrBuf[20:24])
+		final := sl.textFinal
+		ttt = sl.textTTT
 		s.slots.release(sl)
-		if final || ttt == reservedTTT {
+		if final || ttt == pdu.ReservedTag {
 			return
 		}
 	}
 	c.fail(&ConnectionError{Op: "renegotiation", Err: &ProtocolError{Reason: "Text negotiation does not end"}})
 }
 
-// Task management function codes (RFC 7143 section 11.5.1).
-const (
-	tmfAbortTask        = 1
-	tmfAbortTaskSet     = 2
-	tmfClearTaskSet     = 4
-	tmfLUNReset         = 5
-	tmfTargetWarmReset  = 6
-	tmfTargetColdReset  = 7
-	reservedTTT         = 0xffffffff
-	attrSimple          = 1
-	scsiCmdFinal        = 0x80
-	scsiCmdRead         = 0x40
-	scsiCmdWrite        = 0x20
-	dataOutFinal        = 0x80
-	residualOverflowBit = 0x04
-	residualUnderBit    = 0x02
-)
-
 // tmf issues a task management request and waits (bounded by the TMF
 // timeout) for its response.
-func (s *Session) tmf(ctx context.Context, fn uint8, lun uint64, refITT, refCmdSN uint32) error {
+func (s *Session) tmf(ctx context.Context, fn pdu.TMFunction, lun uint64, refITT, refCmdSN uint32) error {
 	c, err := s.waitConn(ctx)
 	if err != nil {
 		return err
@@ -686,26 +675,23 @@ func (s *Session) tmf(ctx context.Context, fn uint8, lun uint64, refITT, refCmdS
 }
 
 // tmfOn issues a task management request on connection c.
-func (s *Session) tmfOn(ctx context.Context, c *conn, fn uint8, lun uint64, refITT, refCmdSN uint32) error {
+func (s *Session) tmfOn(ctx context.Context, c *conn, fn pdu.TMFunction, lun uint64, refITT, refCmdSN uint32) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.tmfTimeout)
 	defer cancel()
 	var hdr pdu.BHS
-	hdr[0] = byte(pdu.OpTaskMgmtRequest) | 0x40
-	hdr[1] = 0x80 | fn
-	binary.BigEndian.PutUint64(hdr[8:16], lun)
-	hdr.PutUint32(20, refITT)
-	hdr.PutUint32(32, refCmdSN)
-	sl, err := s.immediate(ctx, c, kindTMF, refITT, &hdr)
+	req := pdu.TaskMgmtRequest{Immediate: true, Function: fn, LUN: lun, ReferencedTaskTag: refITT, RefCmdSN: refCmdSN}
+	req.AppendHeader(hdr[:0])
+	sl, err := s.immediate(ctx, c, kindTMF, tmfTask{fn: fn, lun: lun, refITT: refITT}, &hdr)
 	if err != nil {
-		return fmt.Errorf("iscsi: task management function %d: %w", fn, err)
+		return fmt.Errorf("iscsi: task management function %v: %w", fn, err)
 	}
-	resp := sl.response
+	resp := sl.tmfResp
 	rerr := sl.err
 	s.slots.release(sl)
 	if rerr != nil {
 		return rerr
 	}
-	if resp != 0 {
+	if resp != pdu.TMFFunctionComplete {
 		return &TMFError{Function: fn, Response: resp}
 	}
 	s.log.Debug("iscsi: task management done", "function", fn, "lun", lun)
@@ -715,25 +701,17 @@ func (s *Session) tmfOn(ctx context.Context, c *conn, fn uint8, lun uint64, refI
 // LUNReset resets logical unit lun (a LUN number, as ReportLUNs returns).
 // Commands of this session in flight on that LUN end with ErrTaskAborted.
 func (s *Session) LUNReset(ctx context.Context, lun uint64) error {
-	return s.tmf(ctx, tmfLUNReset, encodeLUN(lun), reservedTTT, 0)
+	return s.tmf(ctx, pdu.TMFLogicalUnitReset, encodeLUN(lun), pdu.ReservedTag, 0)
 }
 
 // AbortTaskSet aborts every task of this session on LUN number lun; they
 // end with ErrTaskAborted.
 func (s *Session) AbortTaskSet(ctx context.Context, lun uint64) error {
-	return s.tmf(ctx, tmfAbortTaskSet, encodeLUN(lun), reservedTTT, 0)
+	return s.tmf(ctx, pdu.TMFAbortTaskSet, encodeLUN(lun), pdu.ReservedTag, 0)
 }
 
 // TargetWarmReset resets the target (all its LUNs, all sessions). Targets
 // may refuse it (tgtd answers "not supported": a *TMFError).
 func (s *Session) TargetWarmReset(ctx context.Context) error {
-	return s.tmf(ctx, tmfTargetWarmReset, 0, reservedTTT, 0)
-}
-
-// AbortTask aborts the task with Initiator Task Tag itt and CmdSN cmdSN on
-// LUN number lun. Commands whose context is cancelled are aborted
-// automatically (and their buffers released only afterwards); this is for
-// tools that manage tags themselves.
-func (s *Session) AbortTask(ctx context.Context, lun uint64, itt, cmdSN uint32) error {
-	return s.tmf(ctx, tmfAbortTask, encodeLUN(lun), itt, cmdSN)
+	return s.tmf(ctx, pdu.TMFTargetWarmReset, 0, pdu.ReservedTag, 0)
 }

@@ -3,14 +3,16 @@ package initiator
 import (
 	"sync"
 	"sync/atomic"
+
+	"github.com/gosan/iscsi/pdu"
 )
 
 const (
 	maxSlots      = 1024 + reservedSlots
-	reservedSlots = 8  // for NOP-Out, task management and logout (immediate PDUs)
-	maxR2TQueue   = 16 // MaxOutstandingR2T we offer, and the slot's R2T queue size
-	idleITT       = 0xffffffff
-	senseBufLen   = 2 + 252 // SenseLength + the largest sense data
+	reservedSlots = 8               // for NOP-Out, task management and logout (immediate PDUs)
+	maxR2TQueue   = 16              // MaxOutstandingR2T we offer, and the slot's R2T queue size
+	idleITT       = pdu.ReservedTag // a slot without a task
+	senseBufLen   = 2 + 252         // SenseLength + the largest sense data
 )
 
 // slot kinds
@@ -42,10 +44,10 @@ type slot struct {
 	// request (owner, before arming)
 	kind   uint8
 	lun    uint64
-	in     []byte // Data-In buffer; its length is the expected read length
-	out    []byte // Data-Out buffer
-	refITT uint32 // for ABORT TASK: the task being aborted
-	tmfFn  uint8  // for task management: the function
+	in     []byte         // Data-In buffer; its length is the expected read length
+	out    []byte         // Data-Out buffer
+	refITT uint32         // for ABORT TASK: the task being aborted
+	tmfFn  pdu.TMFunction // for task management: the function
 	cmdSN  uint32
 	cdb    [16]byte // SCSI: the CDB, kept for a replay after reconnection
 
@@ -67,13 +69,18 @@ type slot struct {
 	cancelled bool
 	replayed  int
 	err       error
-	status    uint8
-	response  uint8
-	flags     uint8 // residual flags from the response
+	status    uint8               // SCSI status
+	service   pdu.ServiceResponse // SCSI Response's Response field
+	overflow  bool                // residual overflow (O)
+	underflow bool                // residual underflow (U)
 	residual  uint32
 	senseLen  int
 	sense     [senseBufLen]byte
-	hdrBuf    [48]byte // copy of a response header for non-SCSI tasks
+	// answers to immediate requests
+	tmfResp    pdu.TMFResponse
+	logoutResp pdu.LogoutResponseCode
+	textFinal  bool   // Text Response: F
+	textTTT    uint32 // Text Response: TTT to continue with
 }
 
 func (s *slot) ittFor() uint32 { return uint32(s.idx) | uint32(s.gen)<<16 }
@@ -105,7 +112,9 @@ func (s *slot) arm() {
 // Data-In is read again from the start).
 func (s *slot) resetProgress() {
 	s.err = nil
-	s.status, s.response, s.flags, s.residual, s.senseLen = 0, 0, 0, 0, 0
+	s.status, s.service, s.residual, s.senseLen = 0, 0, 0, 0
+	s.overflow, s.underflow = false, false
+	s.tmfResp, s.logoutResp, s.textFinal, s.textTTT = 0, 0, false, 0
 	s.nextOff, s.expDataSN, s.r2tSN = 0, 0, 0
 }
 

@@ -428,11 +428,13 @@ func TestResetsAndUnitAttention(t *testing.T) {
 	var te *TMFError
 	if err := s.TargetWarmReset(ctx); err != nil {
 		require.ErrorAs(t, err, &te)
-		assert.Equal(t, uint8(5), te.Response, "tgtd does not support TARGET WARM RESET")
+		assert.Equal(t, pdu.TMFNotSupported, te.Response, "tgtd does not support TARGET WARM RESET")
 	}
 	_, err = l.WriteAt(buf, 0)
 	require.NoError(t, err)
-	err = s.AbortTask(ctx, 1, 0x7777, 1)
+	// ABORT TASK of a tag that names no task (the internal path a
+	// cancelled command takes).
+	err = s.tmf(ctx, pdu.TMFAbortTask, encodeLUN(1), 0x7777, 1)
 	if err != nil {
 		require.ErrorAs(t, err, &te)
 	}

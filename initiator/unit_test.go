@@ -134,7 +134,7 @@ func TestFakeWindowBlocks(t *testing.T) {
 	h[0] = byte(pdu.OpNOPIn)
 	h[1] = 0x80
 	h.PutUint32(16, idleITT)
-	h.PutUint32(20, reservedTTT)
+	h.PutUint32(20, pdu.ReservedTag)
 	ft.send(&h, nil, false)
 	select {
 	case err := <-done:
@@ -164,7 +164,7 @@ func TestFakeBadDataIn(t *testing.T) {
 				d[0] = byte(pdu.OpDataIn)
 				d[1] = 0x81
 				d.PutUint32(16, h.ITT())
-				d.PutUint32(20, reservedTTT)
+				d.PutUint32(20, pdu.ReservedTag)
 				payload := make([]byte, int(h.Uint32(20))+tc.extra)
 				for i := range payload {
 					payload[i] = 0xee
@@ -202,7 +202,7 @@ func TestFakeUnknownITTIgnored(t *testing.T) {
 			d[0] = byte(pdu.OpDataIn)
 			d[1] = 0x80
 			d.PutUint32(16, h.ITT()^0x00ff0000)
-			d.PutUint32(20, reservedTTT)
+			d.PutUint32(20, pdu.ReservedTag)
 			ft.send(&d, make([]byte, 100), false)
 			ft.scsiResponse(0x1234, 0, nil)
 		}
@@ -313,7 +313,7 @@ func TestFakeReject(t *testing.T) {
 	_, err := l.ReadAt(make([]byte, 512), 0)
 	re, ok := errAs[*RejectError](err)
 	require.True(t, ok, "%v", err)
-	assert.Equal(t, uint8(5), re.Reason)
+	assert.Equal(t, pdu.RejectCommandNotSupported, re.Reason)
 	require.NoError(t, s.Err())
 }
 
@@ -342,7 +342,7 @@ func TestFakeAbortOnCancel(t *testing.T) {
 	}
 	select {
 	case h := <-tmf:
-		assert.Equal(t, byte(tmfAbortTask), h[1]&0x7f)
+		assert.Equal(t, byte(pdu.TMFAbortTask), h[1]&0x7f)
 		assert.Equal(t, cmd.ITT(), h.Uint32(20), "referenced task tag")
 		assert.Equal(t, cmd.CmdSN(), h.Uint32(32), "RefCmdSN")
 		assert.True(t, h.Immediate())
@@ -531,7 +531,7 @@ func TestFakeRenegotiation(t *testing.T) {
 		r[0] = byte(pdu.OpTextResponse)
 		r[1] = 0x80
 		r.PutUint32(16, h.ITT())
-		r.PutUint32(20, reservedTTT)
+		r.PutUint32(20, pdu.ReservedTag)
 		ft.send(&r, nil, true)
 		return true
 	}

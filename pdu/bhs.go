@@ -18,8 +18,12 @@ const MaxDataSegmentLength = 1<<24 - 1
 const ReservedTag uint32 = 0xffffffff
 
 // BHS is a raw 48-byte Basic Header Segment. The accessors read and write
-// the array in place and never allocate. Fields that depend on the opcode
-// are reached with Uint32/PutUint32 or by decoding into the typed structs.
+// the array in place and never allocate; they name the fields every PDU
+// of a direction has at the same place (ITT, CmdSN/ExpStatSN for initiator
+// PDUs, StatSN/ExpCmdSN/MaxCmdSN for target PDUs). Fields that depend on
+// the opcode are read by decoding into the PDU's struct (DecodeHeader,
+// which allocates nothing; reuse the struct per connection) and written by
+// encoding one (AppendHeader(h[:0]) fills h in place).
 type BHS [BHSLen]byte
 
 // Opcode returns the opcode (byte 0, low 6 bits).
@@ -84,6 +88,13 @@ func (h *BHS) CmdSN() uint32 { return h.Uint32(24) }
 // ExpStatSN returns bytes 28..31 of an initiator PDU.
 func (h *BHS) ExpStatSN() uint32 { return h.Uint32(28) }
 
+// SetCmdSN sets bytes 24..27 of an initiator PDU (a Data-Out or SNACK
+// has no CmdSN: leave them zero).
+func (h *BHS) SetCmdSN(v uint32) { h.PutUint32(24, v) }
+
+// SetExpStatSN sets bytes 28..31 of an initiator PDU.
+func (h *BHS) SetExpStatSN(v uint32) { h.PutUint32(28, v) }
+
 // StatSN returns bytes 24..27 of a target PDU.
 func (h *BHS) StatSN() uint32 { return h.Uint32(24) }
 
@@ -93,7 +104,39 @@ func (h *BHS) ExpCmdSN() uint32 { return h.Uint32(28) }
 // MaxCmdSN returns bytes 32..35 of a target PDU.
 func (h *BHS) MaxCmdSN() uint32 { return h.Uint32(32) }
 
+// SetStatSN sets bytes 24..27 of a target PDU.
+func (h *BHS) SetStatSN(v uint32) { h.PutUint32(24, v) }
+
+// SetExpCmdSN sets bytes 28..31 of a target PDU.
+func (h *BHS) SetExpCmdSN(v uint32) { h.PutUint32(28, v) }
+
+// SetMaxCmdSN sets bytes 32..35 of a target PDU.
+func (h *BHS) SetMaxCmdSN(v uint32) { h.PutUint32(32, v) }
+
+// AdvancesStatSN reports whether the target PDU h carries status, so that
+// its StatSN advances the connection's ExpStatSN (RFC 7143 section
+// 4.2.2.2): a SCSI Response, a Data-In with the S bit, a NOP-In that
+// answers a NOP-Out (not a target ping, ITT ReservedTag), and the Task
+// Management, Login, Text and Logout Responses, Asynchronous Messages and
+// Rejects. An R2T's StatSN only repeats the next one.
+func (h *BHS) AdvancesStatSN() bool {
+	switch h.Opcode() {
+	case OpSCSIResponse, OpTaskMgmtResponse, OpLoginResponse, OpTextResponse,
+		OpLogoutResponse, OpAsyncMessage, OpReject:
+		return true
+	case OpDataIn:
+		return h[1]&0x01 != 0
+	case OpNOPIn:
+		return h.ITT() != ReservedTag
+	}
+	return false
+}
+
 // Uint32 returns the big-endian 32-bit word at byte offset off (0..44).
+// It and PutUint32 exist for tests and tools that forge malformed
+// headers; code outside this package reads and writes fields through the
+// named accessors and the PDU structs (pdu's TestNoRawHeaderOffsetsOutsidePDU
+// enforces it).
 func (h *BHS) Uint32(off int) uint32 { return binary.BigEndian.Uint32(h[off : off+4]) }
 
 // PutUint32 stores v big-endian at byte offset off (0..44).

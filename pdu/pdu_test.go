@@ -232,6 +232,44 @@ func TestBHSAccessors(t *testing.T) {
 	assert.Zero(t, allocs)
 }
 
+func TestBHSSequenceSetters(t *testing.T) {
+	var h BHS
+	h.SetCmdSN(1)
+	h.SetExpStatSN(2)
+	assert.Equal(t, uint32(1), h.CmdSN())
+	assert.Equal(t, uint32(2), h.ExpStatSN())
+	h.SetStatSN(3)
+	h.SetExpCmdSN(4)
+	h.SetMaxCmdSN(5)
+	assert.Equal(t, uint32(3), h.StatSN())
+	assert.Equal(t, uint32(4), h.ExpCmdSN())
+	assert.Equal(t, uint32(5), h.MaxCmdSN())
+}
+
+func TestAdvancesStatSN(t *testing.T) {
+	hdr := func(m Message) *BHS { return (*BHS)(m.AppendHeader(nil)[:BHSLen]) }
+	for _, tc := range []struct {
+		m    Message
+		want bool
+	}{
+		{&SCSIResponse{}, true},
+		{&DataIn{}, false},
+		{&DataIn{Final: true, StatusPresent: true}, true},
+		{&R2T{}, false},
+		{&NOPIn{ITT: 7}, true},
+		{&NOPIn{ITT: ReservedTag}, false},
+		{&TaskMgmtResponse{}, true},
+		{&LogoutResponse{}, true},
+		{&TextResponse{}, true},
+		{&LoginResponse{}, true},
+		{&AsyncMessage{}, true},
+		{&Reject{}, true},
+		{&SCSICommand{}, false},
+	} {
+		assert.Equal(t, tc.want, hdr(tc.m).AdvancesStatSN(), "%v %+v", tc.m.Opcode(), tc.m)
+	}
+}
+
 func TestOpcodeString(t *testing.T) {
 	names := map[string]bool{}
 	for _, op := range allOpcodes {

@@ -142,13 +142,13 @@ func (c *conn) send(msgs ...out) error {
 		h := (*pdu.BHS)(hdr[:pdu.BHSLen])
 		switch o.sn {
 		case snAdvance:
-			h.PutUint32(24, c.statSN)
+			h.SetStatSN(c.statSN)
 			c.statSN++
 		case snCurrent:
-			h.PutUint32(24, c.statSN)
+			h.SetStatSN(c.statSN)
 		}
-		h.PutUint32(28, c.expCmdSN)
-		h.PutUint32(32, c.maxCmdSN())
+		h.SetExpCmdSN(c.expCmdSN)
+		h.SetMaxCmdSN(c.maxCmdSN())
 		c.window = c.s.window()
 		var data []byte
 		if ds, ok := o.m.(pdu.DataSegmenter); ok {

@@ -55,6 +55,14 @@ func (r PDURecord) String() string {
 		r.Dir, r.Opcode, r.Immediate, r.Final, r.ITT, r.TTT, r.CmdSN, r.StatSN, r.DataSN, r.BufferOffset, r.DataLength)
 }
 
+// decodeBHS decodes the fields of the BHS h into m; the record sees only
+// the BHS, so an AHS the header announces is left out.
+func decodeBHS(m interface{ DecodeHeader(*pdu.BHS, []byte) error }, h *pdu.BHS) {
+	bhs := *h
+	bhs.SetTotalAHSLength(0)
+	_ = m.DecodeHeader(&bhs, nil)
+}
+
 // recordHeader fills a PDURecord from a BHS.
 func recordHeader(dir Direction, h *pdu.BHS) PDURecord {
 	r := PDURecord{
@@ -75,26 +83,32 @@ func recordHeader(dir Direction, h *pdu.BHS) PDURecord {
 	}
 	switch h.Opcode() {
 	case pdu.OpSCSICommand:
-		copy(r.CDB[:], h[32:48])
-		r.EDTL = h.Uint32(20)
-		r.Immediate = h.Immediate()
+		var m pdu.SCSICommand
+		decodeBHS(&m, h)
+		copy(r.CDB[:], m.CDB)
+		r.EDTL = m.ExpectedDataTransferLength
 	case pdu.OpDataOut:
-		r.TTT = h.TTT()
-		r.DataSN, r.BufferOffset = h.Uint32(36), h.Uint32(40)
+		var m pdu.DataOut
+		decodeBHS(&m, h)
+		r.TTT, r.DataSN, r.BufferOffset = m.TTT, m.DataSN, m.BufferOffset
 		r.CmdSN = 0
 	case pdu.OpDataIn:
-		r.TTT = h.TTT()
-		r.DataSN, r.BufferOffset = h.Uint32(36), h.Uint32(40)
-		if h[1]&1 != 0 {
-			r.Status = h[3]
+		var m pdu.DataIn
+		decodeBHS(&m, h)
+		r.TTT, r.DataSN, r.BufferOffset = m.TTT, m.DataSN, m.BufferOffset
+		if m.StatusPresent {
+			r.Status = m.Status
 		}
 	case pdu.OpR2T:
-		r.TTT = h.TTT()
-		r.DataSN, r.BufferOffset = h.Uint32(36), h.Uint32(40)
+		var m pdu.R2T
+		decodeBHS(&m, h)
+		r.TTT, r.DataSN, r.BufferOffset = m.TTT, m.R2TSN, m.BufferOffset
 	case pdu.OpNOPOut, pdu.OpNOPIn, pdu.OpTextRequest, pdu.OpTextResponse:
 		r.TTT = h.TTT()
 	case pdu.OpSCSIResponse:
-		r.Status = h[3]
+		var m pdu.SCSIResponse
+		decodeBHS(&m, h)
+		r.Status = m.Status
 	}
 	return r
 }

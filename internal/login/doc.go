@@ -6,8 +6,10 @@
 //
 // The engine never touches a socket. It is written against Transport, a
 // PDU-at-a-time interface, so the same code logs in over a TCP connection
-// (NewConnTransport, used by the userspace initiator) and over the kernel's
-// netlink SEND_PDU/RECV_PDU channel (used by the kernel binding), exactly as
+// (the userspace initiator's own transport, whose pdu.Reader and socket
+// reader then serve the full feature phase; NewConnTransport is the plain
+// one, for tools and tests) and over the kernel's netlink
+// SEND_PDU/RECV_PDU channel (used by the kernel binding), exactly as
 // iscsid does for iscsi_tcp.
 //
 // Secrets never appear in logs, errors or %v output: CHAP formats itself
