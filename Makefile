@@ -3,7 +3,7 @@
 GO ?= go
 FUZZTIME ?= 10s
 
-.PHONY: demo test deps check unit fuzz wirecheck bench
+.PHONY: demo test deps check cross unit fuzz wirecheck bench
 
 demo:
 	$(GO) run ./examples/quickstart
@@ -16,6 +16,18 @@ check:
 	if [ -n "$$out" ]; then echo "gofmt -l lists:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+# The userspace core builds, vets and compiles its tests on every OS it
+# supports (the poll fast path where the OS has one, a plain read elsewhere).
+CROSS_OS ?= darwin freebsd windows
+CROSS_PKGS ?= ./pdu ./scsi ./initiator/...
+cross:
+	@set -e; for os in $(CROSS_OS); do \
+		echo "cross: $$os"; \
+		GOOS=$$os $(GO) build $(CROSS_PKGS); \
+		GOOS=$$os $(GO) vet $(CROSS_PKGS); \
+		for p in $$($(GO) list $(CROSS_PKGS)); do GOOS=$$os $(GO) test -c -o /dev/null $$p; done; \
+	done
+
 unit:
 	$(GO) test -race -count=1 -timeout 30m ./...
 
@@ -26,7 +38,7 @@ fuzz:
 wirecheck:
 	bash scripts/wirecheck.sh
 
-test: deps check unit fuzz wirecheck
+test: deps check cross unit fuzz wirecheck
 
 bench:
 	bash scripts/bench.sh

@@ -1,4 +1,4 @@
-//go:build wirecheck
+//go:build wirecheck && linux
 
 // This file is compiled only with -tags wirecheck. scripts/wirecheck.sh
 // builds it, captures the loopback traffic of TestWireCapture with dumpcap

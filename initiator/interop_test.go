@@ -1,3 +1,5 @@
+//go:build linux
+
 package initiator
 
 // The interop suite runs the same integration tests against every real target

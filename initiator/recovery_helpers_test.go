@@ -2,6 +2,7 @@ package initiator
 
 import (
 	"context"
+	crand "crypto/rand"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -186,4 +187,10 @@ func (sl *stateLog) list() []State {
 	sl.mu.Lock()
 	defer sl.mu.Unlock()
 	return append([]State(nil), sl.states...)
+}
+
+func randBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = crand.Read(b)
+	return b
 }

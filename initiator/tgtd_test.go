@@ -1,9 +1,10 @@
+//go:build linux
+
 package initiator
 
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -72,12 +73,6 @@ func dialT(t testing.TB, ctx context.Context, target string, opts ...Option) *Se
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
 	return s
-}
-
-func randBytes(n int) []byte {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return b
 }
 
 // fileBytes reads the backing file range: the ground truth of a write.

@@ -3,13 +3,9 @@ package initiator
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"os"
-	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/gosan/iscsi/pdu"
 )
@@ -79,28 +75,15 @@ type sockReader struct {
 	boundary bool
 	pollWait bool
 
-	// raw reads (pollWait): rc is nil when nc is not a socket; readFn is
-	// rawRead bound once, so a read allocates nothing.
-	rc     syscall.RawConn
-	readFn func(fd uintptr) bool
-	buf    []byte
-	n      int
-	rerr   error
-	polled bool
+	// raw is the poll(2) fast path for pollWait where the OS has one
+	// (sockreader_poll.go); elsewhere (sockreader_other.go) reads always
+	// park in Go's poller.
+	raw rawReader
 }
-
-// pollWaitTime bounds a poll(2) wait before the read parks in Go's poller
-// (where a read deadline can interrupt it).
-const pollWaitTime = time.Millisecond
 
 func newSockReader(nc net.Conn) *sockReader {
 	r := &sockReader{nc: nc}
-	if sc, ok := nc.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			r.rc = rc
-			r.readFn = r.rawRead
-		}
-	}
+	r.raw.init(nc)
 	return r
 }
 
@@ -108,8 +91,8 @@ func (r *sockReader) Read(p []byte) (int, error) {
 	for {
 		var n int
 		var err error
-		if r.pollWait && r.rc != nil && len(p) > 0 {
-			n, err = r.pollRead(p)
+		if r.pollWait && r.raw.ok() && len(p) > 0 {
+			n, err = r.raw.read(r.nc, p)
 		} else {
 			n, err = r.nc.Read(p)
 		}
@@ -121,52 +104,6 @@ func (r *sockReader) Read(p []byte) (int, error) {
 		}
 		if derr := r.nc.SetReadDeadline(time.Time{}); derr != nil {
 			return n, err
-		}
-	}
-}
-
-// pollRead reads from the socket, waiting in poll(2) for up to
-// pollWaitTime when nothing is there yet, then in Go's poller.
-func (r *sockReader) pollRead(p []byte) (int, error) {
-	r.buf, r.n, r.rerr, r.polled = p, 0, nil, false
-	err := r.rc.Read(r.readFn)
-	n, rerr := r.n, r.rerr
-	r.buf, r.rerr = nil, nil
-	if err != nil {
-		return 0, err
-	}
-	if rerr != nil {
-		return 0, &net.OpError{Op: "read", Net: "tcp", Source: r.nc.LocalAddr(), Addr: r.nc.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
-	}
-	if n <= 0 {
-		return 0, io.EOF
-	}
-	return n, nil
-}
-
-// rawRead is pollRead's step for RawConn.Read: false parks in Go's poller.
-func (r *sockReader) rawRead(fd uintptr) bool {
-	for {
-		n, err := unix.Read(int(fd), r.buf)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != unix.EAGAIN {
-			r.n, r.rerr = n, err
-			return true
-		}
-		if r.polled {
-			return false
-		}
-		r.polled = true
-		pfd := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		ts := unix.NsecToTimespec(int64(pollWaitTime))
-		k, perr := unix.Ppoll(pfd[:], &ts, nil)
-		if perr == unix.EINTR {
-			continue
-		}
-		if perr != nil || k == 0 {
-			return false
 		}
 	}
 }
