@@ -2,12 +2,14 @@ package initiator_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"time"
 
 	"github.com/gosan/iscsi/initiator"
 	"github.com/gosan/iscsi/initiator/iscsitest"
+	"github.com/gosan/iscsi/scsi"
 )
 
 func ExampleDial() {
@@ -90,4 +92,51 @@ func ExampleDialTarget() {
 	}
 	fmt.Println(s.Target(), lun.Size(), "bytes")
 	// Output: iqn.2026-11.org.example:disk1 1048576 bytes
+}
+
+// Execute sends any CDB to any LUN without opening it as a block device
+// (no READ CAPACITY needed: a controller, a tape, an enclosure). A status
+// other than GOOD comes back in the Result, not as the error. Here the
+// target is an in-process iscsitest server.
+func ExampleSession_Execute() {
+	const name = "iqn.2026-11.org.example:disk1"
+	srv, err := iscsitest.NewServer(iscsitest.Config{Targets: []iscsitest.Target{{
+		Name: name,
+		LUNs: []iscsitest.LUN{{Number: 0, Blocks: 2048, BlockSize: 512}},
+	}}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := initiator.Dial(ctx, srv.Addr(), name)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+
+	buf := make([]byte, 96)
+	res, err := s.Execute(ctx, 0, scsi.InquiryCDB(nil, uint16(len(buf))), buf, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := res.Err(); err != nil {
+		log.Fatal(err)
+	}
+	inq, err := scsi.ParseInquiry(buf[:res.Transferred])
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("LUN 0: %s %s, type %v\n", inq.Vendor, inq.Product, inq.Type)
+
+	// LUN 7 does not exist: the target answers CHECK CONDITION.
+	res, err = s.Execute(ctx, 7, scsi.TestUnitReadyCDB(nil), nil, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("LUN 7:", res.Status, errors.Is(res.Err(), scsi.ErrIllegalRequest))
+	// Output:
+	// LUN 0: GOSAN ISCSITEST DISK, type disk
+	// LUN 7: CHECK CONDITION true
 }

@@ -143,33 +143,12 @@ func (l *LUN) ReadCapacity(ctx context.Context) (scsi.Capacity, error) {
 	return capy, nil
 }
 
-// do runs a command and turns a non-GOOD status into an error, retrying
-// once after a UNIT ATTENTION (reported after login and after resets).
+// do runs a command on the LUN (see Session.do).
 func (l *LUN) do(ctx context.Context, cdb, in, out []byte, res *Result) error {
-	for attempt := 0; ; attempt++ {
-		if err := l.s.execute(ctx, l.raw, cdb, in, out, res); err != nil {
-			return err
-		}
-		if res.Status == scsi.StatusGood {
-			return nil
-		}
-		err := res.Err()
-		if err == nil {
-			return nil
-		}
-		if attempt == 0 && errors.Is(err, scsi.ErrUnitAttention) {
-			l.s.log.Debug("iscsi: unit attention absorbed", "lun", l.n, "err", err)
-			continue
-		}
-		return err
-	}
+	return l.s.do(ctx, l.raw, cdb, in, out, res)
 }
 
-// Execute sends a raw CDB (at most 16 bytes) to the LUN. dataIn receives
-// read data (its length is the expected transfer length), dataOut is
-// written; at most one may be non-empty. A non-GOOD status is not an error:
-// it is in Result (use Result.Err). The error reports transport failures.
-// Execute does not retry after UNIT ATTENTION.
+// Execute sends a raw CDB to the LUN, as Session.Execute does to any LUN.
 func (l *LUN) Execute(ctx context.Context, cdb, dataIn, dataOut []byte) (Result, error) {
 	var res Result
 	err := l.s.execute(ctx, l.raw, cdb, dataIn, dataOut, &res)

@@ -229,6 +229,37 @@ func TestDigests(t *testing.T) {
 	}
 }
 
+// Execute reaches a LUN that is no block device: tgtd's LUN 0 is a
+// storage array controller, which has no capacity to read (Session.LUN
+// fails on it).
+func TestExecuteControllerLUN(t *testing.T) {
+	t.Parallel()
+	f := fixture(t)
+	ctx := context.Background()
+	s := dialT(t, ctx, f.MultiLUN.IQN)
+	buf := make([]byte, 96)
+	res, err := s.Execute(ctx, 0, scsi.InquiryCDB(nil, uint16(len(buf))), buf, nil)
+	require.NoError(t, err)
+	require.NoError(t, res.Err()) // INQUIRY never reports a UNIT ATTENTION
+	inq, err := scsi.ParseInquiry(buf[:res.Transferred])
+	require.NoError(t, err)
+	assert.Equal(t, scsi.TypeStorageArrayCtrl, inq.Type)
+	assert.Equal(t, "IET", inq.Vendor)
+
+	got, err := s.Inquiry(ctx, 0)
+	require.NoError(t, err)
+	assert.Equal(t, inq, got)
+
+	// Execute does not absorb UNIT ATTENTION: the first TEST UNIT READY
+	// after login reports the power-on one, the second is GOOD.
+	res, err = s.Execute(ctx, 0, scsi.TestUnitReadyCDB(nil), nil, nil)
+	require.NoError(t, err)
+	require.ErrorIs(t, res.Err(), scsi.ErrUnitAttention)
+	res, err = s.Execute(ctx, 0, scsi.TestUnitReadyCDB(nil), nil, nil)
+	require.NoError(t, err)
+	assert.NoError(t, res.Err())
+}
+
 func TestReadWriteBlockSizes(t *testing.T) {
 	t.Parallel()
 	f := fixture(t)
