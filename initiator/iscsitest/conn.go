@@ -366,6 +366,11 @@ func (c *conn) fullFeature() error {
 		if err := c.dispatch(&hdr, data); err != nil {
 			return err
 		}
+		if c.s.faults.stopReading(hdr.Opcode()) {
+			c.s.log.Debug("iscsitest: stopped reading by fault hook", "conn", c.id)
+			<-c.done
+			return net.ErrClosed
+		}
 	}
 }
 
