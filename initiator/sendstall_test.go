@@ -16,7 +16,10 @@ import (
 
 const stallIQN = "iqn.2026-12.org.gosan.test:stall"
 
-// stallServer serves a 48 MiB LUN with 8 MiB bursts and four outstanding
+// maxBurst is the largest MaxBurstLength (2^24-1) rounded down to blocks.
+const maxBurst = 1<<24 - 512
+
+// stallServer serves a 48 MiB LUN with 16 MiB bursts and four outstanding
 // R2Ts, so one write puts tens of MiB in flight: more than the socket
 // buffers hold, so a writev blocks when the target stops reading.
 func stallServer(t *testing.T) *iscsitest.Server {
@@ -25,7 +28,7 @@ func stallServer(t *testing.T) *iscsitest.Server {
 		Targets: []iscsitest.Target{{Name: stallIQN, LUNs: []iscsitest.LUN{{Number: 1, Blocks: 98304, BlockSize: 512}}}},
 		Negotiation: iscsitest.Negotiation{
 			MaxRecvDataSegmentLength: 262144, DeclareMaxRecvDataSegmentLength: true,
-			MaxBurstLength: 8 << 20, MaxOutstandingR2T: 4,
+			MaxBurstLength: maxBurst, MaxOutstandingR2T: 4,
 		},
 		NoUnitAttention: true,
 	})
@@ -59,12 +62,13 @@ func (l *causeLog) first() (error, time.Time, bool) {
 	return l.causes[0], l.at[0], true
 }
 
-func dialStall(t *testing.T, srv *iscsitest.Server, sendTimeout time.Duration, cl *causeLog) (*Session, *LUN) {
+func dialStall(t *testing.T, srv *iscsitest.Server, sendTimeout time.Duration, cl *causeLog, opts ...Option) (*Session, *LUN) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := Dial(ctx, srv.Addr(), stallIQN, WithLogger(testLogger(t)), WithNOP(0, 0),
-		WithBurstLengths(262144, 8<<20), WithSendTimeout(sendTimeout), WithStateFunc(cl.fn))
+	opts = append([]Option{WithLogger(testLogger(t)), WithNOP(0, 0),
+		WithBurstLengths(262144, maxBurst), WithSendTimeout(sendTimeout), WithStateFunc(cl.fn)}, opts...)
+	s, err := Dial(ctx, srv.Addr(), stallIQN, opts...)
 	require.NoError(t, err)
 	l, err := s.LUN(ctx, 1)
 	require.NoError(t, err)
@@ -156,6 +160,44 @@ func TestSendStallWithAbortedWrite(t *testing.T) {
 	_, err = l.ReadAtContext(ctx2, back, 1<<20)
 	require.NoError(t, err)
 	require.Equal(t, small, back)
+	require.NoError(t, s.Close())
+	require.NoError(t, srv.Close())
+	checkNoLeak(t, before)
+}
+
+// With the send bound turned off, the keepalive still notices a target
+// that stopped reading: it runs apart from the goroutine stuck in writev
+// (before, it shared one with the flusher of the reader's Data-Out and
+// never ran again), so its unanswered NOP-Out fails the connection.
+func TestKeepaliveNoticesStuckSend(t *testing.T) {
+	before := goroutines()
+	srv := stallServer(t)
+	defer srv.Close()
+	var cl causeLog
+	const interval, timeout = 200 * time.Millisecond, 300 * time.Millisecond
+	s, l := dialStall(t, srv, 0, &cl, WithNOP(interval, timeout))
+
+	// One command (one burst): its Data-Out, queued by the reader when the
+	// R2T comes, is written by the aux goroutine, which blocks: 16 MiB is
+	// more than the socket buffers take while the target does not read.
+	data := bytes.Repeat([]byte{0x3c}, maxBurst)
+	srv.Faults().StopReadingAfter(1, pdu.OpSCSICommand)
+	start := time.Now()
+	_, err := l.WriteAt(data, 0)
+	require.NoError(t, err)
+	cause, at, ok := cl.first()
+	require.True(t, ok, "the connection was never declared dead")
+	var ce *ConnectionError
+	require.ErrorAs(t, cause, &ce)
+	assert.Equal(t, "keepalive", ce.Op)
+	assert.Less(t, at.Sub(start), 2*(interval+timeout)+2*time.Second, "keepalive too late")
+	st := s.Stats()
+	t.Logf("keepalive declared the connection dead after %v; stats %+v", at.Sub(start), st)
+	assert.Equal(t, uint64(1), st.NOPTimeouts)
+	assert.Zero(t, st.SendTimeouts)
+	got, err := srv.LUNData(stallIQN, 1)
+	require.NoError(t, err)
+	require.True(t, bytes.Equal(data, got[:len(data)]), "LUN content differs from the write")
 	require.NoError(t, s.Close())
 	require.NoError(t, srv.Close())
 	checkNoLeak(t, before)

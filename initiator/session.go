@@ -522,7 +522,11 @@ func (s *Session) await(ctx context.Context, sl *slot, only *conn) int {
 
 // immediate sends a non-SCSI immediate request using a reserved slot and
 // waits for its response. build fills the header after the ITT and CmdSN.
-func (s *Session) immediate(ctx context.Context, c *conn, kind uint8, refITT uint32, hdr *pdu.BHS) (*slot, error) {
+//
+// With viaAux the caller never writes to the socket itself: when nobody is
+// flushing, the aux goroutine is asked to (the keepalive must not be the
+// goroutine stuck in a send it is there to detect).
+func (s *Session) immediate(ctx context.Context, c *conn, kind uint8, refITT uint32, hdr *pdu.BHS, viaAux bool) (*slot, error) {
 	var idx uint16
 	select {
 	case idx = <-s.slots.ifree:
@@ -556,7 +560,11 @@ func (s *Session) immediate(ctx context.Context, c *conn, kind uint8, refITT uin
 	c.qmu.Lock()
 	s.win.mu.Unlock()
 	c.enqueueLocked(hdr, nil)
-	c.kickLocked()
+	if viaAux {
+		c.flushViaAuxLocked()
+	} else {
+		c.kickLocked()
+	}
 	switch s.await(ctx, sl, c) {
 	case waitDone:
 		return sl, nil
@@ -590,12 +598,14 @@ func (s *Session) immediate(ctx context.Context, c *conn, kind uint8, refITT uin
 	return nil, err
 }
 
-func (s *Session) ping(ctx context.Context, c *conn) error {
+// ping sends a NOP-Out on c and waits for the NOP-In; viaAux as for
+// immediate.
+func (s *Session) ping(ctx context.Context, c *conn, viaAux bool) error {
 	var hdr pdu.BHS
 	hdr[0] = byte(pdu.OpNOPOut) | 0x40
 	hdr[1] = 0x80
 	hdr.PutUint32(20, 0xffffffff)
-	sl, err := s.immediate(ctx, c, kindNOP, idleITT, &hdr)
+	sl, err := s.immediate(ctx, c, kindNOP, idleITT, &hdr, viaAux)
 	if err != nil {
 		return err
 	}
@@ -610,7 +620,7 @@ func (s *Session) Ping(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.ping(ctx, c)
+	return s.ping(ctx, c, false)
 }
 
 func (s *Session) logout(ctx context.Context, c *conn) error {
@@ -618,7 +628,7 @@ func (s *Session) logout(ctx context.Context, c *conn) error {
 	hdr[0] = byte(pdu.OpLogoutRequest) | 0x40
 	hdr[1] = 0x80 // reason 0: close the session
 	binary.BigEndian.PutUint16(hdr[20:22], c.cid)
-	sl, err := s.immediate(ctx, c, kindLogout, idleITT, &hdr)
+	sl, err := s.immediate(ctx, c, kindLogout, idleITT, &hdr, false)
 	if err != nil {
 		return fmt.Errorf("iscsi: logout: %w", err)
 	}
@@ -641,7 +651,7 @@ func (s *Session) renegotiate(c *conn) {
 		hdr[1] = 0x80
 		hdr.PutUint32(20, ttt)
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.tmfTimeout)
-		sl, err := s.immediate(ctx, c, kindText, idleITT, &hdr)
+		sl, err := s.immediate(ctx, c, kindText, idleITT, &hdr, false)
 		cancel()
 		if err != nil {
 			s.log.Debug("iscsi: renegotiation failed", "err", err)
@@ -695,7 +705,7 @@ func (s *Session) tmfOn(ctx context.Context, c *conn, fn uint8, lun uint64, refI
 	binary.BigEndian.PutUint64(hdr[8:16], lun)
 	hdr.PutUint32(20, refITT)
 	hdr.PutUint32(32, refCmdSN)
-	sl, err := s.immediate(ctx, c, kindTMF, refITT, &hdr)
+	sl, err := s.immediate(ctx, c, kindTMF, refITT, &hdr, false)
 	if err != nil {
 		return fmt.Errorf("iscsi: task management function %d: %w", fn, err)
 	}
