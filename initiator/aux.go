@@ -14,19 +14,20 @@ type pingReq struct {
 	data []byte
 }
 
-// auxLoop answers target pings and sends keepalive NOP-Outs, so the reader
-// never blocks on the socket's send side.
+// auxLoop flushes what the reader queued and answers target pings, so the
+// reader never blocks on the socket's send side. It runs the keepalive
+// beside it, in a goroutine of its own that never writes to the socket.
 func (c *conn) auxLoop() {
 	defer close(c.auxDone)
 	s := c.s
-	interval := s.cfg.nopInterval
-	var tick <-chan time.Time
-	if interval > 0 {
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		tick = t.C
+	if s.cfg.nopInterval > 0 {
+		kaDone := make(chan struct{})
+		go func() {
+			defer close(kaDone)
+			c.keepalive()
+		}()
+		defer func() { <-kaDone }()
 	}
-	last := c.rxCount.Load()
 	for {
 		select {
 		case <-c.dead:
@@ -54,7 +55,24 @@ func (c *conn) auxLoop() {
 				c.enqueueLocked(&hdr, p.data)
 				c.kickLocked()
 			}
-		case <-tick:
+		}
+	}
+}
+
+// keepalive sends a NOP-Out after NOPInterval of receive silence and
+// declares the connection dead when no NOP-In answers within NOPTimeout.
+// It only queues its NOP-Out (flushViaAuxLocked), so a send stuck in
+// writev, whichever goroutine made it, cannot stop it from noticing.
+func (c *conn) keepalive() {
+	s := c.s
+	t := time.NewTicker(s.cfg.nopInterval)
+	defer t.Stop()
+	last := c.rxCount.Load()
+	for {
+		select {
+		case <-c.dead:
+			return
+		case <-t.C:
 			now := c.rxCount.Load()
 			if now != last || c.closing.Load() {
 				// Traffic proves the target alive; a connection logging
@@ -63,7 +81,7 @@ func (c *conn) auxLoop() {
 				continue
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.nopTimeout)
-			err := s.ping(ctx, c)
+			err := s.ping(ctx, c, true)
 			cancel()
 			if err != nil && !c.isDead() {
 				s.stats.nopTimeouts.Add(1)

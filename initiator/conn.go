@@ -41,11 +41,19 @@ type conn struct {
 	pend     []outPDU
 	spare    []outPDU
 	flushing bool
-	// batches counts finished writes; forget waits on flushCond for the
-	// one in progress.
+	// writing is set while the flusher writes a batch it took from pend
+	// (flushing is also set while it gathers, before it takes one).
+	writing bool
+	// batches counts finished writes; forget, drain and quiesce wait on
+	// flushCond, which is broadcast whenever a batch ends and whenever
+	// flushing ends, so no waiter misses the change it waits for.
 	batches      uint64
 	batchWaiters int
 	flushCond    *sync.Cond
+	// writeDeadline (unix ns) is the socket's write deadline, touched only
+	// by the flusher: a send that does not complete within sendTimeout
+	// fails the connection instead of blocking every caller behind it.
+	writeDeadline int64
 
 	expStatSN atomic.Uint32
 	flushes   atomic.Uint64 // writev calls (statistics)

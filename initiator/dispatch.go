@@ -228,14 +228,7 @@ func (c *conn) onR2T(h *pdu.BHS, ahs []byte) error {
 	// nobody is flushing it asks the aux goroutine to.
 	c.qmu.Lock()
 	c.queueDataOutLocked(sl, m.ITT, m.TTT, off, n)
-	busy := c.flushing
-	c.qmu.Unlock()
-	if !busy {
-		select {
-		case c.flushKick <- struct{}{}:
-		default:
-		}
-	}
+	c.flushViaAuxLocked()
 	return nil
 }
 

@@ -47,12 +47,15 @@
 // released only after the task management response or the loss of the
 // connection. NOP-In pings from the target are answered, and with
 // WithNOP an idle connection is probed and declared dead when the probe is
-// not answered. A UNIT ATTENTION (after login or a reset) is absorbed by
+// not answered; the probe runs in a goroutine that never writes to the
+// socket itself, so a send stuck behind a target that stopped reading
+// cannot silence it. A send that does not complete within WithSendTimeout
+// (default 30 s) also fails the connection (ErrSendStalled). A UNIT ATTENTION (after login or a reset) is absorbed by
 // retrying the command once; other CHECK CONDITIONs become *scsi.SenseError.
 //
 // # Recovery
 //
-// A connection that fails (EOF, reset, unanswered keepalive, digest error,
+// A connection that fails (EOF, reset, unanswered keepalive, stalled send, digest error,
 // protocol error, a target-requested logout) is replaced at error recovery
 // level 0 with session reinstatement: after the target's DefaultTime2Wait
 // (or the Time2Wait of its Async Message announcing the drop) the session
@@ -71,5 +74,5 @@
 // fail with *SessionFailedError (errors.Is ErrSessionFailed, and errors.As
 // the *ConnectionError cause) and Session.Err reports it. WithStateFunc
 // reports state changes and Session.Stats the counters (reconnects,
-// re-issued commands, digest errors, keepalive timeouts).
+// re-issued commands, digest errors, keepalive and send timeouts).
 package initiator

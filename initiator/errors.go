@@ -93,6 +93,11 @@ func (e *LogoutError) Error() string {
 // ErrSessionFailed matches (errors.Is) a *SessionFailedError.
 var ErrSessionFailed = errors.New("iscsi: session failed")
 
+// ErrSendStalled is the cause of a connection failure when a send made no
+// progress for the send timeout (WithSendTimeout): the target stopped
+// reading. The session recovers as from any other connection failure.
+var ErrSendStalled = errors.New("iscsi: send stalled")
+
 // SessionFailedError reports that the session lost its connection and could
 // not be recovered within the replacement timeout (immediately when the
 // timeout is 0). Commands pending at that moment and every later one fail

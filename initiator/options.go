@@ -81,6 +81,9 @@ const (
 	DefaultTMFTimeout               = 10 * time.Second
 	DefaultNOPInterval              = 10 * time.Second
 	DefaultNOPTimeout               = 10 * time.Second
+	// DefaultSendTimeout bounds a send that makes no progress (a target
+	// that stopped reading); see WithSendTimeout.
+	DefaultSendTimeout = 30 * time.Second
 	// DefaultReplacementTimeout is how long a session tries to replace a
 	// failed connection before it fails (open-iscsi's replacement_timeout).
 	DefaultReplacementTimeout = 120 * time.Second
@@ -105,6 +108,7 @@ type config struct {
 	tmfTimeout     time.Duration
 	nopInterval    time.Duration
 	nopTimeout     time.Duration
+	sendTimeout    time.Duration
 	logger         *slog.Logger
 	dialer         Dialer
 	queueDepth     int
@@ -113,6 +117,10 @@ type config struct {
 	replacementTimeout time.Duration
 	portals            []string
 	stateFunc          StateFunc
+
+	// gatherHook, set by tests only, runs where the flusher lets other
+	// goroutines queue behind its PDU (the send queue lock released).
+	gatherHook func(*conn)
 }
 
 func defaultConfig() config {
@@ -127,6 +135,7 @@ func defaultConfig() config {
 		tmfTimeout:    DefaultTMFTimeout,
 		nopInterval:   DefaultNOPInterval,
 		nopTimeout:    DefaultNOPTimeout,
+		sendTimeout:   DefaultSendTimeout,
 		queueDepth:    DefaultQueueDepth,
 		readBufSize:   256 << 10,
 
@@ -225,6 +234,19 @@ func WithLogoutTimeout(d time.Duration) Option { return func(c *config) { c.logo
 // WithTMFTimeout bounds task management requests (default 10 s); on expiry
 // the connection is declared failed.
 func WithTMFTimeout(d time.Duration) Option { return func(c *config) { c.tmfTimeout = d } }
+
+// WithSendTimeout bounds how long one send (a writev of the queued PDUs,
+// at most a few MiB) may take before the connection is declared dead and
+// recovery starts (default DefaultSendTimeout; 0 disables the bound). A
+// target that stops reading the connection would otherwise block the
+// writer, and every command waiting to be sent behind it, for as long as
+// TCP keeps the connection. The bound is a socket write deadline that is
+// moved forward whenever half of it has passed, so a send that has not
+// completed fails after between d/2 and d: choose d well above the time a
+// few MiB take on the slowest link.
+func WithSendTimeout(d time.Duration) Option {
+	return func(c *config) { c.sendTimeout = d }
+}
 
 // WithNOP sets the keepalive: a NOP-Out is sent after interval of receive
 // silence, and the connection is declared dead if no NOP-In answers within

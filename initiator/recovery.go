@@ -69,6 +69,9 @@ type Stats struct {
 	// NOPTimeouts counts connections declared dead because a keepalive
 	// NOP-Out was not answered (WithNOP).
 	NOPTimeouts uint64
+	// SendTimeouts counts connections declared dead because a send did
+	// not complete within the send timeout (WithSendTimeout).
+	SendTimeouts uint64
 }
 
 type stats struct {
@@ -79,6 +82,7 @@ type stats struct {
 	headerDigestErrors atomic.Uint64
 	dataDigestErrors   atomic.Uint64
 	nopTimeouts        atomic.Uint64
+	sendTimeouts       atomic.Uint64
 }
 
 // Stats returns the session's counters.
@@ -91,6 +95,7 @@ func (s *Session) Stats() Stats {
 		HeaderDigestErrors: s.stats.headerDigestErrors.Load(),
 		DataDigestErrors:   s.stats.dataDigestErrors.Load(),
 		NOPTimeouts:        s.stats.nopTimeouts.Load(),
+		SendTimeouts:       s.stats.sendTimeouts.Load(),
 	}
 }
 

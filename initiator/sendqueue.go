@@ -1,7 +1,11 @@
 package initiator
 
 import (
+	"errors"
+	"fmt"
+	"os"
 	"runtime"
+	"time"
 
 	"github.com/gosan/iscsi/pdu"
 )
@@ -9,8 +13,12 @@ import (
 // The send queue: callers encode their PDU headers into queue entries
 // under qmu and flush with flat combining (the first goroutine that finds
 // no flush in progress writes everything queued, including what others
-// queue meanwhile, with one writev). The reader never writes to the
-// socket: it queues and asks the aux goroutine to flush.
+// queue meanwhile, with one writev). The reader and the keepalive never
+// write to the socket: they queue and ask the aux goroutine to flush
+// (flushViaAuxLocked). Every wait on the queue (forget, drain, quiesce) is
+// woken by a broadcast when a batch ends and when flushing ends, and a
+// write that does not complete within the send timeout fails the
+// connection, which ends the batch.
 
 // outPDU is one queued PDU: its header lives in the queue entry, its data is
 // the caller's buffer (not copied).
@@ -37,7 +45,11 @@ func (c *conn) kickLocked() {
 	// this PDU, so one writev carries several (the target then also reads
 	// them with one system call).
 	// Only worth it when other commands are in flight.
-	if len(c.s.slots.free) < cap(c.s.slots.free)-1 {
+	if hook := c.s.cfg.gatherHook; hook != nil {
+		c.qmu.Unlock()
+		hook(c)
+		c.qmu.Lock()
+	} else if len(c.s.slots.free) < cap(c.s.slots.free)-1 {
 		c.qmu.Unlock()
 		runtime.Gosched()
 		c.qmu.Lock()
@@ -45,31 +57,80 @@ func (c *conn) kickLocked() {
 	for len(c.pend) > 0 {
 		batch := c.pend
 		c.pend = c.spare[:0]
+		c.writing = true
 		c.qmu.Unlock()
 		c.flushes.Add(1)
 		c.pdusOut.Add(uint64(len(batch)))
 		var err error
 		if !c.isDead() {
-			for i := range batch {
-				c.w.Queue(batch[i].hdr[:], batch[i].data)
-			}
-			err = c.w.Flush()
+			err = c.write(batch)
 		}
 		for i := range batch {
 			batch[i].data = nil
 		}
 		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && !c.isDead() {
+				c.s.stats.sendTimeouts.Add(1)
+				err = fmt.Errorf("%w: not completed within %v", ErrSendStalled, c.s.cfg.sendTimeout)
+			}
 			c.fail(&ConnectionError{Op: "send", Err: err})
 		}
 		c.qmu.Lock()
 		c.spare = batch[:0]
+		c.writing = false
 		c.batches++
 		if c.batchWaiters > 0 {
 			c.flushCond.Broadcast()
 		}
 	}
 	c.flushing = false
+	if c.batchWaiters > 0 {
+		// A waiter may have removed what was queued while the batch
+		// formed: no batch is written, but the flush it waits for is over.
+		c.flushCond.Broadcast()
+	}
 	c.qmu.Unlock()
+}
+
+// sendChunk is how many data bytes one writev carries at most: the send
+// timeout then bounds the time a chunk takes, so a batch of many large
+// Data-Out PDUs on a slow link is not mistaken for a stalled one.
+const sendChunk = 4 << 20
+
+// write sends a batch, in writes of at most sendChunk data bytes each,
+// with the write deadline re-armed before each.
+func (c *conn) write(batch []outPDU) error {
+	n := 0
+	for i := range batch {
+		c.w.Queue(batch[i].hdr[:], batch[i].data)
+		n += len(batch[i].data)
+		if n >= sendChunk || i == len(batch)-1 {
+			c.armWriteDeadline()
+			if err := c.w.Flush(); err != nil {
+				return err
+			}
+			n = 0
+		}
+	}
+	return nil
+}
+
+// armWriteDeadline keeps a write deadline between sendTimeout/2 and
+// sendTimeout ahead of any write, so a target that stops reading fails the
+// connection (and wakes every goroutine waiting for the send queue)
+// instead of blocking a writev forever. The deadline is moved only when
+// half of it is used up, so a busy connection rarely pays for it.
+func (c *conn) armWriteDeadline() {
+	d := c.s.cfg.sendTimeout
+	if d <= 0 {
+		return
+	}
+	now := time.Now()
+	if now.UnixNano() < c.writeDeadline-int64(d/2) {
+		return
+	}
+	c.writeDeadline = now.Add(d).UnixNano()
+	_ = c.nc.SetWriteDeadline(time.Unix(0, c.writeDeadline))
 }
 
 // forget makes sure no queued or in-flight write still reads the data of
@@ -88,10 +149,12 @@ func (c *conn) forget(itt uint32) {
 	}
 	clear(c.pend[k:])
 	c.pend = c.pend[:k]
-	if c.flushing {
+	// Only a batch already taken from pend can still read the task's data;
+	// one still gathering has lost the PDUs removed above.
+	if c.writing {
 		target := c.batches
 		c.batchWaiters++
-		for c.flushing && c.batches == target {
+		for c.writing && c.batches == target {
 			c.flushCond.Wait()
 		}
 		c.batchWaiters--
@@ -142,6 +205,20 @@ func (c *conn) quiesce() {
 	clear(c.pend)
 	c.pend = c.pend[:0]
 	c.qmu.Unlock()
+}
+
+// flushViaAuxLocked makes sure what is queued gets written without the
+// caller writing it: unless a flusher will pick it up, the aux goroutine
+// is asked to flush. The caller holds qmu, which it releases.
+func (c *conn) flushViaAuxLocked() {
+	busy := c.flushing
+	c.qmu.Unlock()
+	if !busy {
+		select {
+		case c.flushKick <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // send queues one PDU and flushes.

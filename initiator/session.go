@@ -529,7 +529,11 @@ type tmfTask struct {
 // immediate sends a non-SCSI immediate request, whose header hdr holds
 // everything but the ITT and CmdSN (set here), using a reserved slot, and
 // waits for its response. tmf describes a task management request.
-func (s *Session) immediate(ctx context.Context, c *conn, kind uint8, tmf tmfTask, hdr *pdu.BHS) (*slot, error) {
+//
+// With viaAux the caller never writes to the socket itself: when nobody is
+// flushing, the aux goroutine is asked to (the keepalive must not be the
+// goroutine stuck in a send it is there to detect).
+func (s *Session) immediate(ctx context.Context, c *conn, kind uint8, tmf tmfTask, hdr *pdu.BHS, viaAux bool) (*slot, error) {
 	var idx uint16
 	select {
 	case idx = <-s.slots.ifree:
@@ -566,7 +570,11 @@ func (s *Session) immediate(ctx context.Context, c *conn, kind uint8, tmf tmfTas
 	c.qmu.Lock()
 	s.win.mu.Unlock()
 	c.enqueueLocked(hdr, nil)
-	c.kickLocked()
+	if viaAux {
+		c.flushViaAuxLocked()
+	} else {
+		c.kickLocked()
+	}
 	switch s.await(ctx, sl, c) {
 	case waitDone:
 		return sl, nil
@@ -600,11 +608,13 @@ func (s *Session) immediate(ctx context.Context, c *conn, kind uint8, tmf tmfTas
 	return nil, err
 }
 
-func (s *Session) ping(ctx context.Context, c *conn) error {
+// ping sends a NOP-Out on c and waits for the NOP-In; viaAux as for
+// immediate.
+func (s *Session) ping(ctx context.Context, c *conn, viaAux bool) error {
 	var hdr pdu.BHS
 	ping := pdu.NOPOut{Immediate: true, TTT: pdu.ReservedTag}
 	ping.AppendHeader(hdr[:0])
-	sl, err := s.immediate(ctx, c, kindNOP, tmfTask{}, &hdr)
+	sl, err := s.immediate(ctx, c, kindNOP, tmfTask{}, &hdr, viaAux)
 	if err != nil {
 		return err
 	}
@@ -619,14 +629,14 @@ func (s *Session) Ping(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.ping(ctx, c)
+	return s.ping(ctx, c, false)
 }
 
 func (s *Session) logout(ctx context.Context, c *conn) error {
 	var hdr pdu.BHS
 	req := pdu.LogoutRequest{Immediate: true, Reason: pdu.LogoutCloseSession, CID: c.cid}
 	req.AppendHeader(hdr[:0])
-	sl, err := s.immediate(ctx, c, kindLogout, tmfTask{}, &hdr)
+	sl, err := s.immediate(ctx, c, kindLogout, tmfTask{}, &hdr, false)
 	if err != nil {
 		return fmt.Errorf("iscsi: logout: %w", err)
 	}
@@ -648,7 +658,7 @@ func (s *Session) renegotiate(c *conn) {
 		req := pdu.TextRequest{Immediate: true, Final: true, TTT: ttt}
 		req.AppendHeader(hdr[:0])
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.tmfTimeout)
-		sl, err := s.immediate(ctx, c, kindText, tmfTask{}, &hdr)
+		sl, err := s.immediate(ctx, c, kindText, tmfTask{}, &hdr, false)
 		cancel()
 		if err != nil {
 			s.log.Debug("iscsi: renegotiation failed", "err", err)
@@ -681,7 +691,7 @@ func (s *Session) tmfOn(ctx context.Context, c *conn, fn pdu.TMFunction, lun uin
 	var hdr pdu.BHS
 	req := pdu.TaskMgmtRequest{Immediate: true, Function: fn, LUN: lun, ReferencedTaskTag: refITT, RefCmdSN: refCmdSN}
 	req.AppendHeader(hdr[:0])
-	sl, err := s.immediate(ctx, c, kindTMF, tmfTask{fn: fn, lun: lun, refITT: refITT}, &hdr)
+	sl, err := s.immediate(ctx, c, kindTMF, tmfTask{fn: fn, lun: lun, refITT: refITT}, &hdr, false)
 	if err != nil {
 		return fmt.Errorf("iscsi: task management function %v: %w", fn, err)
 	}

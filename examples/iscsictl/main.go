@@ -154,10 +154,29 @@ type globals struct {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go onSignals(sigs, cancel, os.Stderr, os.Exit)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
-	stop()
 	os.Exit(code)
+}
+
+// onSignals cancels the command's context at the first SIGINT or SIGTERM,
+// so it ends cleanly (a session logs out, a copy stops at a block
+// boundary), and exits at once at the second, with 128+signal, so a user
+// is never left with a process that ignores them, whatever the command is
+// waiting for.
+func onSignals(sigs <-chan os.Signal, cancel context.CancelFunc, stderr io.Writer, exit func(int)) {
+	<-sigs
+	cancel()
+	sig := <-sigs
+	fmt.Fprintf(stderr, "iscsictl: %v again: exiting without cleaning up\n", sig)
+	code := 1
+	if n, ok := sig.(syscall.Signal); ok {
+		code = 128 + int(n)
+	}
+	exit(code)
 }
 
 // run executes one command line and returns the exit status. It is main

@@ -366,6 +366,17 @@ func (c *conn) fullFeature() error {
 		if err := c.dispatch(&hdr, data); err != nil {
 			return err
 		}
+		if c.s.faults.stopReading(hdr.Opcode()) {
+			c.s.log.Debug("iscsitest: stopped reading by fault hook", "conn", c.id)
+			// The kernel stops taking data too, as for a target whose
+			// socket buffers are full, so the initiator's send blocks
+			// however much it has to send.
+			if tc, ok := c.nc.(*net.TCPConn); ok {
+				_ = tc.SetReadBuffer(1)
+			}
+			<-c.done
+			return net.ErrClosed
+		}
 	}
 }
 

@@ -17,6 +17,9 @@ type Faults struct {
 	dropAfterPDUs int // >0: drop the conn that receives the Nth PDU from now
 	dropOnCommand int // >0: drop the conn that receives the Nth SCSI command from now
 
+	stopReadingOp pdu.Opcode
+	stopReadingN  int // >0: the conn that receives the Nth stopReadingOp PDU stops reading
+
 	stallUntil time.Time
 	stallCh    chan struct{} // non-nil while stalled until Release
 
@@ -70,6 +73,30 @@ func (f *Faults) DropOnCommand(n int) {
 	f.mu.Lock()
 	f.dropOnCommand = max(n, 0)
 	f.mu.Unlock()
+}
+
+// StopReadingAfter makes the connection that receives the nth PDU of
+// opcode op (counted over all connections from now) handle it, answers and
+// R2Ts included, and then never read again, holding the connection open
+// until the server closes it: a target that stops reading while the
+// initiator still has data to send (gotgt does this after an ABORT TASK of
+// a write whose Data-Out is arriving). n <= 0 cancels.
+func (f *Faults) StopReadingAfter(n int, op pdu.Opcode) {
+	f.mu.Lock()
+	f.stopReadingN, f.stopReadingOp = max(n, 0), op
+	f.mu.Unlock()
+}
+
+// stopReading is called for each PDU handled in full feature phase; it
+// reports whether the connection must stop reading now.
+func (f *Faults) stopReading(op pdu.Opcode) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopReadingN == 0 || op != f.stopReadingOp {
+		return false
+	}
+	f.stopReadingN--
+	return f.stopReadingN == 0
 }
 
 // Stall makes every connection stop reading and answering for d.
