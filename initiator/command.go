@@ -110,11 +110,14 @@ func (s *Session) start(ctx context.Context, lun uint64, cdb []byte, dataIn, dat
 	sl.out = dataOut
 	sl.cdb = [16]byte{}
 	copy(sl.cdb[:], cdb)
+	sl.timeout = s.commandTimeout(ctx)
 	for {
 		var hdr pdu.BHS
 		imm, unsol := c.buildCommand(sl, &hdr)
-		if err := s.win.lockOpen(ctx, c.dead, c.err); err != nil {
-			if ctx.Err() == nil {
+		if err := s.win.lockOpen(ctx, c.dead, c.err, sl.timeout); err != nil {
+			if errors.Is(err, errWindowTimeout) {
+				err = &CommandTimeoutError{Timeout: sl.timeout, WindowClosed: true}
+			} else if ctx.Err() == nil {
 				c, err = s.waitConn(ctx) // the connection failed: wait for its replacement
 			}
 			if err != nil {
@@ -137,6 +140,7 @@ func (s *Session) start(ctx context.Context, lun uint64, cdb []byte, dataIn, dat
 		sl.mu.Lock()
 		sl.conn = c
 		sl.mu.Unlock()
+		s.armTimeout(sl)
 		c.sendCommandLocked(sl, &hdr, sn, imm, unsol)
 		return sl, nil
 	}
@@ -221,11 +225,36 @@ func (c *conn) queueDataOutLocked(sl *slot, itt, ttt, off, n uint32) {
 // whether the task ran on a replacement connection (after a recovery).
 // Every way a task ends reaches the slot's event: the response, a failure
 // of the session, Close; a connection failure only delays it (recovery).
+//
+// A command that times out is settled (escalate) and issued once more; a
+// second timeout fails it with *CommandTimeoutError.
 func (s *Session) wait(ctx context.Context, sl *slot, res *Result) (bool, error) {
-	if s.await(ctx, sl, nil) != waitDone {
-		return s.abort(ctx, sl, res)
+	var tErr *CommandTimeoutError
+	for {
+		switch s.await(ctx, sl, nil) {
+		case waitDone:
+			return s.complete(sl, res)
+		case waitCtx:
+			return s.abort(ctx, sl, res)
+		}
+		lun, cdb, in, out, timeout := sl.lun, sl.cdb, sl.in, sl.out, sl.timeout
+		step, completed := s.escalate(sl)
+		if completed {
+			return s.complete(sl, res)
+		}
+		if tErr == nil {
+			tErr = &CommandTimeoutError{Timeout: timeout}
+		}
+		tErr.Attempts++
+		tErr.Steps = append(tErr.Steps, step)
+		if tErr.Attempts > 1 {
+			return false, tErr
+		}
+		var err error
+		if sl, err = s.start(ctx, lun, cdb[:], in, out); err != nil {
+			return false, err
+		}
 	}
-	return s.complete(sl, res)
 }
 
 // complete turns a finished slot into the caller's result and frees it.

@@ -60,6 +60,11 @@ func (c *conn) readPDU() error {
 		return err
 	}
 	c.rxCount.Add(1)
+	if c.orphans.Load() > 0 && c.orphans.Swap(0) > 0 {
+		// Immediate requests whose owners gave up waiting: their late
+		// answers (this PDU, maybe) find no task, and the slots are free.
+		c.s.slots.reclaim(c)
+	}
 	switch h.Opcode() {
 	case pdu.OpDataIn, pdu.OpSCSIResponse, pdu.OpR2T, pdu.OpNOPIn, pdu.OpTaskMgmtResponse,
 		pdu.OpLogoutResponse, pdu.OpTextResponse, pdu.OpAsyncMessage, pdu.OpReject:

@@ -110,6 +110,8 @@ func (c *conn) readFailed(err error) {
 // connection fails. It gives the role back before returning. A caller
 // never leaves the role in the middle of a PDU.
 func (c *conn) lead(ctx context.Context, sl *slot) bool {
+	c.leadSlot.Store(sl)
+	defer c.leadSlot.Store(nil)
 	done := ctx.Done()
 	if done != nil {
 		c.leadMu.Lock()
@@ -150,9 +152,17 @@ func (c *conn) lead(ctx context.Context, sl *slot) bool {
 }
 
 // watch interrupts the read of a caller holding the reader role whose
-// context ended: its blocked read returns at the next PDU boundary. It
+// context ended or whose command timed out: its blocked read returns at
+// the next PDU boundary. It
 // reports whether such a caller holds the role.
 func (c *conn) watch() bool {
+	if sl := c.leadSlot.Load(); sl != nil {
+		// The watchdog expired the reading caller's command (timeout.go).
+		if e := sl.expired.Load(); e != idleITT && e == sl.itt.Load() {
+			_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+			return true
+		}
+	}
 	c.leadMu.Lock()
 	d := c.leadDone
 	c.leadMu.Unlock()

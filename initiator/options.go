@@ -84,6 +84,9 @@ const (
 	// DefaultSendTimeout bounds a send that makes no progress (a target
 	// that stopped reading); see WithSendTimeout.
 	DefaultSendTimeout = 30 * time.Second
+	// DefaultCommandTimeout is the SCSI command timeout (the Linux disk
+	// driver's default); see WithCommandTimeout.
+	DefaultCommandTimeout = 30 * time.Second
 	// DefaultReplacementTimeout is how long a session tries to replace a
 	// failed connection before it fails (open-iscsi's replacement_timeout).
 	DefaultReplacementTimeout = 120 * time.Second
@@ -109,6 +112,7 @@ type config struct {
 	nopInterval    time.Duration
 	nopTimeout     time.Duration
 	sendTimeout    time.Duration
+	cmdTimeout     time.Duration
 	logger         *slog.Logger
 	dialer         Dialer
 	queueDepth     int
@@ -136,6 +140,7 @@ func defaultConfig() config {
 		nopInterval:   DefaultNOPInterval,
 		nopTimeout:    DefaultNOPTimeout,
 		sendTimeout:   DefaultSendTimeout,
+		cmdTimeout:    DefaultCommandTimeout,
 		queueDepth:    DefaultQueueDepth,
 		readBufSize:   256 << 10,
 
@@ -234,6 +239,19 @@ func WithLogoutTimeout(d time.Duration) Option { return func(c *config) { c.logo
 // WithTMFTimeout bounds task management requests (default 10 s); on expiry
 // the connection is declared failed.
 func WithTMFTimeout(d time.Duration) Option { return func(c *config) { c.tmfTimeout = d } }
+
+// WithCommandTimeout sets how long a SCSI command may take before the
+// session's error handling takes over (default DefaultCommandTimeout; 0:
+// no timeout; ContextWithCommandTimeout overrides it for one call). It
+// applies to every command, also those of ReadAt and WriteAt, which have
+// no context. A command past its timeout is settled by ABORT TASK, else
+// LOGICAL UNIT RESET, else dropping the connection (each step bounded by
+// WithTMFTimeout) and issued once more; if it times out again the call
+// fails with *CommandTimeoutError (errors.Is ErrCommandTimeout). open-iscsi
+// users know this as the SCSI device timeout with node.session.err_timeo.*.
+func WithCommandTimeout(d time.Duration) Option {
+	return func(c *config) { c.cmdTimeout = d }
+}
 
 // WithSendTimeout bounds how long one send (a writev of the queued PDUs,
 // at most a few MiB) may take before the connection is declared dead and

@@ -72,6 +72,13 @@ type Stats struct {
 	// SendTimeouts counts connections declared dead because a send did
 	// not complete within the send timeout (WithSendTimeout).
 	SendTimeouts uint64
+	// CommandTimeouts counts SCSI commands that outlived their command
+	// timeout (WithCommandTimeout), each attempt once.
+	CommandTimeouts uint64
+	// AbortTasks and LUNResets count the ABORT TASK and LOGICAL UNIT RESET
+	// requests sent, for a command timeout, a cancelled context or a call.
+	AbortTasks uint64
+	LUNResets  uint64
 }
 
 type stats struct {
@@ -83,6 +90,9 @@ type stats struct {
 	dataDigestErrors   atomic.Uint64
 	nopTimeouts        atomic.Uint64
 	sendTimeouts       atomic.Uint64
+	cmdTimeouts        atomic.Uint64
+	abortTasks         atomic.Uint64
+	lunResets          atomic.Uint64
 }
 
 // Stats returns the session's counters.
@@ -96,6 +106,9 @@ func (s *Session) Stats() Stats {
 		DataDigestErrors:   s.stats.dataDigestErrors.Load(),
 		NOPTimeouts:        s.stats.nopTimeouts.Load(),
 		SendTimeouts:       s.stats.sendTimeouts.Load(),
+		CommandTimeouts:    s.stats.cmdTimeouts.Load(),
+		AbortTasks:         s.stats.abortTasks.Load(),
+		LUNResets:          s.stats.lunResets.Load(),
 	}
 }
 
@@ -168,6 +181,7 @@ func (s *Session) supervise() {
 		<-c.readerDone
 		<-c.auxDone
 		c.quiesce()
+		s.slots.reclaim(c)
 		if s.closed.Load() {
 			s.failPending(c, closeErr)
 			s.notify(StateClosed, nil)
@@ -330,7 +344,7 @@ func (s *Session) replay(old, nc *conn, res *login.Result) int {
 
 	n := 0
 	for _, sl := range keep {
-		if err := s.win.lockOpen(s.life, nc.dead, nc.err); err != nil {
+		if err := s.win.lockOpen(s.life, nc.dead, nc.err, 0); err != nil {
 			break // the rest stays pending on nc: the next recovery (or Close) handles it
 		}
 		sl.mu.Lock()
@@ -350,6 +364,7 @@ func (s *Session) replay(old, nc *conn, res *login.Result) int {
 		s.win.cmdSN++
 		sl.cmdSN = sn
 		s.stats.retried.Add(1)
+		s.armTimeout(sl) // a full timeout on the new connection
 		nc.sendCommandLocked(sl, &hdr, sn, imm, unsol)
 		n++
 	}

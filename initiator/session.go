@@ -46,6 +46,9 @@ type Session struct {
 	termSet bool
 
 	stats stats
+	// clock is the watchdog's coarse clock (unix ns), read for command
+	// deadlines instead of the system clock (timeout.go).
+	clock atomic.Int64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -151,9 +154,11 @@ func (s *Session) attach(c *conn, neg login.Negotiated, tsih uint16, cmdSN, expC
 	s.slots = newSlotTable(s.cfg.queueDepth)
 	s.win.reset(cmdSN, expCmdSN, maxCmdSN)
 	s.conn.Store(c)
+	s.clock.Store(time.Now().UnixNano())
 	c.start()
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.supervise()
+	go s.watchTimeouts()
 }
 
 // portalList is the reconnection order: the portal connected to, the one
@@ -436,9 +441,10 @@ func (s *Session) shutdown() error {
 
 // How await ended.
 const (
-	waitDone = iota // the slot's event came
-	waitCtx         // the context ended
-	waitDead        // the connection given to await failed
+	waitDone    = iota // the slot's event came
+	waitCtx            // the context ended
+	waitDead           // the connection given to await failed
+	waitTimeout        // the command's timeout passed (timeout.go)
 )
 
 // await waits for the slot's event (its task finished). While it waits it
@@ -450,7 +456,10 @@ func (s *Session) await(ctx context.Context, sl *slot, only *conn) int {
 	for {
 		select {
 		case <-sl.ev:
-			return waitDone
+			if r := sl.evState(); r >= 0 {
+				return r
+			}
+			continue
 		default:
 		}
 		c := only
@@ -460,11 +469,8 @@ func (s *Session) await(ctx context.Context, sl *slot, only *conn) int {
 		if !c.isDead() {
 			if c.canLead {
 				if c.tryLead() {
-					if c.lead(ctx, sl) {
-						return waitDone
-					}
-					if ctx.Err() != nil {
-						return waitCtx
+					if r := s.led(ctx, c, sl); r >= 0 {
+						return r
 					}
 					continue
 				}
@@ -472,11 +478,8 @@ func (s *Session) await(ctx context.Context, sl *slot, only *conn) int {
 				c.asks.Add(1)
 				if c.tryLead() {
 					c.waiters.Add(-1)
-					if c.lead(ctx, sl) {
-						return waitDone
-					}
-					if ctx.Err() != nil {
-						return waitCtx
+					if r := s.led(ctx, c, sl); r >= 0 {
+						return r
 					}
 					continue
 				}
@@ -484,7 +487,7 @@ func (s *Session) await(ctx context.Context, sl *slot, only *conn) int {
 			r := -1
 			select {
 			case <-sl.ev:
-				r = waitDone
+				r = sl.evState()
 			case <-ctx.Done():
 				r = waitCtx
 			case <-c.roleCh:
@@ -511,7 +514,9 @@ func (s *Session) await(ctx context.Context, sl *slot, only *conn) int {
 		}
 		select {
 		case <-sl.ev:
-			return waitDone
+			if r := sl.evState(); r >= 0 {
+				return r
+			}
 		case <-ctx.Done():
 			return waitCtx
 		case <-ch:
@@ -519,11 +524,29 @@ func (s *Session) await(ctx context.Context, sl *slot, only *conn) int {
 	}
 }
 
+// led runs c.lead for sl and says how the wait ended (-1: go on waiting).
+func (s *Session) led(ctx context.Context, c *conn, sl *slot) int {
+	if c.lead(ctx, sl) {
+		return sl.evState()
+	}
+	if ctx.Err() != nil {
+		return waitCtx
+	}
+	if sl.kind == kindSCSI && sl.expiredNow() {
+		return waitTimeout
+	}
+	return -1
+}
+
 // tmfTask names what a task management request acts on.
 type tmfTask struct {
 	fn     pdu.TMFunction
 	lun    uint64 // raw SAM LUN
 	refITT uint32 // ABORT TASK: the task's ITT; else idleITT
+	// keepConn: a request the target does not answer is left to a late
+	// answer (or to the connection's end) instead of failing the
+	// connection; the caller decides what follows (escalate).
+	keepConn bool
 }
 
 // immediate sends a non-SCSI immediate request, whose header hdr holds
@@ -552,6 +575,7 @@ func (s *Session) immediate(ctx context.Context, c *conn, kind uint8, tmf tmfTas
 	sl.in, sl.out = nil, nil
 	sl.lun = tmf.lun
 	sl.tmfFn = tmf.fn
+	sl.immConn = c
 	s.win.mu.Lock()
 	if kind == kindLogout {
 		// Under the window lock, as start checks it: no command gets a
@@ -589,8 +613,13 @@ func (s *Session) immediate(ctx context.Context, c *conn, kind uint8, tmf tmfTas
 		}
 	}
 	err := ctx.Err()
-	if err != nil && kind == kindNOP {
-		sl.abandon() // a late NOP-In is harmless
+	if err != nil && (kind == kindNOP || tmf.keepConn) {
+		// A late NOP-In is harmless, and so is a late TMF response (a
+		// stale ITT it names finds no task). The slot returns to the free
+		// list with the answer, or at the next PDU the reader reads, or
+		// when the connection ends (slotTable.reclaim).
+		sl.abandon()
+		c.orphans.Add(1)
 		return nil, err
 	}
 	// No answer: the connection can no longer be trusted for this request.
@@ -686,12 +715,29 @@ func (s *Session) tmf(ctx context.Context, fn pdu.TMFunction, lun uint64, refITT
 
 // tmfOn issues a task management request on connection c.
 func (s *Session) tmfOn(ctx context.Context, c *conn, fn pdu.TMFunction, lun uint64, refITT, refCmdSN uint32) error {
+	return s.tmfReq(ctx, c, tmfTask{fn: fn, lun: lun, refITT: refITT}, refCmdSN)
+}
+
+// tmfKeep is tmfOn for the escalation of a command timeout: no answer
+// leaves the connection up (tmfTask.keepConn).
+func (s *Session) tmfKeep(ctx context.Context, c *conn, fn pdu.TMFunction, lun uint64, refITT, refCmdSN uint32) error {
+	return s.tmfReq(ctx, c, tmfTask{fn: fn, lun: lun, refITT: refITT, keepConn: true}, refCmdSN)
+}
+
+func (s *Session) tmfReq(ctx context.Context, c *conn, t tmfTask, refCmdSN uint32) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.tmfTimeout)
 	defer cancel()
+	fn, lun := t.fn, t.lun
+	switch fn {
+	case pdu.TMFAbortTask:
+		s.stats.abortTasks.Add(1)
+	case pdu.TMFLogicalUnitReset:
+		s.stats.lunResets.Add(1)
+	}
 	var hdr pdu.BHS
-	req := pdu.TaskMgmtRequest{Immediate: true, Function: fn, LUN: lun, ReferencedTaskTag: refITT, RefCmdSN: refCmdSN}
+	req := pdu.TaskMgmtRequest{Immediate: true, Function: fn, LUN: lun, ReferencedTaskTag: t.refITT, RefCmdSN: refCmdSN}
 	req.AppendHeader(hdr[:0])
-	sl, err := s.immediate(ctx, c, kindTMF, tmfTask{fn: fn, lun: lun, refITT: refITT}, &hdr, false)
+	sl, err := s.immediate(ctx, c, kindTMF, t, &hdr, false)
 	if err != nil {
 		return fmt.Errorf("iscsi: task management function %v: %w", fn, err)
 	}

@@ -3,6 +3,7 @@ package initiator
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gosan/iscsi/pdu"
 )
@@ -50,6 +51,19 @@ type slot struct {
 	tmfFn  pdu.TMFunction // for task management: the function
 	cmdSN  uint32
 	cdb    [16]byte // SCSI: the CDB, kept for a replay after reconnection
+
+	// timeout (SCSI): timeout is the owner's per-attempt command timeout;
+	// deadline (unix ns, 0: none) is when the watchdog expires the task,
+	// and expired holds the ITT it expired (idleITT: none), so a late
+	// mark for an earlier task of the slot is recognised as stale.
+	timeout  time.Duration
+	deadline atomic.Int64
+	expired  atomic.Uint32
+
+	// immConn is the connection an immediate request was sent on, so an
+	// abandoned request that is never answered is reclaimed when that
+	// connection ends.
+	immConn *conn
 
 	// reader state
 	nextOff   uint32
@@ -101,6 +115,9 @@ func (s *slot) arm() {
 	s.resetProgress()
 	s.mu.Unlock()
 	s.refITT = idleITT
+	s.immConn = nil
+	s.deadline.Store(0)
+	s.expired.Store(idleITT)
 	select { // drop a stale wake-up
 	case <-s.ev:
 	default:
@@ -178,6 +195,7 @@ func newSlotTable(queueDepth int) *slotTable {
 		s.idx = uint16(i)
 		s.ev = make(chan struct{}, 1)
 		s.itt.Store(idleITT)
+		s.expired.Store(idleITT)
 		s.home = t.ifree
 		if i < queueDepth {
 			s.home = t.free
@@ -185,6 +203,42 @@ func newSlotTable(queueDepth int) *slotTable {
 		s.home <- uint16(i)
 	}
 	return t
+}
+
+// reclaim frees the immediate requests sent on c that their owners
+// abandoned and that are still unanswered. It runs where no answer can be
+// dispatched meanwhile: in the goroutine holding c's reader role, or after
+// c's reader has exited. A late answer then finds no task.
+func (t *slotTable) reclaim(c *conn) {
+	for i := cap(t.free); i < len(t.slots); i++ {
+		s := &t.slots[i]
+		s.mu.Lock()
+		lost := s.orphan && !s.done && s.immConn == c
+		if lost {
+			s.done, s.orphan = true, false
+			s.itt.Store(idleITT)
+		}
+		s.mu.Unlock()
+		if lost {
+			s.home <- s.idx
+		}
+	}
+}
+
+// evState tells the owner, after a wake-up from ev, how its wait ended:
+// waitDone when the task finished, waitTimeout when the watchdog expired
+// it, -1 for a stale wake-up.
+func (s *slot) evState() int {
+	s.mu.Lock()
+	done := s.done
+	s.mu.Unlock()
+	switch {
+	case done:
+		return waitDone
+	case s.kind == kindSCSI && s.expiredNow():
+		return waitTimeout
+	}
+	return -1
 }
 
 // lookup returns the active slot for itt, or nil.

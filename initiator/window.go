@@ -2,7 +2,9 @@ package initiator
 
 import (
 	"context"
+	"errors"
 	"sync"
+	"time"
 
 	"github.com/gosan/iscsi/pdu"
 )
@@ -58,9 +60,15 @@ func (w *window) wakeLocked() {
 	}
 }
 
+// errWindowTimeout: the window stayed closed for the command's timeout.
+var errWindowTimeout = errors.New("iscsi: command window closed")
+
 // lockOpen returns with w.mu held and the window open, or with w.mu not
-// held and an error (ctx done, or dead closed).
-func (w *window) lockOpen(ctx context.Context, dead <-chan struct{}, deadErr func() error) error {
+// held and an error (ctx done, dead closed, or errWindowTimeout after
+// timeout when it is positive). Only a wait for a closed window pays for a
+// timer.
+func (w *window) lockOpen(ctx context.Context, dead <-chan struct{}, deadErr func() error, timeout time.Duration) error {
+	var expired <-chan time.Time
 	for {
 		w.mu.Lock()
 		if w.openLocked() {
@@ -72,12 +80,19 @@ func (w *window) lockOpen(ctx context.Context, dead <-chan struct{}, deadErr fun
 			w.waitCh = ch
 		}
 		w.mu.Unlock()
+		if expired == nil && timeout > 0 {
+			t := time.NewTimer(timeout)
+			defer t.Stop()
+			expired = t.C
+		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-dead:
 			return deadErr()
+		case <-expired:
+			return errWindowTimeout
 		}
 	}
 }

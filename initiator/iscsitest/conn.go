@@ -479,6 +479,7 @@ type task struct {
 	nextR2T   uint32
 	r2tSN     uint32
 	r2ts      map[uint32]*r2tSeq
+	swallowed bool // Faults.SwallowCommands: never answered
 }
 
 type r2tSeq struct {
@@ -500,6 +501,11 @@ func (c *conn) command(h *pdu.BHS, data []byte) error {
 	}
 	if reason, ok := c.s.faults.takeReject(cdb); ok {
 		return c.reject(h, reason)
+	}
+	if c.s.faults.takeSwallow(cdb) {
+		c.s.log.Debug("iscsitest: command swallowed by fault hook", "conn", c.id, "itt", cmd.ITT)
+		c.tasks[cmd.ITT] = &task{itt: cmd.ITT, lun: cmd.LUN, cdb: cdb, edtl: cmd.ExpectedDataTransferLength, read: cmd.Read, swallowed: true}
+		return nil
 	}
 	if len(data) > 0 {
 		if !cmd.Write {
@@ -593,6 +599,9 @@ func (c *conn) dataOut(h *pdu.BHS, data []byte) error {
 	t := c.tasks[d.ITT]
 	if t == nil {
 		c.violation(d.ITT, "Data-Out for unknown ITT (TTT %#x)", d.TTT)
+		return nil
+	}
+	if t.swallowed {
 		return nil
 	}
 	n := uint32(len(data))
@@ -733,6 +742,10 @@ func (c *conn) respond(t *task, res cmdResult) error {
 func (c *conn) taskMgmt(h *pdu.BHS) error {
 	var req pdu.TaskMgmtRequest
 	_ = req.DecodeHeader(h, nil)
+	if c.s.faults.takeTMFSwallow(req.Function) {
+		c.s.log.Debug("iscsitest: task management request swallowed by fault hook", "conn", c.id, "function", req.Function)
+		return nil
+	}
 	resp := &pdu.TaskMgmtResponse{ITT: req.ITT, Response: pdu.TMFFunctionComplete}
 	dropTasks := func(match func(*task) bool) {
 		for itt, t := range c.tasks {

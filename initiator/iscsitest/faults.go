@@ -17,6 +17,9 @@ type Faults struct {
 	dropAfterPDUs int // >0: drop the conn that receives the Nth PDU from now
 	dropOnCommand int // >0: drop the conn that receives the Nth SCSI command from now
 
+	swallow    []swallowRule
+	tmfSwallow map[pdu.TMFunction]int // TMF requests of a function to leave unanswered
+
 	stopReadingOp pdu.Opcode
 	stopReadingN  int // >0: the conn that receives the Nth stopReadingOp PDU stops reading
 
@@ -41,6 +44,11 @@ type rejectRule struct {
 	n      int
 	match  func(cdb []byte) bool
 	reason pdu.RejectReason
+}
+
+type swallowRule struct {
+	n     int // <0: every match
+	match func(cdb []byte) bool
 }
 
 type checkRule struct {
@@ -207,6 +215,68 @@ func (f *Faults) takeCheck(cdb []byte) (Sense, bool) {
 		}
 	}
 	return Sense{}, false
+}
+
+// SwallowCommands makes the server accept the next n SCSI commands whose
+// CDB matches (nil matches all; n < 0: every match until cancelled with
+// n == 0) and never answer them: no R2T, no data, no status. It still
+// reads their unsolicited data and answers NOP-Outs and task management;
+// ABORT TASK, ABORT TASK SET and LOGICAL UNIT RESET end such a task like
+// any other. A target that lost or wedged a command.
+func (f *Faults) SwallowCommands(n int, match func(cdb []byte) bool) {
+	f.mu.Lock()
+	if n == 0 {
+		f.swallow = nil
+	} else {
+		f.swallow = append(f.swallow, swallowRule{n: n, match: match})
+	}
+	f.mu.Unlock()
+}
+
+// SwallowTMF makes the server leave the next n task management requests
+// of function fn unanswered (n < 0: all of them; 0 cancels). The request
+// has no effect: the tasks it names stay as they are.
+func (f *Faults) SwallowTMF(fn pdu.TMFunction, n int) {
+	f.mu.Lock()
+	if f.tmfSwallow == nil {
+		f.tmfSwallow = map[pdu.TMFunction]int{}
+	}
+	f.tmfSwallow[fn] = n
+	f.mu.Unlock()
+}
+
+func (f *Faults) takeSwallow(cdb []byte) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range f.swallow {
+		r := &f.swallow[i]
+		if r.n != 0 && (r.match == nil || r.match(cdb)) {
+			if r.n > 0 {
+				r.n--
+			}
+			return true
+		}
+	}
+	return false
+}
+
+func (f *Faults) takeTMFSwallow(fn pdu.TMFunction) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := f.tmfSwallow[fn]
+	if n > 0 {
+		f.tmfSwallow[fn] = n - 1
+	}
+	return n != 0
+}
+
+// MatchLBARange matches READ and WRITE (10 and 16) commands that touch a
+// block in [first, last].
+func MatchLBARange(first, last uint64) func(cdb []byte) bool {
+	return func(cdb []byte) bool {
+		lba, blocks, ok := rwArgs(cdb)
+		return ok && blocks > 0 && lba <= last && lba+blocks-1 >= first
+	}
 }
 
 // MatchOpcode returns a CDB predicate matching one operation code.

@@ -48,6 +48,11 @@ type PDURecord struct {
 	CDB          [16]byte // SCSI Command only
 	EDTL         uint32   // SCSI Command ExpectedDataTransferLength
 	Status       uint8    // SCSI Response / Data-In with S
+	// Task Management Request: the function and the Referenced Task Tag;
+	// Task Management Response: Response.
+	Function          pdu.TMFunction
+	ReferencedTaskTag uint32
+	Response          pdu.TMFResponse
 }
 
 func (r PDURecord) String() string {
@@ -109,6 +114,14 @@ func recordHeader(dir Direction, h *pdu.BHS) PDURecord {
 		var m pdu.SCSIResponse
 		decodeBHS(&m, h)
 		r.Status = m.Status
+	case pdu.OpTaskMgmtRequest:
+		var m pdu.TaskMgmtRequest
+		decodeBHS(&m, h)
+		r.Function, r.ReferencedTaskTag = m.Function, m.ReferencedTaskTag
+	case pdu.OpTaskMgmtResponse:
+		var m pdu.TaskMgmtResponse
+		decodeBHS(&m, h)
+		r.Response = m.Response
 	}
 	return r
 }
