@@ -6,7 +6,6 @@ import (
 	"syscall"
 
 	"github.com/gosan/iscsi/internal/iscsinl"
-	"github.com/gosan/iscsi/internal/login"
 )
 
 // Sentinel errors; match with errors.Is.
@@ -24,11 +23,6 @@ var (
 	ErrOtherDaemon = errors.New("blockdev: another iSCSI daemon (iscsid?) listens to NETLINK_ISCSI")
 	// ErrUnreachable: the TCP connection to the portal failed.
 	ErrUnreachable = errors.New("blockdev: portal unreachable")
-	// ErrAuthentication: the target refused our CHAP credentials, or the
-	// target failed mutual CHAP, or it does not authorize this initiator.
-	ErrAuthentication = errors.New("blockdev: authentication failed")
-	// ErrTargetNotFound: the portal does not know the target name.
-	ErrTargetNotFound = errors.New("blockdev: target not found")
 	// ErrLogin: any other login failure (see the wrapped error).
 	ErrLogin = errors.New("blockdev: login failed")
 	// ErrNoDevice: the LUN's block device did not appear before the
@@ -41,9 +35,11 @@ var (
 )
 
 // AttachError says which step of Attach failed. errors.Is matches the
-// sentinels above (ErrUnreachable, ErrAuthentication, ErrTargetNotFound,
-// ErrLogin, ErrNoDevice, ErrPermission, ErrModuleNotLoaded) and the
-// wrapped error.
+// sentinels above (ErrUnreachable, ErrLogin, ErrNoDevice, ErrPermission,
+// ErrModuleNotLoaded) and, through the wrapped error, the login failures
+// of package iscsi (iscsi.ErrAuthentication, iscsi.ErrAuthorization,
+// iscsi.ErrTargetNotFound, iscsi.ErrMutualAuth, *iscsi.LoginError, ...),
+// the same values the userspace initiator returns.
 type AttachError struct {
 	Step   string // "connect", "create session", "bind", "set param", "login", "start", "scan"
 	Portal string
@@ -62,11 +58,6 @@ func (e *AttachError) Is(target error) bool {
 	switch target {
 	case ErrUnreachable:
 		return e.Step == stepConnect
-	case ErrAuthentication:
-		return errors.Is(e.Err, login.ErrAuthentication) || errors.Is(e.Err, login.ErrAuthorization) ||
-			errors.Is(e.Err, login.ErrMutualAuth) || errors.Is(e.Err, login.ErrCHAPReflection)
-	case ErrTargetNotFound:
-		return errors.Is(e.Err, login.ErrTargetNotFound) || errors.Is(e.Err, login.ErrTargetRemoved)
 	case ErrLogin:
 		return e.Step == stepLogin
 	case ErrPermission:

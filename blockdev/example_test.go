@@ -6,6 +6,7 @@ import (
 	"log"
 	"time"
 
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/blockdev"
 	"github.com/gosan/iscsi/blockdev/volume"
 )
@@ -24,10 +25,10 @@ func ExampleKernel_Attach() {
 		Portal: "192.0.2.10:3260",
 		Target: "iqn.2026-11.org.example:storage",
 		LUN:    1,
-		CHAP:   &blockdev.CHAP{User: "node1", Secret: "a-long-chap-secret"},
+		CHAP:   &iscsi.CHAP{User: "node1", Secret: "a-long-chap-secret"},
 	})
 	if err != nil {
-		log.Fatal(err) // errors.Is: ErrAuthentication, ErrTargetNotFound, ErrUnreachable, ErrNoDevice
+		log.Fatal(err) // errors.Is: iscsi.ErrAuthentication, iscsi.ErrTargetNotFound, blockdev.ErrUnreachable, blockdev.ErrNoDevice
 	}
 	fmt.Println(d.Path, d.SCSIAddress, d.Size)
 	if err := k.Detach(ctx, d); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/blockdev/volume"
 	"github.com/gosan/iscsi/internal/testenv/tgtd"
 	"github.com/gosan/iscsi/internal/testenv/vmtest"
@@ -174,10 +175,10 @@ func TestGuestCHAP(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		tgt  tgtd.FixtureTarget
-		chap *CHAP
+		chap *iscsi.CHAP
 	}{
-		{"one-way", fix.CHAP, &CHAP{User: fix.CHAP.User, Secret: fix.CHAP.Secret}},
-		{"mutual", fix.MutualCHAP, &CHAP{User: fix.MutualCHAP.User, Secret: fix.MutualCHAP.Secret,
+		{"one-way", fix.CHAP, &iscsi.CHAP{User: fix.CHAP.User, Secret: fix.CHAP.Secret}},
+		{"mutual", fix.MutualCHAP, &iscsi.CHAP{User: fix.MutualCHAP.User, Secret: fix.MutualCHAP.Secret,
 			TargetUser: fix.MutualCHAP.TargetUser, TargetSecret: fix.MutualCHAP.TargetSecret}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -208,10 +209,10 @@ func TestGuestFailures(t *testing.T) {
 		want error
 	}{
 		{"wrong secret", Spec{Portal: fix.Portal, Target: fix.CHAP.IQN, LUN: 1,
-			CHAP: &CHAP{User: fix.CHAP.User, Secret: "wrong-secret-0123"}}, ErrAuthentication},
+			CHAP: &iscsi.CHAP{User: fix.CHAP.User, Secret: "wrong-secret-0123"}}, iscsi.ErrAuthentication},
 		{"mutual target fails", Spec{Portal: fix.Portal, Target: fix.MutualCHAP.IQN, LUN: 1,
-			CHAP: &CHAP{User: fix.MutualCHAP.User, Secret: fix.MutualCHAP.Secret, TargetSecret: "not-the-target-secret"}}, ErrAuthentication},
-		{"unknown target", Spec{Portal: fix.Portal, Target: tgtd.IQNPrefix + "nosuch", LUN: 1}, ErrTargetNotFound},
+			CHAP: &iscsi.CHAP{User: fix.MutualCHAP.User, Secret: fix.MutualCHAP.Secret, TargetSecret: "not-the-target-secret"}}, iscsi.ErrMutualAuth},
+		{"unknown target", Spec{Portal: fix.Portal, Target: tgtd.IQNPrefix + "nosuch", LUN: 1}, iscsi.ErrTargetNotFound},
 		{"unreachable portal", Spec{Portal: net.JoinHostPort(host, "1"), Target: fix.Plain.IQN, LUN: 1}, ErrUnreachable},
 		{"no such LUN", Spec{Portal: fix.Portal, Target: fix.Plain.IQN, LUN: 9}, ErrNoDevice},
 	} {

@@ -20,7 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/gosan/iscsi/blockdev/volume"
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/internal/iscsinl"
 	"github.com/gosan/iscsi/internal/keymutex"
 	"github.com/gosan/iscsi/internal/login"
@@ -82,9 +82,8 @@ func (t Timeouts) withDefaults() Timeouts {
 
 // Options configure Open.
 type Options struct {
-	// InitiatorName is the default for Specs without one. Empty: read
-	// /etc/iscsi/initiatorname.iscsi (InitiatorName=...), else
-	// "iqn.2026-11.org.gosan:<hostname>".
+	// InitiatorName is the default for Specs without one. Empty:
+	// iscsi.DefaultInitiatorName(), the name the userspace initiator uses.
 	InitiatorName string
 	Timeouts      Timeouts
 	// CmdsMax and QueueDepth of new sessions (iscsid: 128 and 32).
@@ -103,24 +102,17 @@ type Options struct {
 	// kernel's recovery timeout and says so in the log. It is called with
 	// the session's target name and portal (host:port) and returns nil
 	// when it has none.
-	Credentials func(target, portal string) *CHAP
+	Credentials func(target, portal string) *iscsi.CHAP
 	// netlinkOpts are passed to iscsinl.Dial (tests).
 	netlinkOpts []iscsinl.Option
 }
 
-// CHAP credentials of one session: the mount layer's type, so a volume's
-// credentials pass through unchanged. Secrets never appear in logs, errors,
-// %v output, or sysfs (they are not handed to the kernel).
-type CHAP = volume.CHAP
-
-// loginCHAP converts to the login engine's form. Short secrets are accepted:
-// the target's administrator chose them, and the kernel path has no say.
-func loginCHAP(c *CHAP) *login.CHAP {
-	if c == nil {
-		return nil
+// initiatorName is the name of sessions whose Spec names none.
+func (o Options) initiatorName() string {
+	if o.InitiatorName != "" {
+		return o.InitiatorName
 	}
-	return &login.CHAP{User: c.User, Secret: c.Secret, TargetUser: c.TargetUser, TargetSecret: c.TargetSecret,
-		AllowShortSecrets: true}
+	return iscsi.DefaultInitiatorName()
 }
 
 // Spec is one Attach request.
@@ -132,8 +124,8 @@ type Spec struct {
 	// "default". NetDev, when set, binds the TCP socket to that network
 	// interface (SO_BINDTODEVICE).
 	Iface, NetDev string
-	InitiatorName string // "" => Options.InitiatorName
-	CHAP          *CHAP
+	InitiatorName string      // "" => Options.InitiatorName
+	CHAP          *iscsi.CHAP // nil: no authentication
 }
 
 // String hides secrets.
@@ -186,7 +178,7 @@ type session struct {
 	cfg         sessionConfig
 	portal      *net.TCPAddr
 	netdev      string
-	chap        *CHAP
+	chap        *iscsi.CHAP
 	fd          int // our copy of the bound socket; -1 when none
 
 	mu         sync.Mutex
@@ -226,12 +218,8 @@ func Open(opts Options) (*Kernel, error) {
 	if opts.QueueDepth == 0 {
 		opts.QueueDepth = 32
 	}
-	iname := opts.InitiatorName
-	if iname == "" {
-		iname = defaultInitiatorName("/etc/iscsi/initiatorname.iscsi")
-	}
 	return &Kernel{
-		nl: nl, sys: sys, log: log, opts: opts, tmo: opts.Timeouts.withDefaults(), iname: iname,
+		nl: nl, sys: sys, log: log, opts: opts, tmo: opts.Timeouts.withDefaults(), iname: opts.initiatorName(),
 		sessions: make(map[uint32]*session),
 	}, nil
 }
@@ -306,29 +294,6 @@ func parseNetlinkListeners(r io.Reader, self uint32) ([]uint32, error) {
 		out = append(out, uint32(pid))
 	}
 	return out, sc.Err()
-}
-
-// defaultInitiatorName reads open-iscsi's initiator name file, else makes
-// one from the host name.
-func defaultInitiatorName(path string) string {
-	if b, err := os.ReadFile(path); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(l), "InitiatorName="); ok && v != "" {
-				return strings.TrimSpace(v)
-			}
-		}
-	}
-	h, err := os.Hostname()
-	if err != nil || h == "" {
-		h = "localhost"
-	}
-	var b strings.Builder
-	for _, r := range strings.ToLower(h) {
-		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') || r == '-' || r == '.' {
-			b.WriteRune(r)
-		}
-	}
-	return "iqn.2026-11.org.gosan:" + b.String()
 }
 
 // --- per-key locks ------------------------------------------------------
@@ -704,17 +669,7 @@ func (k *Kernel) bindAndLogin(ctx context.Context, s *session) (string, error) {
 	}
 	lctx, cancel := context.WithTimeout(ctx, k.tmo.Login)
 	defer cancel()
-	res, err := login.Login(lctx, &kernelTransport{t: k.nl.PDUTransport(s.sid, 0)}, login.Config{
-		InitiatorName: s.cfg.InitiatorName,
-		TargetName:    s.cfg.TargetName,
-		ISID:          s.cfg.ISID,
-		TSIH:          0, // as iscsid: every (re)login asks for a new session; same ISID reinstates
-		CID:           0,
-		ITT:           0,
-		InitialCmdSN:  1, // the kernel overwrites CmdSN with its own session CmdSN
-		CHAP:          loginCHAP(s.chap),
-		Logger:        k.log,
-	})
+	res, err := login.Login(lctx, &kernelTransport{t: k.nl.PDUTransport(s.sid, 0)}, k.loginConfig(s))
 	if err != nil {
 		return stepLogin, err
 	}
@@ -725,6 +680,21 @@ func (k *Kernel) bindAndLogin(ctx context.Context, s *session) (string, error) {
 		return stepStart, err
 	}
 	return "", nil
+}
+
+// loginConfig is what the kernel path logs in with.
+func (k *Kernel) loginConfig(s *session) login.Config {
+	return login.Config{
+		InitiatorName: s.cfg.InitiatorName,
+		TargetName:    s.cfg.TargetName,
+		ISID:          s.cfg.ISID,
+		TSIH:          0, // as iscsid: every (re)login asks for a new session; same ISID reinstates
+		CID:           0,
+		ITT:           0,
+		InitialCmdSN:  1, // the kernel overwrites CmdSN with its own session CmdSN
+		CHAP:          s.chap,
+		Logger:        k.log,
+	}
 }
 
 func (k *Kernel) setParams(ctx context.Context, sid uint32, ps []paramValue) error {

@@ -6,6 +6,7 @@ import (
 	"log"
 	"time"
 
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/initiator"
 	"github.com/gosan/iscsi/initiator/iscsitest"
 )
@@ -14,7 +15,7 @@ func ExampleDial() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s, err := initiator.Dial(ctx, "192.0.2.10:3260", "iqn.2024-01.com.example:disk1",
-		initiator.WithCHAP(initiator.CHAP{User: "alice", Secret: "a-long-secret"}),
+		initiator.WithCHAP(iscsi.CHAP{User: "alice", Secret: "a-long-secret"}),
 		initiator.WithHeaderDigest(initiator.DigestPreferCRC32C),
 		initiator.WithQueueDepth(32),
 	)

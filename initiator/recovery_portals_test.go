@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/initiator/iscsitest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -143,10 +144,10 @@ func TestDialTargetStopsAtLoginRefusal(t *testing.T) {
 	second := newExtraPortal(t, srv)
 	tg := Target{Name: "iqn.2026-11.org.gosan.test:nosuchtarget", Portals: []Portal{portalOf(t, srv.Addr()), portalOf(t, second.addr())}}
 	_, err := DialTarget(ctx, tg, WithLogger(testLogger(t)), WithLoginTimeout(time.Second))
-	require.ErrorIs(t, err, ErrTargetNotFound)
+	require.ErrorIs(t, err, iscsi.ErrTargetNotFound)
 	assert.Len(t, srv.Records(), 1, "the second portal was not tried")
 
 	_, err = DialTarget(ctx, Target{Name: recTestIQN})
 	require.Error(t, err)
-	assert.False(t, errors.Is(err, ErrTargetNotFound))
+	assert.False(t, errors.Is(err, iscsi.ErrTargetNotFound))
 }

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/internal/login"
 	iportal "github.com/gosan/iscsi/internal/portal"
 	"github.com/gosan/iscsi/pdu"
@@ -70,7 +71,7 @@ func (s *Session) TSIH() uint16 { return s.conn.Load().tsih }
 
 // Negotiated returns the operational parameters agreed at login (of the
 // current connection).
-func (s *Session) Negotiated() Negotiated { return s.conn.Load().neg }
+func (s *Session) Negotiated() iscsi.Negotiated { return s.conn.Load().neg }
 
 // Dial connects to portal ("host", "host:port", "[v6addr]:port"; port 3260
 // by default), logs in to target and returns a session in full feature
@@ -127,9 +128,9 @@ func DialTarget(ctx context.Context, t Target, opts ...Option) (*Session, error)
 			return s, nil
 		}
 		errs = append(errs, err)
-		var le *LoginError
-		if ctx.Err() != nil || errors.As(err, &le) || errors.Is(err, ErrConfig) ||
-			errors.Is(err, ErrCHAPReflection) || errors.Is(err, ErrMutualAuth) {
+		var le *iscsi.LoginError
+		if ctx.Err() != nil || errors.As(err, &le) || errors.Is(err, iscsi.ErrConfig) ||
+			errors.Is(err, iscsi.ErrCHAPReflection) || errors.Is(err, iscsi.ErrMutualAuth) {
 			break
 		}
 	}
@@ -139,7 +140,7 @@ func DialTarget(ctx context.Context, t Target, opts ...Option) (*Session, error)
 // attach makes c the session's first connection in full feature phase and
 // starts the session's recovery goroutine. A session without portals to
 // reconnect to fails when its connection fails.
-func (s *Session) attach(c *conn, neg login.Negotiated, tsih uint16, cmdSN, expCmdSN, maxCmdSN uint32) {
+func (s *Session) attach(c *conn, neg iscsi.Negotiated, tsih uint16, cmdSN, expCmdSN, maxCmdSN uint32) {
 	c.neg, c.tsih = neg, tsih
 	if s.changed == nil {
 		s.changed = make(chan struct{})
@@ -208,14 +209,14 @@ func (s *Session) connect(ctx context.Context, portal, target string) (*conn, *l
 		if err == nil {
 			return c, res, nil
 		}
-		var re *login.RedirectError
+		var re *iscsi.RedirectError
 		switch {
 		case errors.As(err, &re) && redirects < maxRedirects:
 			redirects++
 			s.log.Debug("iscsi: login redirected", "to", re.Portal(), "permanent", re.Permanent)
 			addr = re.Portal()
 			continue
-		case errors.Is(err, login.ErrOutOfResources):
+		case errors.Is(err, iscsi.ErrOutOfResources):
 			s.log.Debug("iscsi: target out of resources; retrying", "after", backoff)
 			t := time.NewTimer(backoff)
 			select {

@@ -3,6 +3,8 @@ package volume
 import (
 	"context"
 	"fmt"
+
+	"github.com/gosan/iscsi"
 )
 
 // Attacher is what the kernel binding (package blockdev) implements: log in
@@ -52,9 +54,9 @@ func (k SessionKey) String() string { return k.Iface + "/" + k.Portal + "/" + k.
 type AttachSpec struct {
 	SessionKey
 	LUN           uint64
-	InitiatorName string // empty => the attacher's default
-	SessionCHAP   *CHAP  // nil => AuthMethod=None
-	DiscoveryCHAP *CHAP  // for a SendTargets discovery the attacher may run first; nil => none
+	InitiatorName string      // empty => the attacher's default
+	SessionCHAP   *iscsi.CHAP // nil => AuthMethod=None
+	DiscoveryCHAP *iscsi.CHAP // for a SendTargets discovery the attacher may run first; nil => none
 }
 
 // String never prints secrets.

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/internal/keymutex"
 	"github.com/u-root/u-root/pkg/mount"
 	"golang.org/x/sys/unix"
@@ -282,7 +283,7 @@ func (m *Manager) Stage(ctx context.Context, v Volume) (*StageResult, error) {
 
 // attachAll attaches every portal; one success is enough.
 func (m *Manager) attachAll(ctx context.Context, n Volume, res *StageResult) error {
-	var sessCHAP, discCHAP *CHAP
+	var sessCHAP, discCHAP *iscsi.CHAP
 	if n.SessionCHAPAuth {
 		sessCHAP, _ = n.Secrets.sessionCHAP() // validated by Normalize
 	}

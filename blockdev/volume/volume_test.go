@@ -6,18 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/gosan/iscsi/internal/portal"
 )
-
-func TestDefaultPortMatchesPortal(t *testing.T) {
-	assert.Equal(t, strconv.Itoa(portal.DefaultPort), DefaultPort)
-}
 
 const (
 	testIQN    = "iqn.2024-01.org.gosan:disk1"

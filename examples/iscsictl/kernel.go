@@ -18,8 +18,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/blockdev"
-	"github.com/gosan/iscsi/internal/iscsiurl"
 )
 
 // kernelFlags are the flags of every command that opens the kernel binding.
@@ -55,20 +55,20 @@ func (g *globals) openKernel(kf kernelFlags, logLevel slog.Level) (*blockdev.Ker
 const quiet = slog.Level(100)
 
 // kernelSpec turns a LUN URL into an Attach request.
-func (g *globals) kernelSpec(raw, iface, netdev string) (blockdev.Spec, *iscsiurl.URL, error) {
+func (g *globals) kernelSpec(raw, iface, netdev string) (blockdev.Spec, *iscsi.URL, error) {
 	u, err := g.parseURL(raw)
 	if err != nil {
 		return blockdev.Spec{}, nil, err
 	}
-	if u.Target == "" || !u.HasLUN {
+	if u.TargetName == "" || !u.HasLUN {
 		return blockdev.Spec{}, nil, usagef("URL %s names no LUN (iscsi://host/iqn/LUN)", u)
 	}
 	if u.HeaderDigest || u.DataDigest {
 		return blockdev.Spec{}, nil, usagef("digests are not supported through the kernel binding (URL %s)", u)
 	}
-	s := blockdev.Spec{Portal: u.Portal(), Target: u.Target, LUN: u.LUN, Iface: iface, NetDev: netdev, InitiatorName: g.initiatorName}
-	if u.User != "" || u.Secret != "" {
-		s.CHAP = &blockdev.CHAP{User: u.User, Secret: u.Secret, TargetUser: u.TargetUser, TargetSecret: u.TargetSecret}
+	s := blockdev.Spec{Portal: u.Portal(), Target: u.TargetName, LUN: u.LUN, Iface: iface, NetDev: netdev, InitiatorName: g.initiatorName}
+	if chap, ok := urlCHAP(u); ok {
+		s.CHAP = &chap
 	}
 	return s, u, nil
 }

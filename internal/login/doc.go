@@ -6,11 +6,17 @@
 //
 // The engine never touches a socket. It is written against Transport, a
 // PDU-at-a-time interface, so the same code logs in over a TCP connection
-// (NewConnTransport, used by the userspace initiator) and over the kernel's
-// netlink SEND_PDU/RECV_PDU channel (used by the kernel binding), exactly as
-// iscsid does for iscsi_tcp.
+// (the userspace initiator's own transport, which keeps its reader for the
+// full feature phase; NewConnTransport is a plain one for tests and
+// examples) and over the kernel's netlink SEND_PDU/RECV_PDU channel (used by
+// the kernel binding), exactly as iscsid does for iscsi_tcp.
 //
-// Secrets never appear in logs, errors or %v output: CHAP formats itself
-// with the secrets replaced, and the debug log of the exchanged keys shows
-// CHAP_R and CHAP_C values as "<redacted>".
+// Its configuration and results use the module's shared vocabulary
+// (iscsi.CHAP, iscsi.Negotiated) and every failure is one of package
+// iscsi's login errors (*iscsi.LoginError, *iscsi.RedirectError,
+// iscsi.ErrLoginProtocol, ...): the engine defines none of its own.
+//
+// Secrets never appear in logs, errors or %v output: iscsi.CHAP formats
+// itself with the secrets replaced, and the debug log of the exchanged keys
+// shows CHAP_R and CHAP_C values as "<redacted>".
 package login

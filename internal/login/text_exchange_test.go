@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/pdu"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -145,12 +146,12 @@ func TestTextExchangeBounds(t *testing.T) {
 	tt := &textTarget{t: t, text: []byte(strings.Repeat("X-a=b\x00", 100)), chunk: 64, endless: true}
 	x := &TextExchange{ITT: 1, MaxText: 4096}
 	_, err := x.Text(context.Background(), tt, appendText(nil, kv{"SendTargets", "All"}))
-	require.ErrorIs(t, err, ErrTextTooLarge)
+	require.ErrorIs(t, err, iscsi.ErrTextTooLarge)
 
 	tt = &textTarget{t: t, text: []byte("X=y\x00"), chunk: 0, endless: true} // empty, never final
 	x = &TextExchange{ITT: 1}
 	_, err = x.Text(context.Background(), tt, nil)
-	require.ErrorIs(t, err, ErrNoProgress)
+	require.ErrorIs(t, err, iscsi.ErrNoProgress)
 }
 
 func TestTextExchangeLongRequest(t *testing.T) {
@@ -171,11 +172,11 @@ func TestTextExchangeLongRequest(t *testing.T) {
 
 func TestParseSendTargetsErrors(t *testing.T) {
 	_, err := ParseSendTargets(appendText(nil, kv{"TargetAddress", "1.2.3.4"}))
-	require.ErrorIs(t, err, ErrProtocol)
+	require.ErrorIs(t, err, iscsi.ErrLoginProtocol)
 	_, err = ParseSendTargets(appendText(nil, kv{"TargetName", "iqn.x"}, kv{"TargetAddress", "[::1"}))
-	require.ErrorIs(t, err, ErrProtocol)
+	require.ErrorIs(t, err, iscsi.ErrLoginProtocol)
 	_, err = ParseSendTargets([]byte("garbage"))
-	require.ErrorIs(t, err, ErrProtocol)
+	require.ErrorIs(t, err, iscsi.ErrLoginProtocol)
 	got, err := ParseSendTargets(appendText(nil, kv{"TargetName", "iqn.x"}, kv{"TargetName", "iqn.y"}, kv{"TargetName", "iqn.x"}, kv{"TargetAddress", "h,3"}))
 	require.NoError(t, err)
 	assert.Equal(t, []Target{{Name: "iqn.x", Portals: []Portal{{"h", 3260, 3}}}, {Name: "iqn.y"}}, got)
@@ -208,7 +209,7 @@ func TestParseTargetAddress(t *testing.T) {
 	for _, c := range cases {
 		host, port, tag, hasTag, err := ParseTargetAddress(c.in)
 		if c.bad {
-			assert.ErrorIs(t, err, ErrProtocol, c.in)
+			assert.ErrorIs(t, err, iscsi.ErrLoginProtocol, c.in)
 			continue
 		}
 		require.NoError(t, err, c.in)
