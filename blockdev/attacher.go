@@ -17,7 +17,7 @@ type volumeAttacher struct{ k *Kernel }
 var _ volume.Attacher = volumeAttacher{}
 
 func (a volumeAttacher) Attach(ctx context.Context, spec volume.AttachSpec) (volume.Device, error) {
-	s := Spec{Portal: spec.Portal, Target: spec.IQN, LUN: spec.LUN, Iface: spec.Iface, InitiatorName: spec.InitiatorName}
+	s := Spec{Portal: spec.Portal, TargetName: spec.TargetName, LUN: spec.LUN, Iface: spec.Iface, InitiatorName: spec.InitiatorName}
 	s.CHAP = spec.SessionCHAP
 	d, err := a.k.Attach(ctx, s)
 	if err != nil {
@@ -36,7 +36,7 @@ func (a volumeAttacher) SessionDevices(ctx context.Context, key volume.SessionKe
 	if err != nil {
 		return nil, err
 	}
-	info, err := a.k.sys.FindSession(portalString(addr), key.IQN, key.Iface)
+	info, err := a.k.sys.FindSession(portalString(addr), key.TargetName, key.Iface)
 	if err != nil || info == nil {
 		return nil, err
 	}
@@ -59,5 +59,5 @@ func (a volumeAttacher) SessionDevices(ctx context.Context, key volume.SessionKe
 }
 
 func (a volumeAttacher) Logout(ctx context.Context, key volume.SessionKey) error {
-	return a.k.Logout(ctx, key.Portal, key.IQN, key.Iface)
+	return a.k.Logout(ctx, key.Portal, key.TargetName, key.Iface)
 }

@@ -41,14 +41,14 @@ var (
 // iscsi.ErrTargetNotFound, iscsi.ErrMutualAuth, *iscsi.LoginError, ...),
 // the same values the userspace initiator returns.
 type AttachError struct {
-	Step   string // "connect", "create session", "bind", "set param", "login", "start", "scan"
-	Portal string
-	Target string
-	Err    error
+	Step       string // "connect", "create session", "bind", "set param", "login", "start", "scan"
+	Portal     string
+	TargetName string
+	Err        error
 }
 
 func (e *AttachError) Error() string {
-	return fmt.Sprintf("blockdev: attach %s at %s: %s: %v", e.Target, e.Portal, e.Step, e.Err)
+	return fmt.Sprintf("blockdev: attach %s at %s: %s: %v", e.TargetName, e.Portal, e.Step, e.Err)
 }
 
 func (e *AttachError) Unwrap() error { return e.Err }

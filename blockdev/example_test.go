@@ -22,10 +22,10 @@ func ExampleKernel_Attach() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	d, err := k.Attach(ctx, blockdev.Spec{
-		Portal: "192.0.2.10:3260",
-		Target: "iqn.2026-11.org.example:storage",
-		LUN:    1,
-		CHAP:   &iscsi.CHAP{User: "node1", Secret: "a-long-chap-secret"},
+		Portal:     "192.0.2.10:3260",
+		TargetName: "iqn.2026-11.org.example:storage",
+		LUN:        1,
+		CHAP:       &iscsi.CHAP{User: "node1", Secret: "a-long-chap-secret"},
 	})
 	if err != nil {
 		log.Fatal(err) // errors.Is: iscsi.ErrAuthentication, iscsi.ErrTargetNotFound, blockdev.ErrUnreachable, blockdev.ErrNoDevice

@@ -30,11 +30,11 @@ func TestGuestSupervisorAdopts(t *testing.T) {
 
 	k1, err := Open(Options{InitiatorName: iname})
 	require.NoError(t, err)
-	plain, err := k1.Attach(ctx, Spec{Portal: fix.Portal, Target: fix.Plain.IQN, LUN: 1})
+	plain, err := k1.Attach(ctx, Spec{Portal: fix.Portal, TargetName: fix.Plain.IQN, LUN: 1})
 	require.NoError(t, err)
-	withCHAP, err := k1.Attach(ctx, Spec{Portal: fix.Portal, Target: fix.CHAP.IQN, LUN: 1, CHAP: oneWay})
+	withCHAP, err := k1.Attach(ctx, Spec{Portal: fix.Portal, TargetName: fix.CHAP.IQN, LUN: 1, CHAP: oneWay})
 	require.NoError(t, err)
-	noCreds, err := k1.Attach(ctx, Spec{Portal: fix.Portal, Target: fix.MutualCHAP.IQN, LUN: 1, CHAP: mutual})
+	noCreds, err := k1.Attach(ctx, Spec{Portal: fix.Portal, TargetName: fix.MutualCHAP.IQN, LUN: 1, CHAP: mutual})
 	require.NoError(t, err)
 	require.NoError(t, k1.Close(), "the first process exits; its sessions stay")
 

@@ -266,9 +266,9 @@ func TestGuestMultiPortal(t *testing.T) {
 		// What multipathd would do on the uevents of the two paths: a
 		// multipath map over both, uuid "mpath-<wwid>". Build it by hand
 		// from attached paths, then stage: the Manager must use it.
-		a, err := k.Attach(ctx, Spec{Portal: fix.Portal, Target: iqn, LUN: 1})
+		a, err := k.Attach(ctx, Spec{Portal: fix.Portal, TargetName: iqn, LUN: 1})
 		require.NoError(t, err)
-		b, err := k.Attach(ctx, Spec{Portal: p2, Target: iqn, LUN: 1})
+		b, err := k.Attach(ctx, Spec{Portal: p2, TargetName: iqn, LUN: 1})
 		require.NoError(t, err)
 		require.NotEqual(t, a.Path, b.Path)
 		sectors := a.Size / 512
@@ -383,7 +383,7 @@ func TestGuestBenchAttach(t *testing.T) {
 
 	lib := func(i int) benchSample {
 		t0 := time.Now()
-		d, err := k.Attach(ctx, Spec{Portal: fix.Portal, Target: iqn, LUN: 1, InitiatorName: initiator})
+		d, err := k.Attach(ctx, Spec{Portal: fix.Portal, TargetName: iqn, LUN: 1, InitiatorName: initiator})
 		require.NoError(t, err)
 		att := time.Since(t0)
 		require.True(t, d.NewSession)

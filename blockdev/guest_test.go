@@ -102,7 +102,7 @@ func TestGuestAttach(t *testing.T) {
 	ctx := guestCtx(t, 3*time.Minute)
 
 	t0 := time.Now()
-	d, err := k.Attach(ctx, Spec{Portal: fix.Portal, Target: fix.Plain.IQN, LUN: 1})
+	d, err := k.Attach(ctx, Spec{Portal: fix.Portal, TargetName: fix.Plain.IQN, LUN: 1})
 	require.NoError(t, err)
 	t.Logf("attach plain: %s %s session %d host %d; login %v, device %v, total %v",
 		d.Path, d.SCSIAddress, d.SessionID, d.HostNo, d.LoginTime, d.DeviceTime, time.Since(t0))
@@ -118,17 +118,17 @@ func TestGuestAttach(t *testing.T) {
 	directIO(t, d.Path, guestDataOff, guestData(e.Seed, guestDataLen))
 
 	// Attaching the same LUN again returns the same device, no new login.
-	d2, err := k.Attach(ctx, Spec{Portal: fix.Portal, Target: fix.Plain.IQN, LUN: 1})
+	d2, err := k.Attach(ctx, Spec{Portal: fix.Portal, TargetName: fix.Plain.IQN, LUN: 1})
 	require.NoError(t, err)
 	assert.False(t, d2.NewSession)
 	assert.Equal(t, d.Path, d2.Path)
 
 	// Two LUNs of one target: one session.
-	m1, err := k.Attach(ctx, Spec{Portal: fix.Portal, Target: fix.MultiLUN.IQN, LUN: 1})
+	m1, err := k.Attach(ctx, Spec{Portal: fix.Portal, TargetName: fix.MultiLUN.IQN, LUN: 1})
 	require.NoError(t, err)
 	assert.True(t, m1.NewSession)
 	t0 = time.Now()
-	m2, err := k.Attach(ctx, Spec{Portal: fix.Portal, Target: fix.MultiLUN.IQN, LUN: 2})
+	m2, err := k.Attach(ctx, Spec{Portal: fix.Portal, TargetName: fix.MultiLUN.IQN, LUN: 2})
 	require.NoError(t, err)
 	t.Logf("attach second LUN on the existing session: %s in %v", m2.Path, time.Since(t0))
 	assert.False(t, m2.NewSession, "second LUN must reuse the session")
@@ -141,7 +141,7 @@ func TestGuestAttach(t *testing.T) {
 	// A second Kernel (a new process) finds and reuses the session.
 	k.Close()
 	k2 := openKernel(t)
-	m2b, err := k2.Attach(ctx, Spec{Portal: fix.Portal, Target: fix.MultiLUN.IQN, LUN: 2})
+	m2b, err := k2.Attach(ctx, Spec{Portal: fix.Portal, TargetName: fix.MultiLUN.IQN, LUN: 2})
 	require.NoError(t, err)
 	assert.False(t, m2b.NewSession)
 	assert.Equal(t, m2.Path, m2b.Path)
@@ -182,7 +182,7 @@ func TestGuestCHAP(t *testing.T) {
 			TargetUser: fix.MutualCHAP.TargetUser, TargetSecret: fix.MutualCHAP.TargetSecret}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d, err := k.Attach(ctx, Spec{Portal: fix.Portal, Target: tc.tgt.IQN, LUN: 1, CHAP: tc.chap})
+			d, err := k.Attach(ctx, Spec{Portal: fix.Portal, TargetName: tc.tgt.IQN, LUN: 1, CHAP: tc.chap})
 			require.NoError(t, err)
 			assert.Equal(t, tc.tgt.LUNs[0].Size, d.Size)
 			// Secrets never reach sysfs.
@@ -208,13 +208,13 @@ func TestGuestFailures(t *testing.T) {
 		spec Spec
 		want error
 	}{
-		{"wrong secret", Spec{Portal: fix.Portal, Target: fix.CHAP.IQN, LUN: 1,
+		{"wrong secret", Spec{Portal: fix.Portal, TargetName: fix.CHAP.IQN, LUN: 1,
 			CHAP: &iscsi.CHAP{User: fix.CHAP.User, Secret: "wrong-secret-0123"}}, iscsi.ErrAuthentication},
-		{"mutual target fails", Spec{Portal: fix.Portal, Target: fix.MutualCHAP.IQN, LUN: 1,
+		{"mutual target fails", Spec{Portal: fix.Portal, TargetName: fix.MutualCHAP.IQN, LUN: 1,
 			CHAP: &iscsi.CHAP{User: fix.MutualCHAP.User, Secret: fix.MutualCHAP.Secret, TargetSecret: "not-the-target-secret"}}, iscsi.ErrMutualAuth},
-		{"unknown target", Spec{Portal: fix.Portal, Target: tgtd.IQNPrefix + "nosuch", LUN: 1}, iscsi.ErrTargetNotFound},
-		{"unreachable portal", Spec{Portal: net.JoinHostPort(host, "1"), Target: fix.Plain.IQN, LUN: 1}, ErrUnreachable},
-		{"no such LUN", Spec{Portal: fix.Portal, Target: fix.Plain.IQN, LUN: 9}, ErrNoDevice},
+		{"unknown target", Spec{Portal: fix.Portal, TargetName: tgtd.IQNPrefix + "nosuch", LUN: 1}, iscsi.ErrTargetNotFound},
+		{"unreachable portal", Spec{Portal: net.JoinHostPort(host, "1"), TargetName: fix.Plain.IQN, LUN: 1}, ErrUnreachable},
+		{"no such LUN", Spec{Portal: fix.Portal, TargetName: fix.Plain.IQN, LUN: 9}, ErrNoDevice},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			k.tmo.Device = 5 * time.Second
@@ -251,7 +251,7 @@ func TestGuestRecovery(t *testing.T) {
 	supDone := make(chan error, 1)
 	go func() { supDone <- k.Supervise(sup) }()
 
-	d, err := k.Attach(ctx, Spec{Portal: fix.Portal, Target: fix.Plain.IQN, LUN: 1})
+	d, err := k.Attach(ctx, Spec{Portal: fix.Portal, TargetName: fix.Plain.IQN, LUN: 1})
 	require.NoError(t, err)
 	f, err := os.OpenFile(d.Path, os.O_RDWR|unix.O_DIRECT, 0)
 	require.NoError(t, err)
@@ -299,7 +299,7 @@ func TestGuestRecovery(t *testing.T) {
 		return err == nil && si.State == "FAILED"
 	}, time.Minute, 50*time.Millisecond, "session goes FAILED")
 	t0 = time.Now()
-	d2, err := k.Attach(ctx, Spec{Portal: fix.Portal, Target: fix.Plain.IQN, LUN: 1})
+	d2, err := k.Attach(ctx, Spec{Portal: fix.Portal, TargetName: fix.Plain.IQN, LUN: 1})
 	require.NoError(t, err)
 	t.Logf("FAILED session reconnected by Attach in %v", time.Since(t0))
 	assert.False(t, d2.NewSession)

@@ -39,7 +39,7 @@ func TestKernelAndInitiatorLogInWithOneName(t *testing.T) {
 	addr, err := net.ResolveTCPAddr("tcp", srv.Addr())
 	require.NoError(t, err)
 	s := &session{sid: 1, fd: -1}
-	s.cfg = k.sessionConfig(Spec{Portal: srv.Addr(), Target: iqn, LUN: 1}, addr, s.sid)
+	s.cfg = k.sessionConfig(Spec{Portal: srv.Addr(), TargetName: iqn, LUN: 1}, addr, s.sid)
 	kernel := k.loginConfig(s).InitiatorName
 
 	assert.Equal(t, userspace, kernel, "userspace and kernel logins must present the same InitiatorName")

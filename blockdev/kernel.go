@@ -102,7 +102,7 @@ type Options struct {
 	// kernel's recovery timeout and says so in the log. It is called with
 	// the session's target name and portal (host:port) and returns nil
 	// when it has none.
-	Credentials func(target, portal string) *iscsi.CHAP
+	Credentials func(targetName, portal string) *iscsi.CHAP
 	// netlinkOpts are passed to iscsinl.Dial (tests).
 	netlinkOpts []iscsinl.Option
 }
@@ -117,9 +117,9 @@ func (o Options) initiatorName() string {
 
 // Spec is one Attach request.
 type Spec struct {
-	Portal string // host:port (IPv6 in brackets); port 3260 when absent
-	Target string // target IQN
-	LUN    uint64
+	Portal     string // host:port (IPv6 in brackets); port 3260 when absent
+	TargetName string // target IQN
+	LUN        uint64
 	// Iface names the session for reuse (sysfs ifacename); "" is
 	// "default". NetDev, when set, binds the TCP socket to that network
 	// interface (SO_BINDTODEVICE).
@@ -130,7 +130,7 @@ type Spec struct {
 
 // String hides secrets.
 func (s Spec) String() string {
-	return fmt.Sprintf("%s/%s/%s lun %d (%v)", normIface(s.Iface), s.Portal, s.Target, s.LUN, s.CHAP)
+	return fmt.Sprintf("%s/%s/%s lun %d (%v)", normIface(s.Iface), s.Portal, s.TargetName, s.LUN, s.CHAP)
 }
 
 // Disk is an attached LUN.
@@ -143,7 +143,7 @@ type Disk struct {
 	SessionID   uint32
 	HostNo      uint32
 	Portal      string // as the kernel shows it (IP:port)
-	Target      string
+	TargetName  string // target IQN
 	Iface       string
 	// NewSession is true when this Attach logged in; false when it reused
 	// a session that already existed.
@@ -298,8 +298,8 @@ func parseNetlinkListeners(r io.Reader, self uint32) ([]uint32, error) {
 
 // --- per-key locks ------------------------------------------------------
 
-func sessionKey(portal, target, iface string) string {
-	return normIface(iface) + "|" + portal + "|" + target
+func sessionKey(portal, targetName, iface string) string {
+	return normIface(iface) + "|" + portal + "|" + targetName
 }
 
 func (k *Kernel) lock(ctx context.Context, key string) (func(), error) {
@@ -473,15 +473,15 @@ func restoreITT(p []byte, itt uint32) {
 // /dev/sdX. If the device already exists it is returned as is. On failure
 // a session this call created is destroyed again.
 func (k *Kernel) Attach(ctx context.Context, spec Spec) (*Disk, error) {
-	if spec.Target == "" || spec.Portal == "" {
-		return nil, &AttachError{Step: stepValidate, Portal: spec.Portal, Target: spec.Target, Err: errors.New("portal and target are required")}
+	if spec.TargetName == "" || spec.Portal == "" {
+		return nil, &AttachError{Step: stepValidate, Portal: spec.Portal, TargetName: spec.TargetName, Err: errors.New("portal and target are required")}
 	}
 	addr, err := resolvePortal(ctx, spec.Portal)
 	if err != nil {
-		return nil, &AttachError{Step: stepConnect, Portal: spec.Portal, Target: spec.Target, Err: err}
+		return nil, &AttachError{Step: stepConnect, Portal: spec.Portal, TargetName: spec.TargetName, Err: err}
 	}
 	portal := portalString(addr)
-	key := sessionKey(portal, spec.Target, spec.Iface)
+	key := sessionKey(portal, spec.TargetName, spec.Iface)
 	unlock, err := k.lock(ctx, key)
 	if err != nil {
 		return nil, err
@@ -499,19 +499,19 @@ func (k *Kernel) Attach(ctx context.Context, spec Spec) (*Disk, error) {
 				k.log.Warn("blockdev: cleanup after failed scan", "sid", s.sid, "err", lerr)
 			}
 		}
-		return nil, &AttachError{Step: stepScan, Portal: portal, Target: spec.Target, Err: err}
+		return nil, &AttachError{Step: stepScan, Portal: portal, TargetName: spec.TargetName, Err: err}
 	}
 	disk.NewSession = fresh
 	disk.LoginTime = loginTime
 	disk.Portal = portal
-	disk.Target = spec.Target
+	disk.TargetName = spec.TargetName
 	disk.Iface = normIface(spec.Iface)
 	return disk, nil
 }
 
 // session finds or creates the session for key.
 func (k *Kernel) session(ctx context.Context, spec Spec, addr *net.TCPAddr, portal, key string) (*session, bool, time.Duration, error) {
-	info, err := k.sys.FindSession(portal, spec.Target, spec.Iface)
+	info, err := k.sys.FindSession(portal, spec.TargetName, spec.Iface)
 	if err != nil {
 		return nil, false, 0, err
 	}
@@ -521,7 +521,7 @@ func (k *Kernel) session(ctx context.Context, spec Spec, addr *net.TCPAddr, port
 			// Nobody recovers it (its creator is gone): reconnect now.
 			k.log.Info("blockdev: session not logged in, reconnecting", "sid", s.sid, "state", info.State)
 			if err := k.reconnect(ctx, s); err != nil {
-				return nil, false, 0, &AttachError{Step: stepLogin, Portal: portal, Target: spec.Target, Err: err}
+				return nil, false, 0, &AttachError{Step: stepLogin, Portal: portal, TargetName: spec.TargetName, Err: err}
 			}
 		}
 		return s, false, 0, nil
@@ -553,7 +553,7 @@ func (k *Kernel) register(info *SessionInfo, spec Spec, addr *net.TCPAddr, onlyN
 	}
 	if !ok {
 		s = &session{sid: info.SID, hostNo: info.HostNo, fd: -1,
-			key: sessionKey(portalString(addr), spec.Target, spec.Iface)}
+			key: sessionKey(portalString(addr), spec.TargetName, spec.Iface)}
 		k.sessions[info.SID] = s
 		k.nl.Adopt(info.SID)
 	}
@@ -595,7 +595,7 @@ func (k *Kernel) sessionConfig(spec Spec, addr *net.TCPAddr, sid uint32) session
 		iname = k.iname
 	}
 	c := sessionConfig{
-		InitiatorName: iname, TargetName: spec.Target, Addr: addr.IP.String(), Port: addr.Port,
+		InitiatorName: iname, TargetName: spec.TargetName, Addr: addr.IP.String(), Port: addr.Port,
 		Iface: normIface(spec.Iface), ISID: isidFor(sid), Timeouts: k.tmo,
 	}
 	if spec.CHAP != nil {
@@ -608,7 +608,7 @@ func (k *Kernel) sessionConfig(spec Spec, addr *net.TCPAddr, sid uint32) session
 // create logs in a new session through the kernel.
 func (k *Kernel) create(ctx context.Context, spec Spec, addr *net.TCPAddr, portal, key string) (*session, error) {
 	fail := func(step string, err error) error {
-		return &AttachError{Step: step, Portal: portal, Target: spec.Target, Err: err}
+		return &AttachError{Step: step, Portal: portal, TargetName: spec.TargetName, Err: err}
 	}
 	cctx, cancel := context.WithTimeout(ctx, k.tmo.Connect)
 	fd, err := dialTCP(cctx, addr, spec.NetDev)
@@ -654,7 +654,7 @@ func (k *Kernel) create(ctx context.Context, spec Spec, addr *net.TCPAddr, porta
 	k.mu.Lock()
 	k.sessions[s.sid] = s
 	k.mu.Unlock()
-	k.log.Info("blockdev: session logged in", "sid", s.sid, "host", s.hostNo, "portal", portal, "target", spec.Target)
+	k.log.Info("blockdev: session logged in", "sid", s.sid, "host", s.hostNo, "portal", portal, "target", spec.TargetName)
 	return s, nil
 }
 
@@ -805,7 +805,7 @@ func (k *Kernel) Detach(ctx context.Context, d *Disk) error {
 	if a, err := resolvePortal(ctx, d.Portal); err == nil {
 		portal = portalString(a)
 	}
-	unlock, err := k.lock(ctx, sessionKey(portal, d.Target, d.Iface))
+	unlock, err := k.lock(ctx, sessionKey(portal, d.TargetName, d.Iface))
 	if err != nil {
 		return err
 	}
@@ -824,18 +824,18 @@ func (k *Kernel) Detach(ctx context.Context, d *Disk) error {
 }
 
 // Logout ends the session for (portal, target, iface) if there is one.
-func (k *Kernel) Logout(ctx context.Context, portal, target, iface string) error {
+func (k *Kernel) Logout(ctx context.Context, portal, targetName, iface string) error {
 	addr, err := resolvePortal(ctx, portal)
 	if err != nil {
 		return err
 	}
 	p := portalString(addr)
-	unlock, err := k.lock(ctx, sessionKey(p, target, iface))
+	unlock, err := k.lock(ctx, sessionKey(p, targetName, iface))
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	info, err := k.sys.FindSession(p, target, iface)
+	info, err := k.sys.FindSession(p, targetName, iface)
 	if err != nil || info == nil {
 		return err
 	}

@@ -167,12 +167,12 @@ func TestAttachErrorIs(t *testing.T) {
 
 func TestCHAPRedaction(t *testing.T) {
 	c := &iscsi.CHAP{User: "alice", Secret: "s3cret-0123456", TargetUser: "tgt", TargetSecret: "t-s3cret-0123456"}
-	s := Spec{Portal: "p", Target: "t", CHAP: c}
+	s := Spec{Portal: "p", TargetName: "t", CHAP: c}
 	for _, out := range []string{fmt.Sprint(c), fmt.Sprintf("%v %+v %#v", c, c, c), s.String(), fmt.Sprintf("%+v", s), c.LogValue().String()} {
 		assert.NotContains(t, out, "s3cret")
 		assert.Contains(t, out, "alice")
 	}
-	assert.NotContains(t, Spec{Portal: "p", Target: "t"}.String(), "s3cret")
+	assert.NotContains(t, Spec{Portal: "p", TargetName: "t"}.String(), "s3cret")
 }
 
 func TestHostChecks(t *testing.T) {

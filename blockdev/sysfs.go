@@ -198,7 +198,7 @@ func (s Sysfs) sessionHost(sid uint32) (uint32, error) {
 // FindSession returns the session for (portal, target, iface), or nil. The
 // portal must be in net.JoinHostPort form with a literal IP, as the kernel
 // stores it; iface "" matches "default".
-func (s Sysfs) FindSession(portal, target, iface string) (*SessionInfo, error) {
+func (s Sysfs) FindSession(portal, targetName, iface string) (*SessionInfo, error) {
 	all, err := s.Sessions()
 	if err != nil {
 		return nil, err
@@ -206,7 +206,7 @@ func (s Sysfs) FindSession(portal, target, iface string) (*SessionInfo, error) {
 	want := normIface(iface)
 	for i := range all {
 		si := &all[i]
-		if si.TargetName == target && samePortal(si.Portal, portal) && normIface(si.Iface) == want {
+		if si.TargetName == targetName && samePortal(si.Portal, portal) && normIface(si.Iface) == want {
 			return si, nil
 		}
 	}

@@ -38,7 +38,7 @@ func ExampleDiscover() {
 	}
 	for _, t := range targets {
 		for _, p := range t.Portals {
-			fmt.Printf("%s at %s (group %d)\n", t.Name, p, p.GroupTag)
+			fmt.Printf("%s at %s (group %d)\n", t.TargetName, p, p.GroupTag)
 		}
 	}
 }
@@ -89,6 +89,6 @@ func ExampleDialTarget() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(s.Target(), lun.Size(), "bytes")
+	fmt.Println(s.TargetName(), lun.Size(), "bytes")
 	// Output: iqn.2026-11.org.example:disk1 1048576 bytes
 }

@@ -253,7 +253,7 @@ func interopDiscovery(t *testing.T, it *interopTargets) {
 	require.NoError(t, err)
 	byName := map[string]Target{}
 	for _, tg := range targets {
-		byName[tg.Name] = tg
+		byName[tg.TargetName] = tg
 	}
 	for _, ft := range []interopTarget{it.plain, it.multi, it.chap, it.mutual} {
 		tg, ok := byName[ft.iqn]
@@ -280,7 +280,7 @@ func interopDiscovery(t *testing.T, it *interopTargets) {
 	var le *iscsi.LoginError
 	assert.False(t, errors.As(err, &le), "no target answered: %v", err)
 	t.Logf("advertised portal: %v", err)
-	s := it.dial(t, ctx, interopTarget{iqn: byName[it.plain.iqn].Name})
+	s := it.dial(t, ctx, interopTarget{iqn: byName[it.plain.iqn].TargetName})
 	require.NoError(t, s.Ping(ctx))
 	assert.Equal(t, it.portal, s.Portal())
 }

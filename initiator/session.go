@@ -55,8 +55,8 @@ type Session struct {
 	wg        sync.WaitGroup
 }
 
-// Target returns the target name the session logged in to.
-func (s *Session) Target() string { return s.target }
+// TargetName returns the name of the target the session logged in to.
+func (s *Session) TargetName() string { return s.target }
 
 // Portal returns the address the session is connected to (after redirects;
 // after a recovery, the portal of the replacement connection).
@@ -74,20 +74,20 @@ func (s *Session) TSIH() uint16 { return s.conn.Load().tsih }
 func (s *Session) Negotiated() iscsi.Negotiated { return s.conn.Load().neg }
 
 // Dial connects to portal ("host", "host:port", "[v6addr]:port"; port 3260
-// by default), logs in to target and returns a session in full feature
+// by default), logs in to targetName and returns a session in full feature
 // phase. It follows login redirections and retries while the target is out
 // of resources, within the login timeout and ctx.
-func Dial(ctx context.Context, portal, target string, opts ...Option) (*Session, error) {
+func Dial(ctx context.Context, portal, targetName string, opts ...Option) (*Session, error) {
 	cfg := buildConfig(opts)
 	s := &Session{
 		cfg:    cfg,
 		log:    cfg.logger,
-		target: target,
+		target: targetName,
 		isid:   cfg.isid,
 	}
 	lctx, cancel := context.WithTimeout(ctx, cfg.loginTimeout)
 	defer cancel()
-	c, res, err := s.connect(lctx, portal, target)
+	c, res, err := s.connect(lctx, portal, targetName)
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +95,7 @@ func Dial(ctx context.Context, portal, target string, opts ...Option) (*Session,
 	s.attach(c, res.Negotiated, res.TSIH, res.CmdSN, res.ExpCmdSN, res.MaxCmdSN)
 	if s.log.Enabled(ctx, slog.LevelDebug) {
 		neg := c.neg
-		s.log.Debug("iscsi: session up", "target", target, "portal", c.portal, "tsih", c.tsih,
+		s.log.Debug("iscsi: session up", "target", targetName, "portal", c.portal, "tsih", c.tsih,
 			"maxXmit", c.maxXmit, "firstBurst", neg.FirstBurstLength, "maxBurst", neg.MaxBurstLength,
 			"immediateData", neg.ImmediateData, "initialR2T", neg.InitialR2T,
 			"headerDigest", neg.HeaderDigest, "dataDigest", neg.DataDigest)
@@ -114,7 +114,7 @@ func Dial(ctx context.Context, portal, target string, opts ...Option) (*Session,
 // The login timeout applies to each portal.
 func DialTarget(ctx context.Context, t Target, opts ...Option) (*Session, error) {
 	if len(t.Portals) == 0 {
-		return nil, fmt.Errorf("iscsi: target %s: no portals", t.Name)
+		return nil, fmt.Errorf("iscsi: target %s: no portals", t.TargetName)
 	}
 	portals := make([]string, len(t.Portals))
 	for i, p := range t.Portals {
@@ -123,7 +123,7 @@ func DialTarget(ctx context.Context, t Target, opts ...Option) (*Session, error)
 	var errs []error
 	for i, p := range portals {
 		rest := append(append([]string(nil), portals[:i]...), portals[i+1:]...)
-		s, err := Dial(ctx, p, t.Name, append(opts[:len(opts):len(opts)], WithPortals(rest...))...)
+		s, err := Dial(ctx, p, t.TargetName, append(opts[:len(opts):len(opts)], WithPortals(rest...))...)
 		if err == nil {
 			return s, nil
 		}

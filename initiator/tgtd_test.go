@@ -125,7 +125,7 @@ func TestDiscover(t *testing.T) {
 	require.NoError(t, err)
 	byName := map[string]Target{}
 	for _, tg := range targets {
-		byName[tg.Name] = tg
+		byName[tg.TargetName] = tg
 	}
 	for _, ft := range []tgtd.FixtureTarget{f.Plain, f.MultiLUN, f.CHAP, f.MutualCHAP, f.Null} {
 		tg, ok := byName[ft.IQN]
@@ -142,9 +142,9 @@ func TestDiscover(t *testing.T) {
 	require.NoError(t, err)
 	found := false
 	for _, tg := range targets {
-		if tg.Name == f.ACL.IQN {
+		if tg.TargetName == f.ACL.IQN {
 			found = true
-			s := dialT(t, ctx, tg.Name, WithInitiatorName(f.AllowedInitiator))
+			s := dialT(t, ctx, tg.TargetName, WithInitiatorName(f.AllowedInitiator))
 			require.NoError(t, s.Ping(ctx))
 		}
 	}

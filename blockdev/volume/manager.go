@@ -197,7 +197,7 @@ func (m *Manager) Stage(ctx context.Context, v Volume) (*StageResult, error) {
 		}
 	}
 	rec := &Record{
-		Portals: n.AllPortals(), IQN: n.IQN, LUN: n.LUN, Iface: n.ISCSIInterface,
+		Portals: n.AllPortals(), TargetName: n.IQN, LUN: n.LUN, Iface: n.ISCSIInterface,
 		InitiatorName: n.InitiatorName, FSType: n.FSType, VolumeMode: n.VolumeMode, ReadOnly: n.ReadOnly,
 		MountOptions: n.MountOptions,
 	}
@@ -293,7 +293,7 @@ func (m *Manager) attachAll(ctx context.Context, n Volume, res *StageResult) err
 	var errs []error
 	for _, p := range n.AllPortals() {
 		spec := AttachSpec{
-			SessionKey:    SessionKey{Portal: p, IQN: n.IQN, Iface: n.ISCSIInterface},
+			SessionKey:    SessionKey{Portal: p, TargetName: n.IQN, Iface: n.ISCSIInterface},
 			LUN:           uint64(n.LUN),
 			InitiatorName: n.InitiatorName,
 			SessionCHAP:   sessCHAP,
@@ -559,7 +559,7 @@ func (m *Manager) Unstage(ctx context.Context, globalPath string) error {
 		return fmt.Errorf("unstage: %w", err)
 	}
 
-	unlock, err := m.lockTarget(ctx, rec.IQN)
+	unlock, err := m.lockTarget(ctx, rec.TargetName)
 	if err != nil {
 		return err
 	}
@@ -572,7 +572,7 @@ func (m *Manager) Unstage(ctx context.Context, globalPath string) error {
 	// after a reboot: sdX names get reused).
 	var paths []Device
 	for _, p := range rec.Portals {
-		devs, err := m.att.SessionDevices(ctx, SessionKey{Portal: p, IQN: rec.IQN, Iface: rec.Iface})
+		devs, err := m.att.SessionDevices(ctx, SessionKey{Portal: p, TargetName: rec.TargetName, Iface: rec.Iface})
 		if err != nil {
 			return fmt.Errorf("unstage: devices of %s: %w", p, err)
 		}
@@ -638,7 +638,7 @@ func (m *Manager) Unstage(ctx context.Context, globalPath string) error {
 	}
 
 	for _, p := range rec.Portals {
-		key := SessionKey{Portal: p, IQN: rec.IQN, Iface: rec.Iface}
+		key := SessionKey{Portal: p, TargetName: rec.TargetName, Iface: rec.Iface}
 		busy, err := m.sessionBusy(ctx, key)
 		if err != nil {
 			return fmt.Errorf("unstage: %w", err)
@@ -664,7 +664,7 @@ func (m *Manager) Unstage(ctx context.Context, globalPath string) error {
 	if err := os.Remove(dir); err != nil && !isNotExist(err) {
 		return fmt.Errorf("unstage: %w", err)
 	}
-	m.log.InfoContext(ctx, "unstaged volume", "iqn", rec.IQN, "lun", rec.LUN)
+	m.log.InfoContext(ctx, "unstaged volume", "iqn", rec.TargetName, "lun", rec.LUN)
 	return nil
 }
 

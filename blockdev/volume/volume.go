@@ -59,8 +59,12 @@ type SecretRef struct {
 // a Kubernetes pod spec (same JSON names), plus the volume mode and the
 // resolved secret values.
 type Volume struct {
-	TargetPortal      string     `json:"targetPortal"`
-	Portals           []string   `json:"portals,omitempty"` // extra portals for multipath
+	TargetPortal string   `json:"targetPortal"`
+	Portals      []string `json:"portals,omitempty"` // extra portals for multipath
+	// IQN is the target name. It keeps the name of Kubernetes'
+	// ISCSIVolumeSource field (and its JSON key) so a pod spec's volume
+	// source decodes unchanged; everywhere else in this module, and in
+	// SessionKey and Record here, the target IQN is called TargetName.
 	IQN               string     `json:"iqn"`
 	LUN               int32      `json:"lun"`
 	ISCSIInterface    string     `json:"iscsiInterface,omitempty"`

@@ -124,7 +124,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	c, err := v.Secrets.sessionCHAP()
 	require.NoError(t, err)
 	require.Equal(t, testSecret, c.Secret)
-	spec := AttachSpec{SessionKey: SessionKey{Portal: "p", IQN: testIQN}, SessionCHAP: c}
+	spec := AttachSpec{SessionKey: SessionKey{Portal: "p", TargetName: testIQN}, SessionCHAP: c}
 
 	var logBuf bytes.Buffer
 	slog.New(slog.NewJSONHandler(&logBuf, nil)).Info("x", "volume", v, "secrets", v.Secrets, "chap", c, "spec", spec)

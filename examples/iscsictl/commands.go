@@ -116,12 +116,12 @@ func cmdDiscover(ctx context.Context, g *globals, args []string) error {
 			GroupTag uint16 `json:"group_tag"`
 		}
 		type target struct {
-			Name    string   `json:"name"`
-			Portals []portal `json:"portals"`
+			TargetName string   `json:"target_name"`
+			Portals    []portal `json:"portals"`
 		}
 		out := make([]target, 0, len(targets))
 		for _, t := range targets {
-			jt := target{Name: t.Name, Portals: []portal{}}
+			jt := target{TargetName: t.TargetName, Portals: []portal{}}
 			for _, p := range t.Portals {
 				jt.Portals = append(jt.Portals, portal{p.Address, p.Port, p.GroupTag})
 			}
@@ -131,10 +131,10 @@ func cmdDiscover(ctx context.Context, g *globals, args []string) error {
 	}
 	for _, t := range targets {
 		if len(t.Portals) == 0 {
-			fmt.Fprintf(g.stdout, "%s\n", t.Name)
+			fmt.Fprintf(g.stdout, "%s\n", t.TargetName)
 		}
 		for _, p := range t.Portals {
-			fmt.Fprintf(g.stdout, "%s,%d %s\n", p, p.GroupTag, t.Name)
+			fmt.Fprintf(g.stdout, "%s,%d %s\n", p, p.GroupTag, t.TargetName)
 		}
 	}
 	return nil

@@ -53,8 +53,8 @@ func TestIscsictlAgainstTgtd(t *testing.T) {
 		code, out, errs = ctl(t, nil, nil, "discover", "--json", "iscsi://"+f.Portal)
 		require.Equal(t, 0, code, errs)
 		var got []struct {
-			Name    string `json:"name"`
-			Portals []struct {
+			TargetName string `json:"target_name"`
+			Portals    []struct {
 				Address string `json:"address"`
 				Port    int    `json:"port"`
 			} `json:"portals"`

@@ -138,7 +138,7 @@ func run(ctx context.Context, out io.Writer, u *iscsi.URL, size int, restore boo
 	}
 	found := false
 	for _, t := range targets {
-		found = found || t.Name == u.TargetName
+		found = found || t.TargetName == u.TargetName
 	}
 	fmt.Fprintf(out, "discovery  %d target(s) in %s; %s %s\n", len(targets), since(t0), u.TargetName, map[bool]string{true: "listed", false: "NOT listed (logging in anyway)"}[found])
 

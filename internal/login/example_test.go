@@ -63,7 +63,7 @@ func ExampleTextExchange_SendTargets() {
 		return
 	}
 	for _, tg := range targets {
-		fmt.Println(tg.Name, tg.Portals)
+		fmt.Println(tg.TargetName, tg.Portals)
 	}
 }
 
@@ -76,7 +76,7 @@ func ExampleParseSendTargets() {
 	}
 	for _, tg := range targets {
 		for _, p := range tg.Portals {
-			fmt.Println(tg.Name, p.Address, p.Port, p.Group)
+			fmt.Println(tg.TargetName, p.Address, p.Port, p.Group)
 		}
 	}
 	// Output:

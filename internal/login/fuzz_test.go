@@ -162,7 +162,7 @@ func FuzzSendTargetsParse(f *testing.F) {
 		// Re-encode and parse again: the same targets come back.
 		var kvs []kv
 		for _, tg := range got {
-			kvs = append(kvs, kv{"TargetName", tg.Name})
+			kvs = append(kvs, kv{"TargetName", tg.TargetName})
 			for _, p := range tg.Portals {
 				host := p.Address
 				if len(host) > 0 && (host[0] == '[' || containsColon(host)) {

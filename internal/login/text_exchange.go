@@ -154,7 +154,7 @@ func (x *TextExchange) roundTrip(ctx context.Context, t Transport, pdus *int, fi
 
 // Target is one SendTargets entry.
 type Target struct {
-	Name string
+	TargetName string
 	// Portals lists the target's TargetAddress values. Empty means the
 	// target is reached through the portal the discovery ran on (RFC 7143 Appendix C).
 	Portals []Portal
@@ -199,7 +199,7 @@ func ParseSendTargets(text []byte) ([]Target, error) {
 			if !ok {
 				i = len(out)
 				index[p.Value] = i
-				out = append(out, Target{Name: p.Value})
+				out = append(out, Target{TargetName: p.Value})
 			}
 			cur = i
 		case "TargetAddress":

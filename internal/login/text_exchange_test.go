@@ -100,9 +100,9 @@ var sendTargetsText = appendText(nil,
 )
 
 var wantTargets = []Target{
-	{Name: "iqn.2024-01.test:a", Portals: []Portal{{"10.0.0.1", 3260, 1}, {"2001:db8::1", 3261, 2}}},
-	{Name: "iqn.2024-01.test:b"},
-	{Name: "iqn.2024-01.test:c", Portals: []Portal{{"host.example", 3260, 0}}},
+	{TargetName: "iqn.2024-01.test:a", Portals: []Portal{{"10.0.0.1", 3260, 1}, {"2001:db8::1", 3261, 2}}},
+	{TargetName: "iqn.2024-01.test:b"},
+	{TargetName: "iqn.2024-01.test:c", Portals: []Portal{{"host.example", 3260, 0}}},
 }
 
 func TestSendTargets(t *testing.T) {
@@ -179,7 +179,7 @@ func TestParseSendTargetsErrors(t *testing.T) {
 	require.ErrorIs(t, err, iscsi.ErrLoginProtocol)
 	got, err := ParseSendTargets(appendText(nil, kv{"TargetName", "iqn.x"}, kv{"TargetName", "iqn.y"}, kv{"TargetName", "iqn.x"}, kv{"TargetAddress", "h,3"}))
 	require.NoError(t, err)
-	assert.Equal(t, []Target{{Name: "iqn.x", Portals: []Portal{{"h", 3260, 3}}}, {Name: "iqn.y"}}, got)
+	assert.Equal(t, []Target{{TargetName: "iqn.x", Portals: []Portal{{"h", 3260, 3}}}, {TargetName: "iqn.y"}}, got)
 }
 
 func TestParseTargetAddress(t *testing.T) {
