@@ -2,8 +2,8 @@
 // Linux kernel's iscsi_tcp over NETLINK_ISCSI exactly as iscsid does, scans
 // one LUN through sysfs and gives the caller /dev/sdX; it detaches cleanly
 // and, run as a daemon, recovers failed connections. The mount layer and
-// the volume lifecycle are in blockdev/volume; [Kernel.Attacher] plugs this
-// package into its Manager.
+// the volume lifecycle are in blockdev/volume, which builds on this package
+// (volume.KernelAttacher); this package does not import it.
 //
 // # Attach
 //

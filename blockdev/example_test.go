@@ -48,7 +48,7 @@ func ExampleKernel_Supervise() {
 	defer stop()
 	go func() { _ = k.Supervise(ctx) }() // reconnects on connection errors
 
-	m, err := volume.NewManager("/var/lib/kubelet/plugins/kubernetes.io", k.Attacher())
+	m, err := volume.NewManager("/var/lib/kubelet/plugins/kubernetes.io", volume.KernelAttacher(k))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -20,7 +20,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gosan/iscsi"
-	"github.com/gosan/iscsi/blockdev/volume"
 	"github.com/gosan/iscsi/internal/testenv/tgtd"
 	"github.com/gosan/iscsi/internal/testenv/vmtest"
 )
@@ -313,54 +312,4 @@ func TestGuestRecovery(t *testing.T) {
 
 	require.NoError(t, k.Detach(ctx, d))
 	requireNoSessions(t)
-}
-
-func TestGuestVolumeLifecycle(t *testing.T) {
-	e := loadEnv(t)
-	fix := e.Fixture
-	k := openKernel(t)
-	ctx := guestCtx(t, 4*time.Minute)
-	for _, fs := range []string{"ext4", "xfs"} {
-		t.Run(fs, func(t *testing.T) {
-			root := t.TempDir()
-			m, err := volume.NewManager(root, k.Attacher())
-			require.NoError(t, err)
-			tgt := fix.CHAP // ext4 over a CHAP session
-			if fs == "xfs" {
-				require.NotEmpty(t, e.XFSIQN)
-				tgt = tgtd.FixtureTarget{IQN: e.XFSIQN}
-			}
-			v := volume.Volume{TargetPortal: fix.Portal, IQN: tgt.IQN, LUN: 1, FSType: fs}
-			if tgt.User != "" {
-				v.SessionCHAPAuth = true
-				v.Secrets = volume.Secrets{volume.SecretSessionUser: tgt.User, volume.SecretSessionPassword: tgt.Secret}
-			}
-			st, err := m.Stage(ctx, v)
-			require.NoError(t, err)
-			assert.True(t, st.Formatted, "a blank LUN is formatted")
-			t.Logf("staged %s on %s (%s)", st.GlobalPath, st.DevicePath, st.FSType)
-			gp, err := m.GlobalPath(v)
-			require.NoError(t, err)
-			p1, p2 := filepath.Join(root, "pod1"), filepath.Join(root, "pod2")
-			require.NoError(t, m.Publish(ctx, v, p1, volume.PublishOptions{}))
-			require.NoError(t, m.Publish(ctx, v, p2, volume.PublishOptions{}))
-			require.NoError(t, os.WriteFile(filepath.Join(p1, "hello.txt"), []byte("hello "+fs), 0o644))
-			b, err := os.ReadFile(filepath.Join(p2, "hello.txt"))
-			require.NoError(t, err)
-			assert.Equal(t, "hello "+fs, string(b))
-			require.NoError(t, m.Unpublish(ctx, p1))
-			require.NoError(t, m.Unpublish(ctx, p2))
-			require.NoError(t, m.Unstage(ctx, gp))
-			requireNoSessions(t)
-
-			st2, err := m.Stage(ctx, v)
-			require.NoError(t, err)
-			assert.False(t, st2.Formatted, "no reformat")
-			b, err = os.ReadFile(filepath.Join(gp, "hello.txt"))
-			require.NoError(t, err, "the file survives: no reformat")
-			assert.Equal(t, "hello "+fs, string(b))
-			require.NoError(t, m.Unstage(ctx, gp))
-			requireNoSessions(t)
-		})
-	}
 }

@@ -27,7 +27,9 @@ import (
 	"github.com/gosan/iscsi/pdu"
 )
 
-// DefaultIface is the iface name of sessions attached without one.
+// DefaultIface is the iface name of sessions attached without one (the
+// name open-iscsi gives iscsi_tcp's default iface); blockdev/volume uses
+// it for volumes that name none.
 const DefaultIface = "default"
 
 // Timeouts of the kernel session and of the steps of Attach/Detach. Zero
@@ -823,7 +825,40 @@ func (k *Kernel) Detach(ctx context.Context, d *Disk) error {
 	return k.LogoutSession(ctx, d.SessionID)
 }
 
-// Logout ends the session for (portal, target, iface) if there is one.
+// SessionDisks lists the block devices that exist now on the session for
+// (portal, targetName, iface), every LUN, also of a session another process
+// created. No session is not an error: it returns none.
+func (k *Kernel) SessionDisks(ctx context.Context, portal, targetName, iface string) ([]Disk, error) {
+	addr, err := resolvePortal(ctx, portal)
+	if err != nil {
+		return nil, err
+	}
+	p := portalString(addr)
+	info, err := k.sys.FindSession(p, targetName, iface)
+	if err != nil || info == nil {
+		return nil, err
+	}
+	devs, err := k.sys.SessionDevices(info.SID)
+	if errors.Is(err, ErrNoSession) {
+		return nil, nil // the session went away meanwhile
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Disk
+	for _, d := range devs {
+		if d.Block == "" {
+			continue
+		}
+		size, _ := k.sys.BlockSize(d.Block)
+		out = append(out, Disk{Path: filepath.Join(k.sys.dev(), d.Block), Name: d.Block, SCSIAddress: d.Address(),
+			LUN: d.LUN, Size: size, SessionID: info.SID, HostNo: info.HostNo, Portal: p, TargetName: targetName,
+			Iface: normIface(iface)})
+	}
+	return out, nil
+}
+
+// Logout ends the session for (portal, targetName, iface) if there is one.
 func (k *Kernel) Logout(ctx context.Context, portal, targetName, iface string) error {
 	addr, err := resolvePortal(ctx, portal)
 	if err != nil {

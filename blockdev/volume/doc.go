@@ -27,6 +27,7 @@
 //	<root>/iscsi/<iface>/<portal>-<iqn>-lun-<n>/iscsi.json   attach record (under the mount)
 //	<root>/iscsi/.locks/<iqn>.lock                           per-target lock file
 //
-// The kernel binding in package blockdev implements [Attacher]; tests use a
-// fake backed by loop devices.
+// [KernelAttacher] makes the kernel binding (package blockdev) an
+// [Attacher]; tests use a fake backed by loop devices and need neither root
+// nor iSCSI.
 package volume

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/gosan/iscsi"
+	"github.com/gosan/iscsi/blockdev"
 	"github.com/gosan/iscsi/internal/portal"
 )
 
@@ -22,9 +23,6 @@ const (
 
 // DefaultFSType is used when Volume.FSType is empty.
 const DefaultFSType = "ext4"
-
-// DefaultIface is used when Volume.ISCSIInterface is empty.
-const DefaultIface = "default"
 
 // maxLUN bounds Volume.LUN: SAM flat addressing covers 0..16383.
 const maxLUN = 16383
@@ -215,7 +213,7 @@ func (v *Volume) Normalize() (Volume, error) {
 		}
 	}
 	if n.ISCSIInterface == "" {
-		n.ISCSIInterface = DefaultIface
+		n.ISCSIInterface = blockdev.DefaultIface
 	} else if err := checkPathElem(n.ISCSIInterface); err != nil {
 		bad("iscsiInterface", "%v", err)
 	}
