@@ -47,7 +47,9 @@
 // sends UNBIND_SESSION, a Logout Request over SEND_PDU (waiting up to
 // Timeouts.Logout for the response), STOP_CONN(term), DESTROY_CONN,
 // DESTROY_SESSION. All are idempotent and work on sessions another process
-// created.
+// created, and all run under the per-session lock Attach takes, so no
+// sysfs scan or delete of this package races another call for the same
+// session (the raw sysfs writes are not exported: [Sysfs] only reads).
 //
 // # Recovery
 //

@@ -729,7 +729,7 @@ func (k *Kernel) device(ctx context.Context, s *session, lun uint64) (*Disk, err
 		if d == nil || d.Block == "" {
 			if !scanned && d == nil {
 				scanned = true
-				if err := k.sys.ScanLUN(s.hostNo, lun); err != nil {
+				if err := k.sys.scanLUN(s.hostNo, lun); err != nil {
 					return false, err
 				}
 			}
@@ -774,13 +774,46 @@ func (k *Kernel) device(ctx context.Context, s *session, lun uint64) (*Disk, err
 // --- detach -------------------------------------------------------------
 
 // DeleteDevice flushes the block device (BLKFLSBUF) and removes its SCSI
-// device (/sys/block/<sd>/device/delete), waiting for it to go. A device
-// that does not exist is not an error.
+// device (/sys/block/<sd>/device/delete), waiting for it to go, under the
+// lock Attach and Detach take for the device's session. A device that does
+// not exist is not an error; a block device that belongs to no iSCSI
+// session is refused (ErrNoSession).
 func (k *Kernel) DeleteDevice(ctx context.Context, path string) error {
+	name, err := blockName(path)
+	if err != nil {
+		return err
+	}
+	if !k.sys.BlockExists(name) {
+		return nil
+	}
+	info, err := k.sys.sessionOfBlock(name)
+	if err != nil {
+		return err
+	}
+	if info == nil {
+		if !k.sys.BlockExists(name) {
+			return nil // gone meanwhile
+		}
+		return fmt.Errorf("blockdev: %s is not a disk of an iSCSI session: %w", name, ErrNoSession)
+	}
+	unlock, err := k.lockInfo(ctx, info)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return k.deleteDevice(ctx, name)
+}
+
+func blockName(path string) (string, error) {
 	name := filepath.Base(path)
 	if name == "." || name == "/" || name == "" {
-		return fmt.Errorf("blockdev: bad device path %q", path)
+		return "", fmt.Errorf("blockdev: bad device path %q", path)
 	}
+	return name, nil
+}
+
+// deleteDevice is DeleteDevice under the session's lock, held by the caller.
+func (k *Kernel) deleteDevice(ctx context.Context, name string) error {
 	if !k.sys.BlockExists(name) {
 		return nil
 	}
@@ -790,17 +823,28 @@ func (k *Kernel) DeleteDevice(ctx context.Context, path string) error {
 		}
 		f.Close()
 	}
-	if err := k.sys.DeleteBlock(name); err != nil {
+	if err := k.sys.deleteBlock(name); err != nil {
 		return err
 	}
 	return waitFor(ctx, 20*time.Millisecond, func() (bool, error) { return !k.sys.BlockExists(name), nil })
 }
 
+// lockInfo takes the lock Attach and Detach take for the session info
+// describes (its portal as the kernel shows it, target name, iface).
+func (k *Kernel) lockInfo(ctx context.Context, info *SessionInfo) (func(), error) {
+	portal := info.Portal
+	if a, err := resolvePortal(ctx, info.Portal); err == nil {
+		portal = portalString(a)
+	}
+	return k.lock(ctx, sessionKey(portal, info.TargetName, info.Iface))
+}
+
 // Detach deletes the disk's device and, when its session has no other
-// device left, logs the session out. Detaching what is already gone
-// succeeds.
+// device left, logs the session out, all under the session's lock.
+// Detaching what is already gone succeeds.
 func (k *Kernel) Detach(ctx context.Context, d *Disk) error {
-	if err := k.DeleteDevice(ctx, d.Path); err != nil {
+	name, err := blockName(d.Path)
+	if err != nil {
 		return err
 	}
 	portal := d.Portal
@@ -812,6 +856,9 @@ func (k *Kernel) Detach(ctx context.Context, d *Disk) error {
 		return err
 	}
 	defer unlock()
+	if err := k.deleteDevice(ctx, name); err != nil {
+		return err
+	}
 	devs, err := k.sys.SessionDevices(d.SessionID)
 	if errors.Is(err, ErrNoSession) {
 		return nil
@@ -822,7 +869,7 @@ func (k *Kernel) Detach(ctx context.Context, d *Disk) error {
 	if len(devs) > 0 {
 		return nil
 	}
-	return k.LogoutSession(ctx, d.SessionID)
+	return k.logoutSID(ctx, d.SessionID)
 }
 
 // SessionDisks lists the block devices that exist now on the session for
@@ -874,15 +921,32 @@ func (k *Kernel) Logout(ctx context.Context, portal, targetName, iface string) e
 	if err != nil || info == nil {
 		return err
 	}
-	return k.LogoutSession(ctx, info.SID)
+	return k.logoutSID(ctx, info.SID)
 }
 
 // LogoutSession ends kernel session sid, also one created by another
 // process: UNBIND_SESSION (the kernel removes its SCSI devices), a Logout
 // Request over SEND_PDU and the wait for the Logout Response (bounded by
-// Timeouts.Logout), STOP_CONN(term), DESTROY_CONN, DESTROY_SESSION. A
-// session that does not exist is not an error.
+// Timeouts.Logout), STOP_CONN(term), DESTROY_CONN, DESTROY_SESSION, under
+// the lock Attach and Detach take for the session. A session that does
+// not exist is not an error.
 func (k *Kernel) LogoutSession(ctx context.Context, sid uint32) error {
+	info, err := k.sys.Session(sid)
+	if err != nil && !errors.Is(err, ErrNoSession) {
+		return err
+	}
+	if info != nil {
+		unlock, err := k.lockInfo(ctx, info)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
+	return k.logoutSID(ctx, sid)
+}
+
+// logoutSID is LogoutSession under the session's lock, held by the caller.
+func (k *Kernel) logoutSID(ctx context.Context, sid uint32) error {
 	k.mu.Lock()
 	s, ok := k.sessions[sid]
 	if !ok {
