@@ -68,4 +68,8 @@
 // (NETLINK_ISCSI is not namespaced; hostNetwork in Kubernetes) and must be
 // the only iSCSI manager on the host (no iscsid: Open fails with
 // ErrOtherDaemon). Device nodes come from devtmpfs; udev is not needed.
+//
+// The package builds on every OS so that programs using it (and the
+// userspace initiator, which works everywhere) compile anywhere; off Linux
+// Open and every Kernel method return ErrNotSupported.
 package blockdev

@@ -3,9 +3,6 @@ package blockdev
 import (
 	"errors"
 	"fmt"
-	"syscall"
-
-	"github.com/gosan/iscsi/internal/iscsinl"
 )
 
 // Sentinel errors; match with errors.Is.
@@ -30,6 +27,11 @@ var (
 	ErrNoDevice = errors.New("blockdev: block device did not appear")
 	// ErrNoSession: no such session in sysfs.
 	ErrNoSession = errors.New("blockdev: no such iSCSI session")
+	// ErrNotSupported is returned by every operation of this package on an
+	// operating system other than Linux: the kernel binding drives Linux's
+	// iscsi_tcp over NETLINK_ISCSI and sysfs. (The userspace initiator,
+	// package initiator, works everywhere.)
+	ErrNotSupported = errors.New("blockdev: the kernel iSCSI binding is not supported on this OS (Linux only)")
 	// ErrClosed: the Kernel was closed.
 	ErrClosed = errors.New("blockdev: closed")
 )
@@ -61,9 +63,9 @@ func (e *AttachError) Is(target error) bool {
 	case ErrLogin:
 		return e.Step == stepLogin
 	case ErrPermission:
-		return errors.Is(e.Err, iscsinl.ErrPermission) || errors.Is(e.Err, syscall.EPERM) || errors.Is(e.Err, syscall.EACCES)
+		return isPermission(e.Err)
 	case ErrModuleNotLoaded:
-		return errors.Is(e.Err, iscsinl.ErrTransportNotLoaded) || errors.Is(e.Err, iscsinl.ErrKernelUnsupported)
+		return isModuleMissing(e.Err)
 	}
 	return false
 }
@@ -79,14 +81,3 @@ const (
 	stepScan     = "scan"
 	stepValidate = "validate"
 )
-
-// mapOpenErr turns iscsinl.Dial errors into the package's sentinels.
-func mapOpenErr(err error) error {
-	switch {
-	case errors.Is(err, iscsinl.ErrTransportNotLoaded), errors.Is(err, iscsinl.ErrKernelUnsupported):
-		return fmt.Errorf("%w: %w", ErrModuleNotLoaded, err)
-	case errors.Is(err, iscsinl.ErrPermission), errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
-		return fmt.Errorf("%w: %w", ErrPermission, err)
-	}
-	return fmt.Errorf("blockdev: opening NETLINK_ISCSI: %w", err)
-}

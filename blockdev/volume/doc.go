@@ -28,6 +28,10 @@
 //	<root>/iscsi/.locks/<iqn>.lock                           per-target lock file
 //
 // [KernelAttacher] makes the kernel binding (package blockdev) an
-// [Attacher]; tests use a fake backed by loop devices and need neither root
-// nor iSCSI.
+// [Attacher]; tests use a fake backed by loop devices and need no iSCSI
+// target or kernel binding.
+//
+// The package builds on every OS: off Linux the volume spec still
+// validates and normalizes, and NewManager and the Manager's methods return
+// an error matching blockdev.ErrNotSupported.
 package volume

@@ -12,7 +12,7 @@ import (
 //	m, err := volume.NewManager(root, volume.KernelAttacher(k))
 //
 // The mount layer depends on the kernel binding, never the reverse; tests
-// give NewManager a fake Attacher instead and need no root.
+// give NewManager a fake Attacher instead.
 func KernelAttacher(k *blockdev.Kernel) Attacher { return kernelAttacher{k} }
 
 type kernelAttacher struct{ k *blockdev.Kernel }

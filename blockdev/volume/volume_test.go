@@ -3,7 +3,6 @@ package volume
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"testing"
@@ -150,19 +149,4 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	assert.Equal(t, Volume{TargetPortal: "a:1", Portals: []string{"b:2"}, IQN: testIQN, LUN: 2, FSType: "xfs",
 		ReadOnly: true, DiscoveryCHAPAuth: true, SessionCHAPAuth: true, InitiatorName: "iqn.2024-01.org.gosan:node",
 		ISCSIInterface: "eth1", VolumeMode: ModeBlock}, back)
-}
-
-func TestGlobalPath(t *testing.T) {
-	m, err := NewManager("/var/lib/kubelet/plugins/kubernetes.io", &fakeAttacher{})
-	require.NoError(t, err)
-	p, err := m.GlobalPath(Volume{TargetPortal: "10.0.0.1", IQN: testIQN, LUN: 7})
-	require.NoError(t, err)
-	assert.Equal(t, "/var/lib/kubelet/plugins/kubernetes.io/iscsi/default/10.0.0.1:3260-"+testIQN+"-lun-7", p)
-	_, err = m.GlobalPath(Volume{})
-	assert.Error(t, err)
-	_, err = NewManager("relative", &fakeAttacher{})
-	assert.Error(t, err)
-	_, err = NewManager("/x", nil)
-	assert.Error(t, err)
-	assert.True(t, errors.Is(&ToolMissingError{Tool: "mkfs.xfs", Package: "xfsprogs"}, ErrToolMissing))
 }
