@@ -63,9 +63,11 @@ func (g *globals) dial(ctx context.Context, u *iscsi.URL, extra ...initiator.Opt
 	if u.TargetName == "" {
 		return nil, usagef("URL %s names no target", u)
 	}
+	// Dial's errors name the target and portal ("iscsi: login to T at P:
+	// ..."): wrapping them again would say it twice.
 	s, err := initiator.Dial(ctx, u.Portal(), u.TargetName, append(g.options(u), extra...)...)
 	if err != nil {
-		return nil, fmt.Errorf("login to %s at %s: %w", u.TargetName, u.Portal(), err)
+		return nil, err
 	}
 	return s, nil
 }
@@ -107,7 +109,7 @@ func cmdDiscover(ctx context.Context, g *globals, args []string) error {
 	}
 	targets, err := initiator.Discover(ctx, u.Portal(), g.options(u)...)
 	if err != nil {
-		return fmt.Errorf("discovery at %s: %w", u.Portal(), err)
+		return err // it names the portal
 	}
 	if *asJSON {
 		type portal struct {

@@ -112,7 +112,7 @@ func cmdAttach(ctx context.Context, g *globals, args []string) error {
 	defer k.Close()
 	d, err := k.Attach(ctx, spec)
 	if err != nil {
-		return fmt.Errorf("attach: %w", err)
+		return err // an *AttachError: "blockdev: attach T at P: STEP: ..."
 	}
 	if *asJSON {
 		return writeJSON(g.stdout, attachOutput{Path: d.Path, SCSIAddress: d.SCSIAddress, Session: d.SessionID,

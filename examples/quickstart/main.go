@@ -134,7 +134,7 @@ func run(ctx context.Context, out io.Writer, u *iscsi.URL, size int, restore boo
 		targets, err = initiator.Discover(ctx, u.Portal(), opts...)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("discovery at %s: %w", u.Portal(), err)
+		return nil, err // it names the portal
 	}
 	found := false
 	for _, t := range targets {
@@ -145,7 +145,7 @@ func run(ctx context.Context, out io.Writer, u *iscsi.URL, size int, restore boo
 	t0 = time.Now()
 	sess, err := initiator.Dial(ctx, u.Portal(), u.TargetName, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("login to %s: %w", u.TargetName, err)
+		return nil, err // "iscsi: login to T at P: ..."
 	}
 	defer sess.Close()
 	fmt.Fprintf(out, "login      %s in %s (TSIH %d)\n", auth, since(t0), sess.TSIH())
