@@ -7,12 +7,10 @@ import (
 	"io"
 	"os"
 	"strings"
-
-	"github.com/gosan/iscsi/internal/portal"
 )
 
 // DefaultPort is the IANA iSCSI port, used when a portal names none.
-const DefaultPort = portal.DefaultPort
+const DefaultPort = 3260
 
 // InitiatorNameFile is open-iscsi's initiator name file, which
 // DefaultInitiatorName reads first.

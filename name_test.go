@@ -5,7 +5,15 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+
+	"github.com/gosan/iscsi/internal/portal"
 )
+
+// internal/portal (which this package imports, so it cannot import this
+// one) parses portals with the same default port.
+func TestDefaultPortIsPortals(t *testing.T) {
+	assert.Equal(t, portal.DefaultPort, DefaultPort)
+}
 
 func TestDefaultInitiatorName(t *testing.T) {
 	assert.Equal(t, "iqn.x:y", parseInitiatorNameFile(bytes.NewBufferString("# c\nInitiatorName=iqn.x:y\n")))

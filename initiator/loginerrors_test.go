@@ -14,8 +14,8 @@ import (
 	"github.com/gosan/iscsi/initiator/iscsitest"
 )
 
-// Callers outside the module branch on login failures through initiator's
-// re-exported errors.
+// Callers outside the module branch on Dial's login failures with package
+// iscsi's errors, the same values the kernel binding returns.
 func TestLoginErrorsExported(t *testing.T) {
 	const iqn = "iqn.2026-11.org.gosan.test:errs"
 	srv := iscsitest.NewTestServer(t, iscsitest.Config{Targets: []iscsitest.Target{{
