@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/internal/iscsinl"
 	"github.com/gosan/iscsi/pdu"
 )
@@ -23,7 +24,7 @@ import (
 func resolvePortal(ctx context.Context, portal string) (*net.TCPAddr, error) {
 	host, port, err := net.SplitHostPort(portal)
 	if err != nil {
-		host, port = strings.Trim(portal, "[]"), "3260"
+		host, port = strings.Trim(portal, "[]"), strconv.Itoa(iscsi.DefaultPort)
 	}
 	if host == "" {
 		return nil, fmt.Errorf("blockdev: portal %q has no host", portal)
