@@ -20,4 +20,7 @@ func TestNotSupportedOffLinux(t *testing.T) {
 	if err := k.Supervise(context.Background()); !errors.Is(err, ErrNotSupported) {
 		t.Fatalf("Supervise: %v", err)
 	}
+	if _, err := (Sysfs{}).Sessions(); !errors.Is(err, ErrNotSupported) {
+		t.Fatalf("Sysfs.Sessions: %v", err)
+	}
 }

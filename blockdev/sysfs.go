@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -92,8 +93,11 @@ func parseIndexed(name, prefix string) (uint32, bool) {
 }
 
 // Sessions lists every iSCSI session in sysfs, by sid. Sessions that vanish
-// while being read are skipped.
+// while being read are skipped. Off Linux it returns ErrNotSupported.
 func (s Sysfs) Sessions() ([]SessionInfo, error) {
+	if runtime.GOOS != "linux" {
+		return nil, ErrNotSupported
+	}
 	ents, err := os.ReadDir(s.path("class", "iscsi_session"))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -121,8 +125,11 @@ func (s Sysfs) Sessions() ([]SessionInfo, error) {
 }
 
 // Session reads session sid. A missing session gives an error matching
-// ErrNoSession.
+// ErrNoSession; off Linux it returns ErrNotSupported.
 func (s Sysfs) Session(sid uint32) (*SessionInfo, error) {
+	if runtime.GOOS != "linux" {
+		return nil, ErrNotSupported
+	}
 	dir := s.path("class", "iscsi_session", fmt.Sprintf("session%d", sid))
 	if _, err := os.Stat(dir); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
