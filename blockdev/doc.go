@@ -2,8 +2,8 @@
 // Linux kernel's iscsi_tcp over NETLINK_ISCSI exactly as iscsid does, scans
 // one LUN through sysfs and gives the caller /dev/sdX; it detaches cleanly
 // and, run as a daemon, recovers failed connections. The mount layer and
-// the volume lifecycle are in blockdev/volume; [Kernel.Attacher] plugs this
-// package into its Manager.
+// the volume lifecycle are in blockdev/volume, which builds on this package
+// (volume.KernelAttacher); this package does not import it.
 //
 // # Attach
 //
@@ -47,7 +47,9 @@
 // sends UNBIND_SESSION, a Logout Request over SEND_PDU (waiting up to
 // Timeouts.Logout for the response), STOP_CONN(term), DESTROY_CONN,
 // DESTROY_SESSION. All are idempotent and work on sessions another process
-// created.
+// created, and all run under the per-session lock Attach takes, so no
+// sysfs scan or delete of this package races another call for the same
+// session (the raw sysfs writes are not exported: [Sysfs] only reads).
 //
 // # Recovery
 //
@@ -66,4 +68,8 @@
 // (NETLINK_ISCSI is not namespaced; hostNetwork in Kubernetes) and must be
 // the only iSCSI manager on the host (no iscsid: Open fails with
 // ErrOtherDaemon). Device nodes come from devtmpfs; udev is not needed.
+//
+// The package builds on every OS so that programs using it (and the
+// userspace initiator, which works everywhere) compile anywhere; off Linux
+// Open and every Kernel method return ErrNotSupported.
 package blockdev

@@ -3,10 +3,6 @@ package blockdev
 import (
 	"errors"
 	"fmt"
-	"syscall"
-
-	"github.com/gosan/iscsi/internal/iscsinl"
-	"github.com/gosan/iscsi/internal/login"
 )
 
 // Sentinel errors; match with errors.Is.
@@ -24,11 +20,6 @@ var (
 	ErrOtherDaemon = errors.New("blockdev: another iSCSI daemon (iscsid?) listens to NETLINK_ISCSI")
 	// ErrUnreachable: the TCP connection to the portal failed.
 	ErrUnreachable = errors.New("blockdev: portal unreachable")
-	// ErrAuthentication: the target refused our CHAP credentials, or the
-	// target failed mutual CHAP, or it does not authorize this initiator.
-	ErrAuthentication = errors.New("blockdev: authentication failed")
-	// ErrTargetNotFound: the portal does not know the target name.
-	ErrTargetNotFound = errors.New("blockdev: target not found")
 	// ErrLogin: any other login failure (see the wrapped error).
 	ErrLogin = errors.New("blockdev: login failed")
 	// ErrNoDevice: the LUN's block device did not appear before the
@@ -36,23 +27,30 @@ var (
 	ErrNoDevice = errors.New("blockdev: block device did not appear")
 	// ErrNoSession: no such session in sysfs.
 	ErrNoSession = errors.New("blockdev: no such iSCSI session")
+	// ErrNotSupported is returned by every operation of this package on an
+	// operating system other than Linux: the kernel binding drives Linux's
+	// iscsi_tcp over NETLINK_ISCSI and sysfs. (The userspace initiator,
+	// package initiator, works everywhere.)
+	ErrNotSupported = errors.New("blockdev: the kernel iSCSI binding is not supported on this OS (Linux only)")
 	// ErrClosed: the Kernel was closed.
 	ErrClosed = errors.New("blockdev: closed")
 )
 
 // AttachError says which step of Attach failed. errors.Is matches the
-// sentinels above (ErrUnreachable, ErrAuthentication, ErrTargetNotFound,
-// ErrLogin, ErrNoDevice, ErrPermission, ErrModuleNotLoaded) and the
-// wrapped error.
+// sentinels above (ErrUnreachable, ErrLogin, ErrNoDevice, ErrPermission,
+// ErrModuleNotLoaded) and, through the wrapped error, the login failures
+// of package iscsi (iscsi.ErrAuthentication, iscsi.ErrAuthorization,
+// iscsi.ErrTargetNotFound, iscsi.ErrMutualAuth, *iscsi.LoginError, ...),
+// the same values the userspace initiator returns.
 type AttachError struct {
-	Step   string // "connect", "create session", "bind", "set param", "login", "start", "scan"
-	Portal string
-	Target string
-	Err    error
+	Step       string // "connect", "create session", "bind", "set param", "login", "start", "scan"
+	Portal     string
+	TargetName string
+	Err        error
 }
 
 func (e *AttachError) Error() string {
-	return fmt.Sprintf("blockdev: attach %s at %s: %s: %v", e.Target, e.Portal, e.Step, e.Err)
+	return fmt.Sprintf("blockdev: attach %s at %s: %s: %v", e.TargetName, e.Portal, e.Step, e.Err)
 }
 
 func (e *AttachError) Unwrap() error { return e.Err }
@@ -62,17 +60,12 @@ func (e *AttachError) Is(target error) bool {
 	switch target {
 	case ErrUnreachable:
 		return e.Step == stepConnect
-	case ErrAuthentication:
-		return errors.Is(e.Err, login.ErrAuthentication) || errors.Is(e.Err, login.ErrAuthorization) ||
-			errors.Is(e.Err, login.ErrMutualAuth) || errors.Is(e.Err, login.ErrCHAPReflection)
-	case ErrTargetNotFound:
-		return errors.Is(e.Err, login.ErrTargetNotFound) || errors.Is(e.Err, login.ErrTargetRemoved)
 	case ErrLogin:
 		return e.Step == stepLogin
 	case ErrPermission:
-		return errors.Is(e.Err, iscsinl.ErrPermission) || errors.Is(e.Err, syscall.EPERM) || errors.Is(e.Err, syscall.EACCES)
+		return isPermission(e.Err)
 	case ErrModuleNotLoaded:
-		return errors.Is(e.Err, iscsinl.ErrTransportNotLoaded) || errors.Is(e.Err, iscsinl.ErrKernelUnsupported)
+		return isModuleMissing(e.Err)
 	}
 	return false
 }
@@ -88,14 +81,3 @@ const (
 	stepScan     = "scan"
 	stepValidate = "validate"
 )
-
-// mapOpenErr turns iscsinl.Dial errors into the package's sentinels.
-func mapOpenErr(err error) error {
-	switch {
-	case errors.Is(err, iscsinl.ErrTransportNotLoaded), errors.Is(err, iscsinl.ErrKernelUnsupported):
-		return fmt.Errorf("%w: %w", ErrModuleNotLoaded, err)
-	case errors.Is(err, iscsinl.ErrPermission), errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
-		return fmt.Errorf("%w: %w", ErrPermission, err)
-	}
-	return fmt.Errorf("blockdev: opening NETLINK_ISCSI: %w", err)
-}

@@ -6,6 +6,7 @@ import (
 	"log"
 	"time"
 
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/blockdev"
 	"github.com/gosan/iscsi/blockdev/volume"
 )
@@ -21,13 +22,13 @@ func ExampleKernel_Attach() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	d, err := k.Attach(ctx, blockdev.Spec{
-		Portal: "192.0.2.10:3260",
-		Target: "iqn.2026-11.org.example:storage",
-		LUN:    1,
-		CHAP:   &blockdev.CHAP{User: "node1", Secret: "a-long-chap-secret"},
+		Portal:     "192.0.2.10:3260",
+		TargetName: "iqn.2026-11.org.example:storage",
+		LUN:        1,
+		CHAP:       &iscsi.CHAP{User: "node1", Secret: "a-long-chap-secret"},
 	})
 	if err != nil {
-		log.Fatal(err) // errors.Is: ErrAuthentication, ErrTargetNotFound, ErrUnreachable, ErrNoDevice
+		log.Fatal(err) // errors.Is: iscsi.ErrAuthentication, iscsi.ErrTargetNotFound, blockdev.ErrUnreachable, blockdev.ErrNoDevice
 	}
 	fmt.Println(d.Path, d.SCSIAddress, d.Size)
 	if err := k.Detach(ctx, d); err != nil {
@@ -47,7 +48,7 @@ func ExampleKernel_Supervise() {
 	defer stop()
 	go func() { _ = k.Supervise(ctx) }() // reconnects on connection errors
 
-	m, err := volume.NewManager("/var/lib/kubelet/plugins/kubernetes.io", k.Attacher())
+	m, err := volume.NewManager("/var/lib/kubelet/plugins/kubernetes.io", volume.KernelAttacher(k))
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/gosan/iscsi"
 )
 
 // TestGuestSupervisorAdopts: a process attaches LUNs and exits; the
@@ -22,22 +24,22 @@ func TestGuestSupervisorAdopts(t *testing.T) {
 	fix := e.Fixture
 	ctx := guestCtx(t, 4*time.Minute)
 	const iname = "iqn.2026-11.org.gosan.test:guest"
-	oneWay := &CHAP{User: fix.CHAP.User, Secret: fix.CHAP.Secret}
-	mutual := &CHAP{User: fix.MutualCHAP.User, Secret: fix.MutualCHAP.Secret,
+	oneWay := &iscsi.CHAP{User: fix.CHAP.User, Secret: fix.CHAP.Secret}
+	mutual := &iscsi.CHAP{User: fix.MutualCHAP.User, Secret: fix.MutualCHAP.Secret,
 		TargetUser: fix.MutualCHAP.TargetUser, TargetSecret: fix.MutualCHAP.TargetSecret}
 
 	k1, err := Open(Options{InitiatorName: iname})
 	require.NoError(t, err)
-	plain, err := k1.Attach(ctx, Spec{Portal: fix.Portal, Target: fix.Plain.IQN, LUN: 1})
+	plain, err := k1.Attach(ctx, Spec{Portal: fix.Portal, TargetName: fix.Plain.IQN, LUN: 1})
 	require.NoError(t, err)
-	withCHAP, err := k1.Attach(ctx, Spec{Portal: fix.Portal, Target: fix.CHAP.IQN, LUN: 1, CHAP: oneWay})
+	withCHAP, err := k1.Attach(ctx, Spec{Portal: fix.Portal, TargetName: fix.CHAP.IQN, LUN: 1, CHAP: oneWay})
 	require.NoError(t, err)
-	noCreds, err := k1.Attach(ctx, Spec{Portal: fix.Portal, Target: fix.MutualCHAP.IQN, LUN: 1, CHAP: mutual})
+	noCreds, err := k1.Attach(ctx, Spec{Portal: fix.Portal, TargetName: fix.MutualCHAP.IQN, LUN: 1, CHAP: mutual})
 	require.NoError(t, err)
 	require.NoError(t, k1.Close(), "the first process exits; its sessions stay")
 
 	asked := map[string]int{}
-	k2, err := Open(Options{InitiatorName: iname, Credentials: func(target, portal string) *CHAP {
+	k2, err := Open(Options{InitiatorName: iname, Credentials: func(target, portal string) *iscsi.CHAP {
 		asked[target]++ // called from Supervise's goroutine only, before the test reads it
 		assert.Equal(t, fix.Portal, portal)
 		if target == fix.CHAP.IQN {

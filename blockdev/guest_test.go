@@ -19,7 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
-	"github.com/gosan/iscsi/blockdev/volume"
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/internal/testenv/tgtd"
 	"github.com/gosan/iscsi/internal/testenv/vmtest"
 )
@@ -101,7 +101,7 @@ func TestGuestAttach(t *testing.T) {
 	ctx := guestCtx(t, 3*time.Minute)
 
 	t0 := time.Now()
-	d, err := k.Attach(ctx, Spec{Portal: fix.Portal, Target: fix.Plain.IQN, LUN: 1})
+	d, err := k.Attach(ctx, Spec{Portal: fix.Portal, TargetName: fix.Plain.IQN, LUN: 1})
 	require.NoError(t, err)
 	t.Logf("attach plain: %s %s session %d host %d; login %v, device %v, total %v",
 		d.Path, d.SCSIAddress, d.SessionID, d.HostNo, d.LoginTime, d.DeviceTime, time.Since(t0))
@@ -117,17 +117,17 @@ func TestGuestAttach(t *testing.T) {
 	directIO(t, d.Path, guestDataOff, guestData(e.Seed, guestDataLen))
 
 	// Attaching the same LUN again returns the same device, no new login.
-	d2, err := k.Attach(ctx, Spec{Portal: fix.Portal, Target: fix.Plain.IQN, LUN: 1})
+	d2, err := k.Attach(ctx, Spec{Portal: fix.Portal, TargetName: fix.Plain.IQN, LUN: 1})
 	require.NoError(t, err)
 	assert.False(t, d2.NewSession)
 	assert.Equal(t, d.Path, d2.Path)
 
 	// Two LUNs of one target: one session.
-	m1, err := k.Attach(ctx, Spec{Portal: fix.Portal, Target: fix.MultiLUN.IQN, LUN: 1})
+	m1, err := k.Attach(ctx, Spec{Portal: fix.Portal, TargetName: fix.MultiLUN.IQN, LUN: 1})
 	require.NoError(t, err)
 	assert.True(t, m1.NewSession)
 	t0 = time.Now()
-	m2, err := k.Attach(ctx, Spec{Portal: fix.Portal, Target: fix.MultiLUN.IQN, LUN: 2})
+	m2, err := k.Attach(ctx, Spec{Portal: fix.Portal, TargetName: fix.MultiLUN.IQN, LUN: 2})
 	require.NoError(t, err)
 	t.Logf("attach second LUN on the existing session: %s in %v", m2.Path, time.Since(t0))
 	assert.False(t, m2.NewSession, "second LUN must reuse the session")
@@ -140,7 +140,7 @@ func TestGuestAttach(t *testing.T) {
 	// A second Kernel (a new process) finds and reuses the session.
 	k.Close()
 	k2 := openKernel(t)
-	m2b, err := k2.Attach(ctx, Spec{Portal: fix.Portal, Target: fix.MultiLUN.IQN, LUN: 2})
+	m2b, err := k2.Attach(ctx, Spec{Portal: fix.Portal, TargetName: fix.MultiLUN.IQN, LUN: 2})
 	require.NoError(t, err)
 	assert.False(t, m2b.NewSession)
 	assert.Equal(t, m2.Path, m2b.Path)
@@ -174,14 +174,14 @@ func TestGuestCHAP(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		tgt  tgtd.FixtureTarget
-		chap *CHAP
+		chap *iscsi.CHAP
 	}{
-		{"one-way", fix.CHAP, &CHAP{User: fix.CHAP.User, Secret: fix.CHAP.Secret}},
-		{"mutual", fix.MutualCHAP, &CHAP{User: fix.MutualCHAP.User, Secret: fix.MutualCHAP.Secret,
+		{"one-way", fix.CHAP, &iscsi.CHAP{User: fix.CHAP.User, Secret: fix.CHAP.Secret}},
+		{"mutual", fix.MutualCHAP, &iscsi.CHAP{User: fix.MutualCHAP.User, Secret: fix.MutualCHAP.Secret,
 			TargetUser: fix.MutualCHAP.TargetUser, TargetSecret: fix.MutualCHAP.TargetSecret}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d, err := k.Attach(ctx, Spec{Portal: fix.Portal, Target: tc.tgt.IQN, LUN: 1, CHAP: tc.chap})
+			d, err := k.Attach(ctx, Spec{Portal: fix.Portal, TargetName: tc.tgt.IQN, LUN: 1, CHAP: tc.chap})
 			require.NoError(t, err)
 			assert.Equal(t, tc.tgt.LUNs[0].Size, d.Size)
 			// Secrets never reach sysfs.
@@ -207,13 +207,13 @@ func TestGuestFailures(t *testing.T) {
 		spec Spec
 		want error
 	}{
-		{"wrong secret", Spec{Portal: fix.Portal, Target: fix.CHAP.IQN, LUN: 1,
-			CHAP: &CHAP{User: fix.CHAP.User, Secret: "wrong-secret-0123"}}, ErrAuthentication},
-		{"mutual target fails", Spec{Portal: fix.Portal, Target: fix.MutualCHAP.IQN, LUN: 1,
-			CHAP: &CHAP{User: fix.MutualCHAP.User, Secret: fix.MutualCHAP.Secret, TargetSecret: "not-the-target-secret"}}, ErrAuthentication},
-		{"unknown target", Spec{Portal: fix.Portal, Target: tgtd.IQNPrefix + "nosuch", LUN: 1}, ErrTargetNotFound},
-		{"unreachable portal", Spec{Portal: net.JoinHostPort(host, "1"), Target: fix.Plain.IQN, LUN: 1}, ErrUnreachable},
-		{"no such LUN", Spec{Portal: fix.Portal, Target: fix.Plain.IQN, LUN: 9}, ErrNoDevice},
+		{"wrong secret", Spec{Portal: fix.Portal, TargetName: fix.CHAP.IQN, LUN: 1,
+			CHAP: &iscsi.CHAP{User: fix.CHAP.User, Secret: "wrong-secret-0123"}}, iscsi.ErrAuthentication},
+		{"mutual target fails", Spec{Portal: fix.Portal, TargetName: fix.MutualCHAP.IQN, LUN: 1,
+			CHAP: &iscsi.CHAP{User: fix.MutualCHAP.User, Secret: fix.MutualCHAP.Secret, TargetSecret: "not-the-target-secret"}}, iscsi.ErrMutualAuth},
+		{"unknown target", Spec{Portal: fix.Portal, TargetName: tgtd.IQNPrefix + "nosuch", LUN: 1}, iscsi.ErrTargetNotFound},
+		{"unreachable portal", Spec{Portal: net.JoinHostPort(host, "1"), TargetName: fix.Plain.IQN, LUN: 1}, ErrUnreachable},
+		{"no such LUN", Spec{Portal: fix.Portal, TargetName: fix.Plain.IQN, LUN: 9}, ErrNoDevice},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			k.tmo.Device = 5 * time.Second
@@ -250,7 +250,7 @@ func TestGuestRecovery(t *testing.T) {
 	supDone := make(chan error, 1)
 	go func() { supDone <- k.Supervise(sup) }()
 
-	d, err := k.Attach(ctx, Spec{Portal: fix.Portal, Target: fix.Plain.IQN, LUN: 1})
+	d, err := k.Attach(ctx, Spec{Portal: fix.Portal, TargetName: fix.Plain.IQN, LUN: 1})
 	require.NoError(t, err)
 	f, err := os.OpenFile(d.Path, os.O_RDWR|unix.O_DIRECT, 0)
 	require.NoError(t, err)
@@ -298,7 +298,7 @@ func TestGuestRecovery(t *testing.T) {
 		return err == nil && si.State == "FAILED"
 	}, time.Minute, 50*time.Millisecond, "session goes FAILED")
 	t0 = time.Now()
-	d2, err := k.Attach(ctx, Spec{Portal: fix.Portal, Target: fix.Plain.IQN, LUN: 1})
+	d2, err := k.Attach(ctx, Spec{Portal: fix.Portal, TargetName: fix.Plain.IQN, LUN: 1})
 	require.NoError(t, err)
 	t.Logf("FAILED session reconnected by Attach in %v", time.Since(t0))
 	assert.False(t, d2.NewSession)
@@ -312,54 +312,4 @@ func TestGuestRecovery(t *testing.T) {
 
 	require.NoError(t, k.Detach(ctx, d))
 	requireNoSessions(t)
-}
-
-func TestGuestVolumeLifecycle(t *testing.T) {
-	e := loadEnv(t)
-	fix := e.Fixture
-	k := openKernel(t)
-	ctx := guestCtx(t, 4*time.Minute)
-	for _, fs := range []string{"ext4", "xfs"} {
-		t.Run(fs, func(t *testing.T) {
-			root := t.TempDir()
-			m, err := volume.NewManager(root, k.Attacher())
-			require.NoError(t, err)
-			tgt := fix.CHAP // ext4 over a CHAP session
-			if fs == "xfs" {
-				require.NotEmpty(t, e.XFSIQN)
-				tgt = tgtd.FixtureTarget{IQN: e.XFSIQN}
-			}
-			v := volume.Volume{TargetPortal: fix.Portal, IQN: tgt.IQN, LUN: 1, FSType: fs}
-			if tgt.User != "" {
-				v.SessionCHAPAuth = true
-				v.Secrets = volume.Secrets{volume.SecretSessionUser: tgt.User, volume.SecretSessionPassword: tgt.Secret}
-			}
-			st, err := m.Stage(ctx, v)
-			require.NoError(t, err)
-			assert.True(t, st.Formatted, "a blank LUN is formatted")
-			t.Logf("staged %s on %s (%s)", st.GlobalPath, st.DevicePath, st.FSType)
-			gp, err := m.GlobalPath(v)
-			require.NoError(t, err)
-			p1, p2 := filepath.Join(root, "pod1"), filepath.Join(root, "pod2")
-			require.NoError(t, m.Publish(ctx, v, p1, volume.PublishOptions{}))
-			require.NoError(t, m.Publish(ctx, v, p2, volume.PublishOptions{}))
-			require.NoError(t, os.WriteFile(filepath.Join(p1, "hello.txt"), []byte("hello "+fs), 0o644))
-			b, err := os.ReadFile(filepath.Join(p2, "hello.txt"))
-			require.NoError(t, err)
-			assert.Equal(t, "hello "+fs, string(b))
-			require.NoError(t, m.Unpublish(ctx, p1))
-			require.NoError(t, m.Unpublish(ctx, p2))
-			require.NoError(t, m.Unstage(ctx, gp))
-			requireNoSessions(t)
-
-			st2, err := m.Stage(ctx, v)
-			require.NoError(t, err)
-			assert.False(t, st2.Formatted, "no reformat")
-			b, err = os.ReadFile(filepath.Join(gp, "hello.txt"))
-			require.NoError(t, err, "the file survives: no reformat")
-			assert.Equal(t, "hello "+fs, string(b))
-			require.NoError(t, m.Unstage(ctx, gp))
-			requireNoSessions(t)
-		})
-	}
 }

@@ -8,14 +8,17 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// Sysfs reads and writes the kernel's iSCSI and SCSI state under a sysfs
-// root ("/sys" on a real system, a temporary tree in tests). It is the map
+// Sysfs reads the kernel's iSCSI and SCSI state under a sysfs root ("/sys"
+// on a real system, a temporary tree in tests). Its writes (the one-LUN
+// scan, the device delete) are unexported: Kernel makes them under the
+// per-session lock of Attach and Detach. It is the map
 // the Kubernetes iscsi plugin uses: sessions in /sys/class/iscsi_session,
 // their connections' portals in /sys/class/iscsi_connection, their SCSI
 // host from the session's device path, and block devices under
@@ -90,8 +93,11 @@ func parseIndexed(name, prefix string) (uint32, bool) {
 }
 
 // Sessions lists every iSCSI session in sysfs, by sid. Sessions that vanish
-// while being read are skipped.
+// while being read are skipped. Off Linux it returns ErrNotSupported.
 func (s Sysfs) Sessions() ([]SessionInfo, error) {
+	if runtime.GOOS != "linux" {
+		return nil, ErrNotSupported
+	}
 	ents, err := os.ReadDir(s.path("class", "iscsi_session"))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -119,8 +125,11 @@ func (s Sysfs) Sessions() ([]SessionInfo, error) {
 }
 
 // Session reads session sid. A missing session gives an error matching
-// ErrNoSession.
+// ErrNoSession; off Linux it returns ErrNotSupported.
 func (s Sysfs) Session(sid uint32) (*SessionInfo, error) {
+	if runtime.GOOS != "linux" {
+		return nil, ErrNotSupported
+	}
 	dir := s.path("class", "iscsi_session", fmt.Sprintf("session%d", sid))
 	if _, err := os.Stat(dir); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -198,7 +207,7 @@ func (s Sysfs) sessionHost(sid uint32) (uint32, error) {
 // FindSession returns the session for (portal, target, iface), or nil. The
 // portal must be in net.JoinHostPort form with a literal IP, as the kernel
 // stores it; iface "" matches "default".
-func (s Sysfs) FindSession(portal, target, iface string) (*SessionInfo, error) {
+func (s Sysfs) FindSession(portal, targetName, iface string) (*SessionInfo, error) {
 	all, err := s.Sessions()
 	if err != nil {
 		return nil, err
@@ -206,7 +215,7 @@ func (s Sysfs) FindSession(portal, target, iface string) (*SessionInfo, error) {
 	want := normIface(iface)
 	for i := range all {
 		si := &all[i]
-		if si.TargetName == target && samePortal(si.Portal, portal) && normIface(si.Iface) == want {
+		if si.TargetName == targetName && samePortal(si.Portal, portal) && normIface(si.Iface) == want {
 			return si, nil
 		}
 	}
@@ -319,9 +328,10 @@ func (s Sysfs) DeviceForLUN(sid uint32, lun uint64) (*SCSIDevice, error) {
 	return nil, nil
 }
 
-// ScanLUN asks the kernel to probe exactly one LUN of a host
+// scanLUN asks the kernel to probe exactly one LUN of a host
 // ("0 0 <lun>" to /sys/class/scsi_host/host<N>/scan), never a wildcard.
-func (s Sysfs) ScanLUN(host uint32, lun uint64) error {
+// Only Kernel.Attach calls it, under the session's lock.
+func (s Sysfs) scanLUN(host uint32, lun uint64) error {
 	p := s.path("class", "scsi_host", fmt.Sprintf("host%d", host), "scan")
 	if err := writeAttr(p, fmt.Sprintf("0 0 %d", lun)); err != nil {
 		return fmt.Errorf("blockdev: scanning LUN %d on host%d: %w", lun, host, err)
@@ -343,6 +353,30 @@ func writeAttr(p, v string) error {
 	return err
 }
 
+// sessionOfBlock returns the iSCSI session the block device name belongs
+// to, or nil when it belongs to none.
+func (s Sysfs) sessionOfBlock(name string) (*SessionInfo, error) {
+	sessions, err := s.Sessions()
+	if err != nil {
+		return nil, err
+	}
+	for i := range sessions {
+		devs, err := s.SessionDevices(sessions[i].SID)
+		if errors.Is(err, ErrNoSession) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range devs {
+			if d.Block == name {
+				return &sessions[i], nil
+			}
+		}
+	}
+	return nil, nil
+}
+
 // BlockExists reports whether /sys/block/<name> exists.
 func (s Sysfs) BlockExists(name string) bool {
 	_, err := os.Stat(s.path("block", name))
@@ -362,9 +396,10 @@ func (s Sysfs) BlockSize(name string) (int64, error) {
 	return n * 512, nil
 }
 
-// DeleteBlock writes "1" to /sys/block/<name>/device/delete. A device that
-// is already gone is not an error.
-func (s Sysfs) DeleteBlock(name string) error {
+// deleteBlock writes "1" to /sys/block/<name>/device/delete. A device that
+// is already gone is not an error. Only Kernel's DeleteDevice and Detach
+// call it, under the session's lock.
+func (s Sysfs) deleteBlock(name string) error {
 	err := writeAttr(s.path("block", name, "device", "delete"), "1")
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("blockdev: deleting %s: %w", name, err)

@@ -1015,7 +1015,7 @@ func TestUNH18_1_DiscoveryText(t *testing.T) {
 	targets, err := initiator.Discover(ctxT(t, 10*time.Second), srv.Addr(), initiator.WithDialer(rec), initiator.WithInitiatorName(confInitiator))
 	require.NoError(t, err)
 	require.Len(t, targets, 1)
-	require.Equal(t, confIQN, targets[0].Name)
+	require.Equal(t, confIQN, targets[0].TargetName)
 	req, resp := loginFinal(t, rec, 0)
 	texts := rec.sent(0, pdu.OpTextRequest)
 	require.Len(t, texts, 1)

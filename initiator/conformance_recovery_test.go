@@ -358,7 +358,7 @@ func TestUNH18_4_SendTargetsWithMaxRecvDataSegmentLength(t *testing.T) {
 			require.Contains(t, string(resps[0].msg.(*pdu.TextResponse).Data), key, "the key reached the initiator")
 
 			require.Len(t, targets, 1)
-			require.Equal(t, confIQN, targets[0].Name)
+			require.Equal(t, confIQN, targets[0].TargetName)
 			require.Len(t, targets[0].Portals, 1)
 			require.Equal(t, fmt.Sprintf("127.0.0.1:%d", srv.Port()), targets[0].Portals[0].String(), "TargetAddress still belongs to its TargetName")
 

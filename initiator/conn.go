@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gosan/iscsi/internal/login"
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/pdu"
 )
 
@@ -30,7 +30,7 @@ type conn struct {
 
 	maxXmit uint32 // target's MaxRecvDataSegmentLength: largest data segment we send
 	mrdsl   uint32 // ours
-	neg     login.Negotiated
+	neg     iscsi.Negotiated
 	tsih    uint16
 	portal  string
 	gen     uint64 // 0 for the connection Dial made, then 1, 2, ... for replacements

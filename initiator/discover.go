@@ -15,8 +15,8 @@ import (
 // Target is one SendTargets entry: a target name and the portals it
 // answers on.
 type Target struct {
-	Name    string
-	Portals []Portal
+	TargetName string
+	Portals    []Portal
 }
 
 // Portal is one network portal of a target.
@@ -82,7 +82,7 @@ func Discover(ctx context.Context, portal string, opts ...Option) ([]Target, err
 	}
 	out := make([]Target, 0, len(found))
 	for _, f := range found {
-		tg := Target{Name: f.Name}
+		tg := Target{TargetName: f.TargetName}
 		for _, p := range f.Portals {
 			tg.Portals = append(tg.Portals, Portal{Address: p.Address, Port: p.Port, GroupTag: p.Group})
 		}

@@ -3,7 +3,7 @@
 // logout, with logical units exposed as io.ReaderAt / io.WriterAt.
 //
 //	s, err := initiator.Dial(ctx, "192.0.2.10:3260", "iqn.2024-01.example:disk1",
-//		initiator.WithCHAP(initiator.CHAP{User: "u", Secret: "s3cret-s3cret"}))
+//		initiator.WithCHAP(iscsi.CHAP{User: "u", Secret: "s3cret-s3cret"}))
 //	...
 //	defer s.Close()
 //	lun, err := s.LUN(ctx, 1)

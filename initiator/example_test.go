@@ -7,6 +7,7 @@ import (
 	"log"
 	"time"
 
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/initiator"
 	"github.com/gosan/iscsi/initiator/iscsitest"
 	"github.com/gosan/iscsi/scsi"
@@ -16,7 +17,7 @@ func ExampleDial() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s, err := initiator.Dial(ctx, "192.0.2.10:3260", "iqn.2024-01.com.example:disk1",
-		initiator.WithCHAP(initiator.CHAP{User: "alice", Secret: "a-long-secret"}),
+		initiator.WithCHAP(iscsi.CHAP{User: "alice", Secret: "a-long-secret"}),
 		initiator.WithHeaderDigest(initiator.DigestPreferCRC32C),
 		initiator.WithQueueDepth(32),
 	)
@@ -39,7 +40,7 @@ func ExampleDiscover() {
 	}
 	for _, t := range targets {
 		for _, p := range t.Portals {
-			fmt.Printf("%s at %s (group %d)\n", t.Name, p, p.GroupTag)
+			fmt.Printf("%s at %s (group %d)\n", t.TargetName, p, p.GroupTag)
 		}
 	}
 }
@@ -90,7 +91,7 @@ func ExampleDialTarget() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(s.Target(), lun.Size(), "bytes")
+	fmt.Println(s.TargetName(), lun.Size(), "bytes")
 	// Output: iqn.2026-11.org.example:disk1 1048576 bytes
 }
 

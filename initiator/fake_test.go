@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gosan/iscsi/internal/login"
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/pdu"
 	"github.com/stretchr/testify/require"
 )
@@ -63,7 +63,7 @@ type fakeWrite struct {
 	next     int
 }
 
-var testNeg = login.Negotiated{
+var testNeg = iscsi.Negotiated{
 	SessionType:              "Normal",
 	MaxRecvDataSegmentLength: 65536,
 	MaxXmitDataSegmentLength: 8192,
@@ -85,7 +85,7 @@ func testLogger(t testing.TB) *slog.Logger {
 
 // newFakePair connects a Session (skipping login) to a fakeTarget over
 // loopback TCP.
-func newFakePair(t testing.TB, neg login.Negotiated, handle func(*fakeTarget, *pdu.BHS, []byte) bool, opts ...Option) (*Session, *fakeTarget) {
+func newFakePair(t testing.TB, neg iscsi.Negotiated, handle func(*fakeTarget, *pdu.BHS, []byte) bool, opts ...Option) (*Session, *fakeTarget) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gosan/iscsi/internal/login"
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/pdu"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -107,7 +107,7 @@ func TestHostileLoginResponses(t *testing.T) {
 				}
 			},
 			check: func(t *testing.T, err error, p *loginPeer) {
-				require.ErrorIs(t, err, login.ErrProtocol)
+				require.ErrorIs(t, err, iscsi.ErrLoginProtocol)
 			},
 		},
 		{
@@ -131,7 +131,7 @@ func TestHostileLoginResponses(t *testing.T) {
 				}
 			},
 			check: func(t *testing.T, err error, p *loginPeer) {
-				require.ErrorIs(t, err, login.ErrTextTooLarge)
+				require.ErrorIs(t, err, iscsi.ErrTextTooLarge)
 			},
 		},
 		{
@@ -147,7 +147,7 @@ func TestHostileLoginResponses(t *testing.T) {
 				}
 			},
 			check: func(t *testing.T, err error, p *loginPeer) {
-				require.ErrorIs(t, err, login.ErrTextTooLarge)
+				require.ErrorIs(t, err, iscsi.ErrTextTooLarge)
 				assert.LessOrEqual(t, len(p.reqKeys), 12, "stopped at the 64 KiB text bound")
 			},
 		},
@@ -190,7 +190,7 @@ func TestHostileLoginResponses(t *testing.T) {
 					return true
 				}
 			},
-			check: func(t *testing.T, err error, p *loginPeer) { require.ErrorIs(t, err, login.ErrProtocol) },
+			check: func(t *testing.T, err error, p *loginPeer) { require.ErrorIs(t, err, iscsi.ErrLoginProtocol) },
 		},
 		{
 			name: "key-repeated-across-responses",
@@ -207,7 +207,7 @@ func TestHostileLoginResponses(t *testing.T) {
 					return true
 				}
 			},
-			check: func(t *testing.T, err error, p *loginPeer) { require.ErrorIs(t, err, login.ErrProtocol) },
+			check: func(t *testing.T, err error, p *loginPeer) { require.ErrorIs(t, err, iscsi.ErrLoginProtocol) },
 		},
 		{
 			name: "never-completes-operational",
@@ -224,7 +224,7 @@ func TestHostileLoginResponses(t *testing.T) {
 				}
 			},
 			check: func(t *testing.T, err error, p *loginPeer) {
-				require.ErrorIs(t, err, login.ErrNoProgress)
+				require.ErrorIs(t, err, iscsi.ErrNoProgress)
 				assert.LessOrEqual(t, len(p.reqKeys), 20)
 			},
 		},
@@ -240,7 +240,7 @@ func TestHostileLoginResponses(t *testing.T) {
 				}
 			},
 			check: func(t *testing.T, err error, p *loginPeer) {
-				require.ErrorIs(t, err, login.ErrNoProgress)
+				require.ErrorIs(t, err, iscsi.ErrNoProgress)
 				assert.LessOrEqual(t, len(p.reqKeys), 20)
 			},
 		},
@@ -253,7 +253,7 @@ func TestHostileLoginResponses(t *testing.T) {
 				}
 			},
 			check: func(t *testing.T, err error, p *loginPeer) {
-				require.ErrorIs(t, err, login.ErrNoProgress)
+				require.ErrorIs(t, err, iscsi.ErrNoProgress)
 				assert.LessOrEqual(t, len(p.reqKeys), 70)
 			},
 		},
@@ -383,7 +383,7 @@ func discoveryPeer(answer func(p *loginPeer, req *pdu.TextRequest, n int) bool) 
 	}
 }
 
-// A SendTargets answer of megabytes: Discover fails with ErrTextTooLarge,
+// A SendTargets answer of megabytes: Discover fails with iscsi.ErrTextTooLarge,
 // quickly, without holding more than a bounded amount of memory.
 func TestHostileSendTargetsMegabytes(t *testing.T) {
 	entry := pdu.AppendText(nil, pdu.KV{Key: "TargetName", Value: "iqn.2026-01.test.hostile:" + strings.Repeat("t", 190)},
@@ -405,7 +405,7 @@ func TestHostileSendTargetsMegabytes(t *testing.T) {
 				p.statSN++
 				return p.w.WriteMessage(resp) == nil && n < 64 // at most 16 MiB
 			},
-			check: func(t *testing.T, err error) { require.ErrorIs(t, err, login.ErrTextTooLarge) },
+			check: func(t *testing.T, err error) { require.ErrorIs(t, err, iscsi.ErrTextTooLarge) },
 		},
 		{
 			name: "one-segment-claiming-16MiB",

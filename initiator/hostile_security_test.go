@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/initiator/iscsitest"
-	"github.com/gosan/iscsi/internal/login"
 	"github.com/gosan/iscsi/pdu"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -101,8 +101,8 @@ func TestHostileDataSegmentLengthAboveNegotiated(t *testing.T) {
 	}
 }
 
-// Reflection: the target sends back our own CHAP challenge as its
-// challenge, or our own CHAP response as its proof. Either is refused,
+// Reflection: the target sends back our own iscsi.CHAP challenge as its
+// challenge, or our own iscsi.CHAP response as its proof. Either is refused,
 // without a retry and without a secret in the error.
 func TestHostileCHAPReflection(t *testing.T) {
 	for _, tc := range []struct {
@@ -113,11 +113,11 @@ func TestHostileCHAPReflection(t *testing.T) {
 		{"challenge-reflected", func(kvs []pdu.KV) []pdu.KV {
 			c, _ := kvValue(kvs, "CHAP_C")
 			return []pdu.KV{{Key: "CHAP_C", Value: c}}
-		}, []error{login.ErrCHAPReflection, login.ErrProtocol}},
+		}, []error{iscsi.ErrCHAPReflection, iscsi.ErrLoginProtocol}},
 		{"response-reflected", func(kvs []pdu.KV) []pdu.KV {
 			r, _ := kvValue(kvs, "CHAP_R")
 			return []pdu.KV{{Key: "CHAP_N", Value: "t"}, {Key: "CHAP_R", Value: r}}
-		}, []error{login.ErrMutualAuth}},
+		}, []error{iscsi.ErrMutualAuth}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := goroutines()
@@ -148,7 +148,7 @@ func TestHostileCHAPReflection(t *testing.T) {
 					p.serveFFP()
 				}
 			}}
-			chap := CHAP{User: "u", Secret: hInitSecret, TargetUser: "t", TargetSecret: hTargetSecret, Algorithms: []CHAPAlgorithm{CHAPMD5}}
+			chap := iscsi.CHAP{User: "u", Secret: hInitSecret, TargetUser: "t", TargetSecret: hTargetSecret, Algorithms: []iscsi.CHAPAlgorithm{iscsi.CHAPMD5}}
 			s, err := Dial(context.Background(), "hostile", hostileIQN, hostileOpts(d, WithCHAP(chap))...)
 			require.Nil(t, s)
 			require.Error(t, err)
@@ -167,8 +167,8 @@ func TestHostileCHAPReflection(t *testing.T) {
 	}
 }
 
-// Mutual CHAP against a target that does not know our target secret: the
-// login fails with ErrMutualAuth and the error shows no secret.
+// Mutual iscsi.CHAP against a target that does not know our target secret: the
+// login fails with iscsi.ErrMutualAuth and the error shows no secret.
 func TestHostileMutualCHAPWrongTargetSecret(t *testing.T) {
 	before := goroutines()
 	srv := hostileServer(t, &iscsitest.CHAPConfig{
@@ -178,11 +178,11 @@ func TestHostileMutualCHAPWrongTargetSecret(t *testing.T) {
 	defer cancel()
 	var logBuf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	chap := CHAP{User: "u", Secret: hInitSecret, TargetUser: "t", TargetSecret: hTargetSecret}
+	chap := iscsi.CHAP{User: "u", Secret: hInitSecret, TargetUser: "t", TargetSecret: hTargetSecret}
 	start := time.Now()
 	s, err := Dial(ctx, srv.Addr(), hostileIQN, WithCHAP(chap), WithLogger(log))
 	require.Nil(t, s)
-	require.ErrorIs(t, err, login.ErrMutualAuth)
+	require.ErrorIs(t, err, iscsi.ErrMutualAuth)
 	assert.Less(t, time.Since(start), 2*time.Second)
 	for _, secret := range []string{hInitSecret, hTargetSecret, "not-the-" + hTargetSecret} {
 		assert.NotContains(t, err.Error(), secret)
@@ -248,7 +248,7 @@ func (r *wireRecorder) values(key string) []string {
 }
 
 // Debug logs of a whole mutual-CHAP session (login, I/O, logout) contain
-// neither secret nor any CHAP challenge or response value.
+// neither secret nor any iscsi.CHAP challenge or response value.
 func TestHostileCHAPSecretsNeverLogged(t *testing.T) {
 	before := goroutines()
 	srv := hostileServer(t, &iscsitest.CHAPConfig{
@@ -260,7 +260,7 @@ func TestHostileCHAPSecretsNeverLogged(t *testing.T) {
 	rec := &wireRecorder{}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	chap := CHAP{User: "u", Secret: hInitSecret, TargetUser: "t", TargetSecret: hTargetSecret}
+	chap := iscsi.CHAP{User: "u", Secret: hInitSecret, TargetUser: "t", TargetSecret: hTargetSecret}
 	s, err := Dial(ctx, srv.Addr(), hostileIQN, WithCHAP(chap), WithLogger(log), WithDialer(rec))
 	require.NoError(t, err)
 	l, err := s.LUN(ctx, 1)
@@ -279,7 +279,7 @@ func TestHostileCHAPSecretsNeverLogged(t *testing.T) {
 	logMu.Lock()
 	logs := logBuf.String()
 	logMu.Unlock()
-	require.Contains(t, logs, "CHAP_N=", "the debug log must show the CHAP exchange (else this test proves nothing)")
+	require.Contains(t, logs, "CHAP_N=", "the debug log must show the iscsi.CHAP exchange (else this test proves nothing)")
 	secretish := []string{hInitSecret, hTargetSecret}
 	for _, k := range []string{"CHAP_C", "CHAP_R"} {
 		vals := rec.values(k)
@@ -291,7 +291,7 @@ func TestHostileCHAPSecretsNeverLogged(t *testing.T) {
 		}
 	}
 	for _, s := range secretish {
-		assert.NotContains(t, logs, s, "debug log leaks a secret or CHAP value")
+		assert.NotContains(t, logs, s, "debug log leaks a secret or iscsi.CHAP value")
 	}
 	checkNoLeak(t, before)
 }

@@ -24,18 +24,18 @@ func ExampleDiscover_behindNAT() {
 	for _, tg := range targets {
 		var s *initiator.Session
 		for _, p := range tg.Portals {
-			if s, err = initiator.Dial(ctx, p.String(), tg.Name, initiator.WithLoginTimeout(3*time.Second)); err == nil {
+			if s, err = initiator.Dial(ctx, p.String(), tg.TargetName, initiator.WithLoginTimeout(3*time.Second)); err == nil {
 				break
 			}
-			log.Printf("advertised portal %s of %s: %v", p, tg.Name, err)
+			log.Printf("advertised portal %s of %s: %v", p, tg.TargetName, err)
 		}
 		if s == nil {
-			if s, err = initiator.Dial(ctx, given, tg.Name); err != nil {
-				log.Printf("%s: %v", tg.Name, err)
+			if s, err = initiator.Dial(ctx, given, tg.TargetName); err != nil {
+				log.Printf("%s: %v", tg.TargetName, err)
 				continue
 			}
 		}
-		fmt.Println(tg.Name, "via", s.Portal())
+		fmt.Println(tg.TargetName, "via", s.Portal())
 		s.Close()
 	}
 }

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gosan/iscsi/internal/login"
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/internal/testenv/lio"
 	"github.com/gosan/iscsi/internal/testenv/tgtd"
 	"github.com/gosan/iscsi/scsi"
@@ -41,8 +41,8 @@ type interopLUN struct {
 type interopTarget struct {
 	iqn  string
 	luns []interopLUN
-	// chap holds the credentials of the CHAP targets (zero otherwise).
-	chap CHAP
+	// chap holds the credentials of the iscsi.CHAP targets (zero otherwise).
+	chap iscsi.CHAP
 	// initiator is the initiator name a login must use ("" = any).
 	initiator string
 }
@@ -63,7 +63,7 @@ type interopTargets struct {
 	// discoveryHonoursACL: tgtd hides the ACL target from other
 	// initiators; LIO lists every target to every initiator.
 	discoveryHonoursACL bool
-	// chapMissing is the login error when a CHAP target gets no CHAP
+	// chapMissing is the login error when a iscsi.CHAP target gets no iscsi.CHAP
 	// offer (AuthMethod=None): tgtd answers 0x0201 "authentication
 	// failure"; LIO logs "Proposer's value list "None" contains no valid
 	// values from Acceptor's value list "CHAP"" and closes the connection
@@ -76,8 +76,8 @@ type interopTargets struct {
 	// tgtd answers 0x0203 "target not found"; LIO 0x0202 "authorization
 	// failure".
 	aclRefusal error
-	// chapNeedsInitiator: LIO binds CHAP credentials to a node ACL (an
-	// initiator name); a CHAP login under another name is refused with
+	// chapNeedsInitiator: LIO binds iscsi.CHAP credentials to a node ACL (an
+	// initiator name); a iscsi.CHAP login under another name is refused with
 	// 0x0202. tgtd binds accounts to the target, any initiator name works.
 	chapNeedsInitiator bool
 	// reportLUNs is the REPORT LUNS answer of the multi-LUN target: tgtd
@@ -114,8 +114,8 @@ func tgtdInterop(t *testing.T) *interopTargets {
 	conv := func(ft tgtd.FixtureTarget) interopTarget {
 		it := interopTarget{iqn: ft.IQN}
 		if ft.User != "" {
-			it.chap = CHAP{User: ft.User, Secret: ft.Secret, TargetUser: ft.TargetUser, TargetSecret: ft.TargetSecret,
-				Algorithms: []login.CHAPAlgorithm{login.CHAPMD5}}
+			it.chap = iscsi.CHAP{User: ft.User, Secret: ft.Secret, TargetUser: ft.TargetUser, TargetSecret: ft.TargetSecret,
+				Algorithms: []iscsi.CHAPAlgorithm{iscsi.CHAPMD5}}
 		}
 		for _, l := range ft.LUNs {
 			it.luns = append(it.luns, interopLUN{n: l.LUN, size: l.Size, blockSize: l.BlockSize, stored: fileSum(l.Path)})
@@ -130,9 +130,9 @@ func tgtdInterop(t *testing.T) *interopTargets {
 		allowedInitiator:    f.AllowedInitiator,
 		advertised:          f.Portal,
 		discoveryHonoursACL: true,
-		chapMissing:         login.ErrAuthentication,
-		notFound:            login.ErrTargetNotFound,
-		aclRefusal:          login.ErrTargetNotFound,
+		chapMissing:         iscsi.ErrAuthentication,
+		notFound:            iscsi.ErrTargetNotFound,
+		aclRefusal:          iscsi.ErrTargetNotFound,
 		reportLUNs:          []uint64{0, 1, 2},
 		vendor:              "IET",
 		maxXmit:             8192,
@@ -164,8 +164,8 @@ func lioInterop(t *testing.T) *interopTargets {
 	conv := func(ft lio.FixtureTarget, initiator string) interopTarget {
 		it := interopTarget{iqn: ft.IQN, initiator: initiator}
 		if ft.User != "" {
-			it.chap = CHAP{User: ft.User, Secret: ft.Secret, TargetUser: ft.TargetUser, TargetSecret: ft.TargetSecret,
-				Algorithms: []login.CHAPAlgorithm{login.CHAPMD5}}
+			it.chap = iscsi.CHAP{User: ft.User, Secret: ft.Secret, TargetUser: ft.TargetUser, TargetSecret: ft.TargetSecret,
+				Algorithms: []iscsi.CHAPAlgorithm{iscsi.CHAPMD5}}
 		}
 		for _, l := range ft.LUNs {
 			it.luns = append(it.luns, interopLUN{n: l.LUN, size: l.Size, blockSize: l.BlockSize,
@@ -188,8 +188,8 @@ func lioInterop(t *testing.T) *interopTargets {
 		advertised:          f.AdvertisedPortal,
 		discoveryHonoursACL: false,
 		chapMissing:         io.EOF,
-		notFound:            login.ErrServiceUnavailable,
-		aclRefusal:          login.ErrAuthorization,
+		notFound:            iscsi.ErrServiceUnavailable,
+		aclRefusal:          iscsi.ErrAuthorization,
 		chapNeedsInitiator:  true,
 		reportLUNs:          []uint64{0, 1},
 		vendor:              "LIO-ORG",
@@ -255,7 +255,7 @@ func interopDiscovery(t *testing.T, it *interopTargets) {
 	require.NoError(t, err)
 	byName := map[string]Target{}
 	for _, tg := range targets {
-		byName[tg.Name] = tg
+		byName[tg.TargetName] = tg
 	}
 	for _, ft := range []interopTarget{it.plain, it.multi, it.chap, it.mutual} {
 		tg, ok := byName[ft.iqn]
@@ -279,10 +279,10 @@ func interopDiscovery(t *testing.T, it *interopTargets) {
 	_, err = Dial(ctx, it.advertised, it.plain.iqn, WithLogger(testLogger(t)), WithLoginTimeout(2*time.Second))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), it.advertised)
-	var le *login.LoginError
+	var le *iscsi.LoginError
 	assert.False(t, errors.As(err, &le), "no target answered: %v", err)
 	t.Logf("advertised portal: %v", err)
-	s := it.dial(t, ctx, interopTarget{iqn: byName[it.plain.iqn].Name})
+	s := it.dial(t, ctx, interopTarget{iqn: byName[it.plain.iqn].TargetName})
 	require.NoError(t, s.Ping(ctx))
 	assert.Equal(t, it.portal, s.Portal())
 }
@@ -296,11 +296,11 @@ func interopLogin(t *testing.T, it *interopTargets) {
 	chapOtherName.initiator = tgtd.IQNPrefix + "not-in-any-acl"
 	var chapOtherWant error // tgtd: accounts are per target, any name logs in
 	if it.chapNeedsInitiator {
-		chapOtherWant = login.ErrAuthorization
+		chapOtherWant = iscsi.ErrAuthorization
 	}
 	noCHAP := it.chap
-	noCHAP.chap = CHAP{}
-	wrong := func(tg interopTarget, c CHAP) interopTarget { tg.chap = c; return tg }
+	noCHAP.chap = iscsi.CHAP{}
+	wrong := func(tg interopTarget, c iscsi.CHAP) interopTarget { tg.chap = c; return tg }
 	aclOther := it.acl
 	aclOther.initiator = ""
 	for _, tc := range []struct {
@@ -312,8 +312,8 @@ func interopLogin(t *testing.T, it *interopTargets) {
 		{"chap", it.chap, nil},
 		{"mutual", it.mutual, nil},
 		{"chap-missing", noCHAP, it.chapMissing},
-		{"chap-wrong-secret", wrong(it.chap, wrongSecret), login.ErrAuthentication},
-		{"mutual-wrong-target-secret", wrong(it.mutual, wrongTarget), login.ErrMutualAuth},
+		{"chap-wrong-secret", wrong(it.chap, wrongSecret), iscsi.ErrAuthentication},
+		{"mutual-wrong-target-secret", wrong(it.mutual, wrongTarget), iscsi.ErrMutualAuth},
 		{"chap-other-initiator", chapOtherName, chapOtherWant},
 		{"acl-allowed", it.acl, nil},
 		{"acl-refused", aclOther, it.aclRefusal},
@@ -337,7 +337,7 @@ func interopLogin(t *testing.T, it *interopTargets) {
 			}
 			require.Error(t, err)
 			require.ErrorIs(t, err, tc.want)
-			var le *login.LoginError
+			var le *iscsi.LoginError
 			if errors.As(err, &le) {
 				t.Logf("%s answers status 0x%02x%02x", it.name, le.Class, le.Detail)
 			}

@@ -9,12 +9,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/initiator"
 	"github.com/gosan/iscsi/initiator/iscsitest"
 )
 
-// Callers outside the module branch on login failures through initiator's
-// re-exported errors.
+// Callers outside the module branch on Dial's login failures with package
+// iscsi's errors, the same values the kernel binding returns.
 func TestLoginErrorsExported(t *testing.T) {
 	const iqn = "iqn.2026-11.org.gosan.test:errs"
 	srv := iscsitest.NewTestServer(t, iscsitest.Config{Targets: []iscsitest.Target{{
@@ -25,17 +26,17 @@ func TestLoginErrorsExported(t *testing.T) {
 	defer cancel()
 
 	_, err := initiator.Dial(ctx, srv.Addr(), iqn,
-		initiator.WithCHAP(initiator.CHAP{User: "user-errs", Secret: "wrong-secret-123"}))
+		initiator.WithCHAP(iscsi.CHAP{User: "user-errs", Secret: "wrong-secret-123"}))
 	require.Error(t, err)
-	assert.True(t, errors.Is(err, initiator.ErrAuthentication), "%v", err)
-	var le *initiator.LoginError
+	assert.True(t, errors.Is(err, iscsi.ErrAuthentication), "%v", err)
+	var le *iscsi.LoginError
 	require.ErrorAs(t, err, &le)
 	assert.Equal(t, uint8(2), le.Class)
 	assert.NotContains(t, err.Error(), "wrong-secret-123")
 
 	_, err = initiator.Dial(ctx, srv.Addr(), "iqn.2026-11.org.gosan.test:nosuch")
-	assert.True(t, errors.Is(err, initiator.ErrTargetNotFound), "%v", err)
+	assert.True(t, errors.Is(err, iscsi.ErrTargetNotFound), "%v", err)
 
-	_, err = initiator.Dial(ctx, srv.Addr(), iqn, initiator.WithCHAP(initiator.CHAP{User: "u", Secret: "short"}))
-	assert.True(t, errors.Is(err, initiator.ErrConfig), "%v", err)
+	_, err = initiator.Dial(ctx, srv.Addr(), iqn, initiator.WithCHAP(iscsi.CHAP{User: "u", Secret: "short"}))
+	assert.True(t, errors.Is(err, iscsi.ErrConfig), "%v", err)
 }

@@ -1,19 +1,13 @@
 package initiator
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
-	"io"
 	"log/slog"
 	"net"
-	"os"
-	"strings"
 	"time"
 
-	"github.com/gosan/iscsi/internal/login"
+	"github.com/gosan/iscsi"
 )
 
 // Dialer opens the TCP connection to a portal. *net.Dialer satisfies it; set
@@ -25,27 +19,6 @@ type Dialer interface {
 // Option configures Dial and Discover. Options are applied in order; a later
 // option overrides an earlier one.
 type Option func(*config)
-
-// CHAP holds CHAP credentials. User/Secret authenticate the initiator to the
-// target; TargetUser/TargetSecret, when set, make the authentication mutual.
-// Secrets never appear in logs, errors or formatted output.
-type CHAP = login.CHAP
-
-// CHAPAlgorithm is a CHAP_A value; CHAP.Algorithms lists those offered, in
-// order of preference (default: SHA-256, SHA-1, MD5). tgtd 1.0.85 answers
-// CHAP_A=7 but then fails the exchange: offer only CHAPMD5 to reach it.
-type CHAPAlgorithm = login.CHAPAlgorithm
-
-// CHAP algorithms (RFC 7143 section 12.1.3, RFC 8507 for SHA).
-const (
-	CHAPMD5     = login.CHAPMD5
-	CHAPSHA1    = login.CHAPSHA1
-	CHAPSHA256  = login.CHAPSHA256
-	CHAPSHA3256 = login.CHAPSHA3256
-)
-
-// Negotiated holds the operational parameters agreed at login.
-type Negotiated = login.Negotiated
 
 // Digest preference for header or data digests.
 type Digest int
@@ -98,7 +71,7 @@ type config struct {
 	initiatorAlias string
 	isid           [6]byte
 	isidSet        bool
-	chap           *login.CHAP
+	chap           *iscsi.CHAP
 	headerDigest   Digest
 	dataDigest     Digest
 	mrdsl          uint32
@@ -162,7 +135,7 @@ func buildConfig(opts []Option) config {
 		c.dialer = &net.Dialer{KeepAlive: 30 * time.Second}
 	}
 	if c.initiatorName == "" {
-		c.initiatorName = DefaultInitiatorName()
+		c.initiatorName = iscsi.DefaultInitiatorName()
 	}
 	if !c.isidSet {
 		c.isid = RandomISID()
@@ -192,7 +165,8 @@ func clamp(v, lo, hi uint32) uint32 {
 	return v
 }
 
-// WithInitiatorName sets the initiator IQN (default: DefaultInitiatorName()).
+// WithInitiatorName sets the initiator IQN (default:
+// iscsi.DefaultInitiatorName(), the name the kernel binding uses too).
 func WithInitiatorName(name string) Option { return func(c *config) { c.initiatorName = name } }
 
 // WithInitiatorAlias sets the InitiatorAlias sent at login.
@@ -203,8 +177,9 @@ func WithISID(isid [6]byte) Option {
 	return func(c *config) { c.isid = isid; c.isidSet = true }
 }
 
-// WithCHAP enables CHAP authentication (mutual when TargetUser is set).
-func WithCHAP(chap CHAP) Option {
+// WithCHAP enables CHAP authentication (mutual when chap.TargetSecret is
+// set). Secrets never appear in logs, errors or formatted output.
+func WithCHAP(chap iscsi.CHAP) Option {
 	return func(c *config) { cp := chap; c.chap = &cp }
 }
 
@@ -320,38 +295,4 @@ func RandomISID() [6]byte {
 	_, _ = rand.Read(b[:])
 	b[0] = 0xC0 | (b[0] & 0x3f) // T=11: random
 	return b
-}
-
-// DefaultInitiatorName returns the InitiatorName= value from
-// /etc/iscsi/initiatorname.iscsi when present, else a stable IQN derived from
-// /etc/machine-id and the host name.
-func DefaultInitiatorName() string {
-	if f, err := os.Open("/etc/iscsi/initiatorname.iscsi"); err == nil {
-		defer f.Close()
-		if n := parseInitiatorNameFile(f); n != "" {
-			return n
-		}
-	}
-	id, _ := os.ReadFile("/etc/machine-id")
-	host, _ := os.Hostname()
-	return generatedName(strings.TrimSpace(string(id)), host)
-}
-
-func parseInitiatorNameFile(r io.Reader) string {
-	sc := bufio.NewScanner(io.LimitReader(r, 64<<10))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		if v, ok := strings.CutPrefix(line, "InitiatorName="); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
-}
-
-func generatedName(machineID, host string) string {
-	h := sha256.Sum256([]byte(machineID + "\x00" + host))
-	return "iqn.2026-11.org.gosan:" + hex.EncodeToString(h[:6])
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/initiator/iscsitest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -118,7 +119,7 @@ func TestDialTargetSkipsDeadPortal(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	dead := deadPortal(t)
-	tg := Target{Name: recTestIQN, Portals: []Portal{portalOf(t, dead), portalOf(t, srv.Addr())}}
+	tg := Target{TargetName: recTestIQN, Portals: []Portal{portalOf(t, dead), portalOf(t, srv.Addr())}}
 	s, err := DialTarget(ctx, tg, WithLogger(testLogger(t)), WithLoginTimeout(time.Second))
 	require.NoError(t, err)
 	defer s.Close()
@@ -141,12 +142,12 @@ func TestDialTargetStopsAtLoginRefusal(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	second := newExtraPortal(t, srv)
-	tg := Target{Name: "iqn.2026-11.org.gosan.test:nosuchtarget", Portals: []Portal{portalOf(t, srv.Addr()), portalOf(t, second.addr())}}
+	tg := Target{TargetName: "iqn.2026-11.org.gosan.test:nosuchtarget", Portals: []Portal{portalOf(t, srv.Addr()), portalOf(t, second.addr())}}
 	_, err := DialTarget(ctx, tg, WithLogger(testLogger(t)), WithLoginTimeout(time.Second))
-	require.ErrorIs(t, err, ErrTargetNotFound)
+	require.ErrorIs(t, err, iscsi.ErrTargetNotFound)
 	assert.Len(t, srv.Records(), 1, "the second portal was not tried")
 
-	_, err = DialTarget(ctx, Target{Name: recTestIQN})
+	_, err = DialTarget(ctx, Target{TargetName: recTestIQN})
 	require.Error(t, err)
-	assert.False(t, errors.Is(err, ErrTargetNotFound))
+	assert.False(t, errors.Is(err, iscsi.ErrTargetNotFound))
 }

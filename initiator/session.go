@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/internal/login"
 	iportal "github.com/gosan/iscsi/internal/portal"
 	"github.com/gosan/iscsi/pdu"
@@ -56,8 +57,8 @@ type Session struct {
 	wg        sync.WaitGroup
 }
 
-// Target returns the target name the session logged in to.
-func (s *Session) Target() string { return s.target }
+// TargetName returns the name of the target the session logged in to.
+func (s *Session) TargetName() string { return s.target }
 
 // Portal returns the address the session is connected to (after redirects;
 // after a recovery, the portal of the replacement connection).
@@ -72,23 +73,23 @@ func (s *Session) TSIH() uint16 { return s.conn.Load().tsih }
 
 // Negotiated returns the operational parameters agreed at login (of the
 // current connection).
-func (s *Session) Negotiated() Negotiated { return s.conn.Load().neg }
+func (s *Session) Negotiated() iscsi.Negotiated { return s.conn.Load().neg }
 
 // Dial connects to portal ("host", "host:port", "[v6addr]:port"; port 3260
-// by default), logs in to target and returns a session in full feature
+// by default), logs in to targetName and returns a session in full feature
 // phase. It follows login redirections and retries while the target is out
 // of resources, within the login timeout and ctx.
-func Dial(ctx context.Context, portal, target string, opts ...Option) (*Session, error) {
+func Dial(ctx context.Context, portal, targetName string, opts ...Option) (*Session, error) {
 	cfg := buildConfig(opts)
 	s := &Session{
 		cfg:    cfg,
 		log:    cfg.logger,
-		target: target,
+		target: targetName,
 		isid:   cfg.isid,
 	}
 	lctx, cancel := context.WithTimeout(ctx, cfg.loginTimeout)
 	defer cancel()
-	c, res, err := s.connect(lctx, portal, target)
+	c, res, err := s.connect(lctx, portal, targetName)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +97,7 @@ func Dial(ctx context.Context, portal, target string, opts ...Option) (*Session,
 	s.attach(c, res.Negotiated, res.TSIH, res.CmdSN, res.ExpCmdSN, res.MaxCmdSN)
 	if s.log.Enabled(ctx, slog.LevelDebug) {
 		neg := c.neg
-		s.log.Debug("iscsi: session up", "target", target, "portal", c.portal, "tsih", c.tsih,
+		s.log.Debug("iscsi: session up", "target", targetName, "portal", c.portal, "tsih", c.tsih,
 			"maxXmit", c.maxXmit, "firstBurst", neg.FirstBurstLength, "maxBurst", neg.MaxBurstLength,
 			"immediateData", neg.ImmediateData, "initialR2T", neg.InitialR2T,
 			"headerDigest", neg.HeaderDigest, "dataDigest", neg.DataDigest)
@@ -115,7 +116,7 @@ func Dial(ctx context.Context, portal, target string, opts ...Option) (*Session,
 // The login timeout applies to each portal.
 func DialTarget(ctx context.Context, t Target, opts ...Option) (*Session, error) {
 	if len(t.Portals) == 0 {
-		return nil, fmt.Errorf("iscsi: target %s: no portals", t.Name)
+		return nil, fmt.Errorf("iscsi: target %s: no portals", t.TargetName)
 	}
 	portals := make([]string, len(t.Portals))
 	for i, p := range t.Portals {
@@ -124,14 +125,14 @@ func DialTarget(ctx context.Context, t Target, opts ...Option) (*Session, error)
 	var errs []error
 	for i, p := range portals {
 		rest := append(append([]string(nil), portals[:i]...), portals[i+1:]...)
-		s, err := Dial(ctx, p, t.Name, append(opts[:len(opts):len(opts)], WithPortals(rest...))...)
+		s, err := Dial(ctx, p, t.TargetName, append(opts[:len(opts):len(opts)], WithPortals(rest...))...)
 		if err == nil {
 			return s, nil
 		}
 		errs = append(errs, err)
-		var le *LoginError
-		if ctx.Err() != nil || errors.As(err, &le) || errors.Is(err, ErrConfig) ||
-			errors.Is(err, ErrCHAPReflection) || errors.Is(err, ErrMutualAuth) {
+		var le *iscsi.LoginError
+		if ctx.Err() != nil || errors.As(err, &le) || errors.Is(err, iscsi.ErrConfig) ||
+			errors.Is(err, iscsi.ErrCHAPReflection) || errors.Is(err, iscsi.ErrMutualAuth) {
 			break
 		}
 	}
@@ -141,7 +142,7 @@ func DialTarget(ctx context.Context, t Target, opts ...Option) (*Session, error)
 // attach makes c the session's first connection in full feature phase and
 // starts the session's recovery goroutine. A session without portals to
 // reconnect to fails when its connection fails.
-func (s *Session) attach(c *conn, neg login.Negotiated, tsih uint16, cmdSN, expCmdSN, maxCmdSN uint32) {
+func (s *Session) attach(c *conn, neg iscsi.Negotiated, tsih uint16, cmdSN, expCmdSN, maxCmdSN uint32) {
 	c.neg, c.tsih = neg, tsih
 	if s.changed == nil {
 		s.changed = make(chan struct{})
@@ -212,14 +213,14 @@ func (s *Session) connect(ctx context.Context, portal, target string) (*conn, *l
 		if err == nil {
 			return c, res, nil
 		}
-		var re *login.RedirectError
+		var re *iscsi.RedirectError
 		switch {
 		case errors.As(err, &re) && redirects < maxRedirects:
 			redirects++
 			s.log.Debug("iscsi: login redirected", "to", re.Portal(), "permanent", re.Permanent)
 			addr = re.Portal()
 			continue
-		case errors.Is(err, login.ErrOutOfResources):
+		case errors.Is(err, iscsi.ErrOutOfResources):
 			s.log.Debug("iscsi: target out of resources; retrying", "after", backoff)
 			t := time.NewTimer(backoff)
 			select {

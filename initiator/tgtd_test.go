@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gosan/iscsi/internal/login"
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/internal/testenv/tgtd"
 	"github.com/gosan/iscsi/pdu"
 	"github.com/gosan/iscsi/scsi"
@@ -120,7 +120,7 @@ func TestDiscover(t *testing.T) {
 	require.NoError(t, err)
 	byName := map[string]Target{}
 	for _, tg := range targets {
-		byName[tg.Name] = tg
+		byName[tg.TargetName] = tg
 	}
 	for _, ft := range []tgtd.FixtureTarget{f.Plain, f.MultiLUN, f.CHAP, f.MutualCHAP, f.Null} {
 		tg, ok := byName[ft.IQN]
@@ -137,9 +137,9 @@ func TestDiscover(t *testing.T) {
 	require.NoError(t, err)
 	found := false
 	for _, tg := range targets {
-		if tg.Name == f.ACL.IQN {
+		if tg.TargetName == f.ACL.IQN {
 			found = true
-			s := dialT(t, ctx, tg.Name, WithInitiatorName(f.AllowedInitiator))
+			s := dialT(t, ctx, tg.TargetName, WithInitiatorName(f.AllowedInitiator))
 			require.NoError(t, s.Ping(ctx))
 		}
 	}
@@ -149,12 +149,12 @@ func TestDiscover(t *testing.T) {
 func TestLoginVariants(t *testing.T) {
 	t.Parallel()
 	f := fixture(t)
-	chap := func(ft tgtd.FixtureTarget) CHAP {
-		return CHAP{User: ft.User, Secret: ft.Secret, Algorithms: []CHAPAlgorithm{CHAPMD5}}
+	chap := func(ft tgtd.FixtureTarget) iscsi.CHAP {
+		return iscsi.CHAP{User: ft.User, Secret: ft.Secret, Algorithms: []iscsi.CHAPAlgorithm{iscsi.CHAPMD5}}
 	}
-	mutual := func(ft tgtd.FixtureTarget) CHAP {
-		return CHAP{User: ft.User, Secret: ft.Secret, TargetUser: ft.TargetUser, TargetSecret: ft.TargetSecret,
-			Algorithms: []CHAPAlgorithm{CHAPMD5}}
+	mutual := func(ft tgtd.FixtureTarget) iscsi.CHAP {
+		return iscsi.CHAP{User: ft.User, Secret: ft.Secret, TargetUser: ft.TargetUser, TargetSecret: ft.TargetSecret,
+			Algorithms: []iscsi.CHAPAlgorithm{iscsi.CHAPMD5}}
 	}
 	wrongTarget := mutual(f.MutualCHAP)
 	wrongTarget.TargetSecret = "not-the-target-secret"
@@ -169,12 +169,12 @@ func TestLoginVariants(t *testing.T) {
 		{"plain", f.Plain.IQN, nil, nil},
 		{"chap", f.CHAP.IQN, []Option{WithCHAP(chap(f.CHAP))}, nil},
 		{"mutual", f.MutualCHAP.IQN, []Option{WithCHAP(mutual(f.MutualCHAP))}, nil},
-		{"chap-missing", f.CHAP.IQN, nil, login.ErrAuthentication},
-		{"chap-wrong-secret", f.CHAP.IQN, []Option{WithCHAP(wrongSecret)}, login.ErrAuthentication},
-		{"mutual-wrong-target-secret", f.MutualCHAP.IQN, []Option{WithCHAP(wrongTarget)}, login.ErrMutualAuth},
-		{"acl-refused", f.ACL.IQN, nil, login.ErrAuthorization},
+		{"chap-missing", f.CHAP.IQN, nil, iscsi.ErrAuthentication},
+		{"chap-wrong-secret", f.CHAP.IQN, []Option{WithCHAP(wrongSecret)}, iscsi.ErrAuthentication},
+		{"mutual-wrong-target-secret", f.MutualCHAP.IQN, []Option{WithCHAP(wrongTarget)}, iscsi.ErrMutualAuth},
+		{"acl-refused", f.ACL.IQN, nil, iscsi.ErrAuthorization},
 		{"acl-allowed", f.ACL.IQN, []Option{WithInitiatorName(f.AllowedInitiator)}, nil},
-		{"no-such-target", IQNNoSuch, nil, login.ErrTargetNotFound},
+		{"no-such-target", IQNNoSuch, nil, iscsi.ErrTargetNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -188,7 +188,7 @@ func TestLoginVariants(t *testing.T) {
 				return
 			}
 			require.Error(t, err)
-			if tc.name == "acl-refused" && errors.Is(err, login.ErrTargetNotFound) {
+			if tc.name == "acl-refused" && errors.Is(err, iscsi.ErrTargetNotFound) {
 				return // tgtd answers "not found" for a target hidden by its ACL
 			}
 			require.ErrorIs(t, err, tc.want)
@@ -566,7 +566,7 @@ func TestRedirectAndOutOfResources(t *testing.T) {
 	addr, _ = redirector(t, f.Portal, 0x0302)
 	start := time.Now()
 	_, err = Dial(ctx, addr, f.Plain.IQN, WithLoginTimeout(700*time.Millisecond))
-	require.ErrorIs(t, err, login.ErrOutOfResources)
+	require.ErrorIs(t, err, iscsi.ErrOutOfResources)
 	assert.Less(t, time.Since(start), 5*time.Second)
 }
 

@@ -455,13 +455,7 @@ func TestNormalizePortal(t *testing.T) {
 	}
 }
 
-func TestDefaultInitiatorName(t *testing.T) {
-	assert.Equal(t, "iqn.x:y", parseInitiatorNameFile(bytes.NewBufferString("# c\nInitiatorName=iqn.x:y\n")))
-	assert.Equal(t, "", parseInitiatorNameFile(bytes.NewBufferString("nothing\n")))
-	a, b := generatedName("id", "host"), generatedName("id", "host")
-	assert.Equal(t, a, b)
-	assert.NotEqual(t, a, generatedName("id2", "host"))
-	assert.Regexp(t, `^iqn\.2026-11\.org\.gosan:[0-9a-f]{12}$`, a)
+func TestRandomISID(t *testing.T) {
 	isid := RandomISID()
 	assert.Equal(t, byte(0xc0), isid[0]&0xc0)
 }

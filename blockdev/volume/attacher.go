@@ -3,18 +3,20 @@ package volume
 import (
 	"context"
 	"fmt"
+
+	"github.com/gosan/iscsi"
 )
 
 // Attacher is what the kernel binding (package blockdev) implements: log in
 // to a target portal, make exactly one LUN appear as a block device, and
-// undo that. The Manager serializes all calls for one IQN (in-process and
+// undo that. The Manager serializes all calls for one target (in-process and
 // across processes), so an implementation need not guard against a logout
 // racing a login for the same target through this package.
 //
 // Every method must be idempotent: the Manager repeats calls after crashes
 // and retries.
 type Attacher interface {
-	// Attach logs in to spec.Portal/spec.IQN through spec.Iface unless a
+	// Attach logs in to spec.Portal/spec.TargetName through spec.Iface unless a
 	// session for that triple already exists (then it is reused, never
 	// duplicated), scans only spec.LUN on that session's SCSI host (never a
 	// wildcard scan), waits (bounded by ctx) for the block device and returns
@@ -41,20 +43,20 @@ type Attacher interface {
 
 // SessionKey names one session: a portal, a target and an iface.
 type SessionKey struct {
-	Portal string `json:"portal"` // host:port, IPv6 in brackets
-	IQN    string `json:"iqn"`
-	Iface  string `json:"iface"` // "default" for iscsi_tcp
+	Portal     string `json:"portal"`     // host:port, IPv6 in brackets
+	TargetName string `json:"targetName"` // target IQN
+	Iface      string `json:"iface"`      // "default" for iscsi_tcp
 }
 
-func (k SessionKey) String() string { return k.Iface + "/" + k.Portal + "/" + k.IQN }
+func (k SessionKey) String() string { return k.Iface + "/" + k.Portal + "/" + k.TargetName }
 
 // AttachSpec is one Attach request: one path (portal) to one LUN.
 type AttachSpec struct {
 	SessionKey
 	LUN           uint64
-	InitiatorName string // empty => the attacher's default
-	SessionCHAP   *CHAP  // nil => AuthMethod=None
-	DiscoveryCHAP *CHAP  // for a SendTargets discovery the attacher may run first; nil => none
+	InitiatorName string      // empty => the attacher's default
+	SessionCHAP   *iscsi.CHAP // nil => AuthMethod=None
+	DiscoveryCHAP *iscsi.CHAP // for a SendTargets discovery the attacher may run first; nil => none
 }
 
 // String never prints secrets.

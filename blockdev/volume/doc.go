@@ -27,6 +27,11 @@
 //	<root>/iscsi/<iface>/<portal>-<iqn>-lun-<n>/iscsi.json   attach record (under the mount)
 //	<root>/iscsi/.locks/<iqn>.lock                           per-target lock file
 //
-// The kernel binding in package blockdev implements [Attacher]; tests use a
-// fake backed by loop devices.
+// [KernelAttacher] makes the kernel binding (package blockdev) an
+// [Attacher]; tests use a fake backed by loop devices and need no iSCSI
+// target or kernel binding.
+//
+// The package builds on every OS: off Linux the volume spec still
+// validates and normalizes, and NewManager and the Manager's methods return
+// an error matching blockdev.ErrNotSupported.
 package volume

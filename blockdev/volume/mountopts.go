@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // Bounds on Volume.MountOptions.
@@ -25,31 +23,31 @@ var vfsFlags = map[string]struct {
 	flag uintptr
 	set  bool
 }{
-	"ro":            {unix.MS_RDONLY, true},
-	"rw":            {unix.MS_RDONLY, false},
-	"nosuid":        {unix.MS_NOSUID, true},
-	"suid":          {unix.MS_NOSUID, false},
-	"nodev":         {unix.MS_NODEV, true},
-	"dev":           {unix.MS_NODEV, false},
-	"noexec":        {unix.MS_NOEXEC, true},
-	"exec":          {unix.MS_NOEXEC, false},
-	"sync":          {unix.MS_SYNCHRONOUS, true},
-	"async":         {unix.MS_SYNCHRONOUS, false},
-	"dirsync":       {unix.MS_DIRSYNC, true},
-	"noatime":       {unix.MS_NOATIME, true},
-	"atime":         {unix.MS_NOATIME, false},
-	"nodiratime":    {unix.MS_NODIRATIME, true},
-	"diratime":      {unix.MS_NODIRATIME, false},
-	"relatime":      {unix.MS_RELATIME, true},
-	"norelatime":    {unix.MS_RELATIME, false},
-	"strictatime":   {unix.MS_STRICTATIME, true},
-	"nostrictatime": {unix.MS_STRICTATIME, false},
-	"lazytime":      {unix.MS_LAZYTIME, true},
-	"nolazytime":    {unix.MS_LAZYTIME, false},
-	"mand":          {unix.MS_MANDLOCK, true},
-	"nomand":        {unix.MS_MANDLOCK, false},
-	"nosymfollow":   {unix.MS_NOSYMFOLLOW, true},
-	"symfollow":     {unix.MS_NOSYMFOLLOW, false},
+	"ro":            {msRdonly, true},
+	"rw":            {msRdonly, false},
+	"nosuid":        {msNosuid, true},
+	"suid":          {msNosuid, false},
+	"nodev":         {msNodev, true},
+	"dev":           {msNodev, false},
+	"noexec":        {msNoexec, true},
+	"exec":          {msNoexec, false},
+	"sync":          {msSynchronous, true},
+	"async":         {msSynchronous, false},
+	"dirsync":       {msDirsync, true},
+	"noatime":       {msNoatime, true},
+	"atime":         {msNoatime, false},
+	"nodiratime":    {msNodiratime, true},
+	"diratime":      {msNodiratime, false},
+	"relatime":      {msRelatime, true},
+	"norelatime":    {msRelatime, false},
+	"strictatime":   {msStrictatime, true},
+	"nostrictatime": {msStrictatime, false},
+	"lazytime":      {msLazytime, true},
+	"nolazytime":    {msLazytime, false},
+	"mand":          {msMandlock, true},
+	"nomand":        {msMandlock, false},
+	"nosymfollow":   {msNosymfollow, true},
+	"symfollow":     {msNosymfollow, false},
 }
 
 // refusedMountOptions change what the mount is (a bind, a move, a remount,

@@ -10,8 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-
-	"github.com/u-root/u-root/pkg/mount"
 )
 
 // probeLen is how much of a device is read to look for signatures: enough
@@ -120,7 +118,7 @@ func ProbeBytes(b []byte) []Signature {
 		add("partition-table", typ, 510)
 	}
 	// u-root's magic table as a third opinion (covers the same common filesystems).
-	if len(sigs) == 0 && len(mount.FindMagics(b)) > 0 {
+	if len(sigs) == 0 && uRootMagic(b) {
 		add("filesystem", "unknown(u-root magic)", -1)
 	}
 	return sigs

@@ -20,7 +20,7 @@ const maxRecordSize = 1 << 20
 type Record struct {
 	Version       int      `json:"version"`
 	Portals       []string `json:"portals"`
-	IQN           string   `json:"iqn"`
+	TargetName    string   `json:"iqn"` // "iqn": the name records on disk have always used
 	LUN           int32    `json:"lun"`
 	Iface         string   `json:"iscsiInterface"`
 	InitiatorName string   `json:"initiatorName,omitempty"`
@@ -105,7 +105,7 @@ func readRecord(dir string) (*Record, error) {
 	if err := dec.Decode(&r); err != nil {
 		return nil, fmt.Errorf("attach record %s: %w", p, err)
 	}
-	if r.IQN == "" || len(r.Portals) == 0 {
+	if r.TargetName == "" || len(r.Portals) == 0 {
 		return nil, fmt.Errorf("attach record %s: missing iqn or portals", p)
 	}
 	return &r, nil

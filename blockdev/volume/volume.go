@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/gosan/iscsi"
+	"github.com/gosan/iscsi/blockdev"
 	"github.com/gosan/iscsi/internal/portal"
 )
 
@@ -21,13 +23,6 @@ const (
 
 // DefaultFSType is used when Volume.FSType is empty.
 const DefaultFSType = "ext4"
-
-// DefaultIface is used when Volume.ISCSIInterface is empty.
-const DefaultIface = "default"
-
-// DefaultPort is appended to portals given without a port
-// (portal.DefaultPort as a string).
-const DefaultPort = "3260"
 
 // maxLUN bounds Volume.LUN: SAM flat addressing covers 0..16383.
 const maxLUN = 16383
@@ -62,8 +57,12 @@ type SecretRef struct {
 // a Kubernetes pod spec (same JSON names), plus the volume mode and the
 // resolved secret values.
 type Volume struct {
-	TargetPortal      string     `json:"targetPortal"`
-	Portals           []string   `json:"portals,omitempty"` // extra portals for multipath
+	TargetPortal string   `json:"targetPortal"`
+	Portals      []string `json:"portals,omitempty"` // extra portals for multipath
+	// IQN is the target name. It keeps the name of Kubernetes'
+	// ISCSIVolumeSource field (and its JSON key) so a pod spec's volume
+	// source decodes unchanged; everywhere else in this module, and in
+	// SessionKey and Record here, the target IQN is called TargetName.
 	IQN               string     `json:"iqn"`
 	LUN               int32      `json:"lun"`
 	ISCSIInterface    string     `json:"iscsiInterface,omitempty"`
@@ -128,35 +127,6 @@ func (s Secrets) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
 // MarshalJSON writes null: secrets are never serialized.
 func (s Secrets) MarshalJSON() ([]byte, error) { return []byte("null"), nil }
-
-// CHAP holds credentials for one direction set of CHAP. User/Secret
-// authenticate us to the target; TargetUser/TargetSecret, when set, make it
-// mutual. String, GoString, LogValue and MarshalJSON hide the secrets.
-type CHAP struct {
-	User, Secret             string
-	TargetUser, TargetSecret string
-}
-
-func (c *CHAP) String() string {
-	if c == nil {
-		return "CHAP(none)"
-	}
-	return fmt.Sprintf("CHAP(user=%q, mutual=%v, secrets redacted)", c.User, c.TargetUser != "")
-}
-
-// GoString implements fmt.GoStringer (%#v).
-func (c *CHAP) GoString() string { return c.String() }
-
-// LogValue implements slog.LogValuer.
-func (c *CHAP) LogValue() slog.Value { return slog.StringValue(c.String()) }
-
-// MarshalJSON writes only the user names.
-func (c *CHAP) MarshalJSON() ([]byte, error) {
-	if c == nil {
-		return []byte("null"), nil
-	}
-	return fmt.Appendf(nil, `{"user":%q,"targetUser":%q}`, c.User, c.TargetUser), nil
-}
 
 // FieldError is one problem found by Validate.
 type FieldError struct {
@@ -243,7 +213,7 @@ func (v *Volume) Normalize() (Volume, error) {
 		}
 	}
 	if n.ISCSIInterface == "" {
-		n.ISCSIInterface = DefaultIface
+		n.ISCSIInterface = blockdev.DefaultIface
 	} else if err := checkPathElem(n.ISCSIInterface); err != nil {
 		bad("iscsiInterface", "%v", err)
 	}
@@ -292,11 +262,11 @@ func (v *Volume) AllPortals() []string {
 	return append([]string{v.TargetPortal}, v.Portals...)
 }
 
-func (s Secrets) sessionCHAP() (*CHAP, error) {
+func (s Secrets) sessionCHAP() (*iscsi.CHAP, error) {
 	return s.chap(SecretSessionUser, SecretSessionPassword, SecretSessionUserIn, SecretSessionPasswordIn)
 }
 
-func (s Secrets) discoveryCHAP() (*CHAP, error) {
+func (s Secrets) discoveryCHAP() (*iscsi.CHAP, error) {
 	c, err := s.chap(SecretDiscoveryUser, SecretDiscoveryPassword, SecretDiscoveryUserIn, SecretDiscoveryPasswordIn)
 	if err == nil {
 		return c, nil
@@ -308,9 +278,11 @@ func (s Secrets) discoveryCHAP() (*CHAP, error) {
 	return nil, err
 }
 
-// chap builds a CHAP from four keys; errors name keys, never values.
-func (s Secrets) chap(user, pass, userIn, passIn string) (*CHAP, error) {
-	c := &CHAP{User: s[user], Secret: s[pass], TargetUser: s[userIn], TargetSecret: s[passIn]}
+// chap builds a CHAP from four keys of a Kubernetes CHAP secret; errors
+// name keys, never values. Short secrets are accepted: the secret has no
+// field to say so, and kubelet's iscsiadm accepts them.
+func (s Secrets) chap(user, pass, userIn, passIn string) (*iscsi.CHAP, error) {
+	c := &iscsi.CHAP{User: s[user], Secret: s[pass], TargetUser: s[userIn], TargetSecret: s[passIn], AllowShortSecrets: true}
 	switch {
 	case c.User == "" || c.Secret == "":
 		return nil, fmt.Errorf("secret must contain %s and %s", user, pass)

@@ -3,21 +3,13 @@ package volume
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/gosan/iscsi/internal/portal"
 )
-
-func TestDefaultPortMatchesPortal(t *testing.T) {
-	assert.Equal(t, strconv.Itoa(portal.DefaultPort), DefaultPort)
-}
 
 const (
 	testIQN    = "iqn.2024-01.org.gosan:disk1"
@@ -131,7 +123,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	c, err := v.Secrets.sessionCHAP()
 	require.NoError(t, err)
 	require.Equal(t, testSecret, c.Secret)
-	spec := AttachSpec{SessionKey: SessionKey{Portal: "p", IQN: testIQN}, SessionCHAP: c}
+	spec := AttachSpec{SessionKey: SessionKey{Portal: "p", TargetName: testIQN}, SessionCHAP: c}
 
 	var logBuf bytes.Buffer
 	slog.New(slog.NewJSONHandler(&logBuf, nil)).Info("x", "volume", v, "secrets", v.Secrets, "chap", c, "spec", spec)
@@ -157,19 +149,4 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	assert.Equal(t, Volume{TargetPortal: "a:1", Portals: []string{"b:2"}, IQN: testIQN, LUN: 2, FSType: "xfs",
 		ReadOnly: true, DiscoveryCHAPAuth: true, SessionCHAPAuth: true, InitiatorName: "iqn.2024-01.org.gosan:node",
 		ISCSIInterface: "eth1", VolumeMode: ModeBlock}, back)
-}
-
-func TestGlobalPath(t *testing.T) {
-	m, err := NewManager("/var/lib/kubelet/plugins/kubernetes.io", &fakeAttacher{})
-	require.NoError(t, err)
-	p, err := m.GlobalPath(Volume{TargetPortal: "10.0.0.1", IQN: testIQN, LUN: 7})
-	require.NoError(t, err)
-	assert.Equal(t, "/var/lib/kubelet/plugins/kubernetes.io/iscsi/default/10.0.0.1:3260-"+testIQN+"-lun-7", p)
-	_, err = m.GlobalPath(Volume{})
-	assert.Error(t, err)
-	_, err = NewManager("relative", &fakeAttacher{})
-	assert.Error(t, err)
-	_, err = NewManager("/x", nil)
-	assert.Error(t, err)
-	assert.True(t, errors.Is(&ToolMissingError{Tool: "mkfs.xfs", Package: "xfsprogs"}, ErrToolMissing))
 }

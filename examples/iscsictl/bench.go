@@ -10,7 +10,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/gosan/iscsi/initiator"
@@ -139,7 +138,7 @@ func runBench(ctx context.Context, l *initiator.LUN, spec benchSpec) (*benchResu
 	)
 	blocks := spec.region / int64(spec.bs)
 	lats := make([][]time.Duration, spec.qd)
-	ru0 := rusage()
+	cpu0 := cpuTime()
 	start := time.Now()
 	for w := range spec.qd {
 		buf := make([]byte, spec.bs)
@@ -187,7 +186,7 @@ func runBench(ctx context.Context, l *initiator.LUN, spec benchSpec) (*benchResu
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	ru1 := rusage()
+	cpu1 := cpuTime()
 	if first != nil {
 		return nil, fmt.Errorf("bench: %w", first)
 	}
@@ -213,14 +212,7 @@ func runBench(ctx context.Context, l *initiator.LUN, spec benchSpec) (*benchResu
 			P99: pct(0.99), P999: pct(0.999), Max: us(all[len(all)-1])}
 	}
 	if n > 0 {
-		cpu := (ru1.Utime.Nano() + ru1.Stime.Nano()) - (ru0.Utime.Nano() + ru0.Stime.Nano())
-		res.CPUPerIO = float64(cpu) / 1e3 / float64(n)
+		res.CPUPerIO = float64(cpu1-cpu0) / 1e3 / float64(n)
 	}
 	return res, nil
-}
-
-func rusage() syscall.Rusage {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return ru
 }

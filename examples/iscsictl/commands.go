@@ -11,13 +11,13 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/initiator"
-	"github.com/gosan/iscsi/internal/iscsiurl"
 )
 
 // parseURL parses a LUN or portal URL and fills credentials from the environment.
-func (g *globals) parseURL(raw string) (*iscsiurl.URL, error) {
-	u, err := iscsiurl.Parse(raw)
+func (g *globals) parseURL(raw string) (*iscsi.URL, error) {
+	u, err := iscsi.ParseURL(raw)
 	if err != nil {
 		return nil, usagef("%v", err)
 	}
@@ -26,7 +26,7 @@ func (g *globals) parseURL(raw string) (*iscsiurl.URL, error) {
 }
 
 // options turns a URL and the global flags into initiator options.
-func (g *globals) options(u *iscsiurl.URL) []initiator.Option {
+func (g *globals) options(u *iscsi.URL) []initiator.Option {
 	var opts []initiator.Option
 	if g.initiatorName != "" {
 		opts = append(opts, initiator.WithInitiatorName(g.initiatorName))
@@ -34,13 +34,8 @@ func (g *globals) options(u *iscsiurl.URL) []initiator.Option {
 	if g.logger != nil {
 		opts = append(opts, initiator.WithLogger(g.logger))
 	}
-	if u.User != "" || u.Secret != "" {
-		opts = append(opts, initiator.WithCHAP(initiator.CHAP{
-			User: u.User, Secret: u.Secret, TargetUser: u.TargetUser, TargetSecret: u.TargetSecret,
-			// A command-line user connects to targets configured by others: accept
-			// what the target accepts, as libiscsi does.
-			AllowShortSecrets: true,
-		}))
+	if chap, ok := urlCHAP(u); ok {
+		opts = append(opts, initiator.WithCHAP(chap))
 	}
 	if u.HeaderDigest {
 		opts = append(opts, initiator.WithHeaderDigest(initiator.DigestRequireCRC32C))
@@ -51,14 +46,28 @@ func (g *globals) options(u *iscsiurl.URL) []initiator.Option {
 	return opts
 }
 
+// urlCHAP returns the URL's credentials, if it has any. A command-line
+// user connects to targets configured by others: accept what the target
+// accepts (short secrets), as libiscsi does.
+func urlCHAP(u *iscsi.URL) (iscsi.CHAP, bool) {
+	if u.CHAP.User == "" && u.CHAP.Secret == "" {
+		return iscsi.CHAP{}, false
+	}
+	c := u.CHAP
+	c.AllowShortSecrets = true
+	return c, true
+}
+
 // dial logs in to the target named by the URL.
-func (g *globals) dial(ctx context.Context, u *iscsiurl.URL, extra ...initiator.Option) (*initiator.Session, error) {
-	if u.Target == "" {
+func (g *globals) dial(ctx context.Context, u *iscsi.URL, extra ...initiator.Option) (*initiator.Session, error) {
+	if u.TargetName == "" {
 		return nil, usagef("URL %s names no target", u)
 	}
-	s, err := initiator.Dial(ctx, u.Portal(), u.Target, append(g.options(u), extra...)...)
+	// Dial's errors name the target and portal ("iscsi: login to T at P:
+	// ..."): wrapping them again would say it twice.
+	s, err := initiator.Dial(ctx, u.Portal(), u.TargetName, append(g.options(u), extra...)...)
 	if err != nil {
-		return nil, fmt.Errorf("login to %s at %s: %w", u.Target, u.Portal(), err)
+		return nil, err
 	}
 	return s, nil
 }
@@ -79,7 +88,7 @@ func (g *globals) openLUN(ctx context.Context, raw string, extra ...initiator.Op
 	l, err := s.LUN(ctx, u.LUN)
 	if err != nil {
 		s.Close()
-		return nil, nil, fmt.Errorf("open LUN %d of %s: %w", u.LUN, u.Target, err)
+		return nil, nil, fmt.Errorf("open LUN %d of %s: %w", u.LUN, u.TargetName, err)
 	}
 	return s, l, nil
 }
@@ -100,7 +109,7 @@ func cmdDiscover(ctx context.Context, g *globals, args []string) error {
 	}
 	targets, err := initiator.Discover(ctx, u.Portal(), g.options(u)...)
 	if err != nil {
-		return fmt.Errorf("discovery at %s: %w", u.Portal(), err)
+		return err // it names the portal
 	}
 	if *asJSON {
 		type portal struct {
@@ -109,12 +118,12 @@ func cmdDiscover(ctx context.Context, g *globals, args []string) error {
 			GroupTag uint16 `json:"group_tag"`
 		}
 		type target struct {
-			Name    string   `json:"name"`
-			Portals []portal `json:"portals"`
+			TargetName string   `json:"target_name"`
+			Portals    []portal `json:"portals"`
 		}
 		out := make([]target, 0, len(targets))
 		for _, t := range targets {
-			jt := target{Name: t.Name, Portals: []portal{}}
+			jt := target{TargetName: t.TargetName, Portals: []portal{}}
 			for _, p := range t.Portals {
 				jt.Portals = append(jt.Portals, portal{p.Address, p.Port, p.GroupTag})
 			}
@@ -124,10 +133,10 @@ func cmdDiscover(ctx context.Context, g *globals, args []string) error {
 	}
 	for _, t := range targets {
 		if len(t.Portals) == 0 {
-			fmt.Fprintf(g.stdout, "%s\n", t.Name)
+			fmt.Fprintf(g.stdout, "%s\n", t.TargetName)
 		}
 		for _, p := range t.Portals {
-			fmt.Fprintf(g.stdout, "%s,%d %s\n", p, p.GroupTag, t.Name)
+			fmt.Fprintf(g.stdout, "%s,%d %s\n", p, p.GroupTag, t.TargetName)
 		}
 	}
 	return nil
@@ -168,7 +177,7 @@ func cmdLUNs(ctx context.Context, g *globals, args []string) error {
 	defer s.Close()
 	nums, err := s.ReportLUNs(ctx)
 	if err != nil {
-		return fmt.Errorf("REPORT LUNS on %s: %w", u.Target, err)
+		return fmt.Errorf("REPORT LUNS on %s: %w", u.TargetName, err)
 	}
 	rows := make([]lunInfo, 0, len(nums))
 	for _, n := range nums {

@@ -18,8 +18,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/blockdev"
-	"github.com/gosan/iscsi/internal/iscsiurl"
 )
 
 // kernelFlags are the flags of every command that opens the kernel binding.
@@ -55,20 +55,20 @@ func (g *globals) openKernel(kf kernelFlags, logLevel slog.Level) (*blockdev.Ker
 const quiet = slog.Level(100)
 
 // kernelSpec turns a LUN URL into an Attach request.
-func (g *globals) kernelSpec(raw, iface, netdev string) (blockdev.Spec, *iscsiurl.URL, error) {
+func (g *globals) kernelSpec(raw, iface, netdev string) (blockdev.Spec, *iscsi.URL, error) {
 	u, err := g.parseURL(raw)
 	if err != nil {
 		return blockdev.Spec{}, nil, err
 	}
-	if u.Target == "" || !u.HasLUN {
+	if u.TargetName == "" || !u.HasLUN {
 		return blockdev.Spec{}, nil, usagef("URL %s names no LUN (iscsi://host/iqn/LUN)", u)
 	}
 	if u.HeaderDigest || u.DataDigest {
 		return blockdev.Spec{}, nil, usagef("digests are not supported through the kernel binding (URL %s)", u)
 	}
-	s := blockdev.Spec{Portal: u.Portal(), Target: u.Target, LUN: u.LUN, Iface: iface, NetDev: netdev, InitiatorName: g.initiatorName}
-	if u.User != "" || u.Secret != "" {
-		s.CHAP = &blockdev.CHAP{User: u.User, Secret: u.Secret, TargetUser: u.TargetUser, TargetSecret: u.TargetSecret}
+	s := blockdev.Spec{Portal: u.Portal(), TargetName: u.TargetName, LUN: u.LUN, Iface: iface, NetDev: netdev, InitiatorName: g.initiatorName}
+	if chap, ok := urlCHAP(u); ok {
+		s.CHAP = &chap
 	}
 	return s, u, nil
 }
@@ -81,7 +81,7 @@ type attachOutput struct {
 	Host        uint32 `json:"host"`
 	LUN         uint64 `json:"lun"`
 	Size        int64  `json:"size"`
-	Target      string `json:"target"`
+	TargetName  string `json:"target_name"`
 	Portal      string `json:"portal"`
 	Iface       string `json:"iface"`
 	NewSession  bool   `json:"new_session"`
@@ -112,11 +112,11 @@ func cmdAttach(ctx context.Context, g *globals, args []string) error {
 	defer k.Close()
 	d, err := k.Attach(ctx, spec)
 	if err != nil {
-		return fmt.Errorf("attach: %w", err)
+		return err // an *AttachError: "blockdev: attach T at P: STEP: ..."
 	}
 	if *asJSON {
 		return writeJSON(g.stdout, attachOutput{Path: d.Path, SCSIAddress: d.SCSIAddress, Session: d.SessionID,
-			Host: d.HostNo, LUN: d.LUN, Size: d.Size, Target: d.Target, Portal: d.Portal, Iface: d.Iface, NewSession: d.NewSession})
+			Host: d.HostNo, LUN: d.LUN, Size: d.Size, TargetName: d.TargetName, Portal: d.Portal, Iface: d.Iface, NewSession: d.NewSession})
 	}
 	fmt.Fprintln(g.stdout, d.Path)
 	return nil
@@ -231,7 +231,7 @@ func findByURL(ctx context.Context, sys blockdev.Sysfs, spec blockdev.Spec) (*bl
 	if err != nil {
 		return nil, nil, err
 	}
-	info, err := sys.FindSession(portal, spec.Target, spec.Iface)
+	info, err := sys.FindSession(portal, spec.TargetName, spec.Iface)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read sysfs: %w", err)
 	}
@@ -286,7 +286,7 @@ func diskOf(sys blockdev.Sysfs, info *blockdev.SessionInfo, d blockdev.SCSIDevic
 		dev = "/dev"
 	}
 	disk := &blockdev.Disk{Name: d.Block, SCSIAddress: d.Address(), LUN: d.LUN, SessionID: info.SID,
-		HostNo: info.HostNo, Portal: info.Portal, Target: info.TargetName, Iface: info.Iface}
+		HostNo: info.HostNo, Portal: info.Portal, TargetName: info.TargetName, Iface: info.Iface}
 	if d.Block != "" {
 		disk.Path = filepath.Join(dev, d.Block)
 		disk.Size, _ = sys.BlockSize(d.Block)
@@ -298,7 +298,7 @@ func diskOf(sys blockdev.Sysfs, info *blockdev.SessionInfo, d blockdev.SCSIDevic
 type sessionOutput struct {
 	SID           uint32         `json:"sid"`
 	Host          uint32         `json:"host"`
-	Target        string         `json:"target"`
+	TargetName    string         `json:"target_name"`
 	Portal        string         `json:"portal"`
 	Iface         string         `json:"iface"`
 	InitiatorName string         `json:"initiator_name"`
@@ -325,7 +325,7 @@ func listSessions(sys blockdev.Sysfs) ([]sessionOutput, error) {
 	}
 	out := make([]sessionOutput, 0, len(sessions))
 	for _, s := range sessions {
-		so := sessionOutput{SID: s.SID, Host: s.HostNo, Target: s.TargetName, Portal: s.Portal, Iface: s.Iface,
+		so := sessionOutput{SID: s.SID, Host: s.HostNo, TargetName: s.TargetName, Portal: s.Portal, Iface: s.Iface,
 			InitiatorName: s.InitiatorName, ISID: s.ISID, State: s.State, Devices: []deviceOutput{}}
 		devs, err := sys.SessionDevices(s.SID)
 		if errors.Is(err, blockdev.ErrNoSession) {
@@ -380,7 +380,7 @@ func cmdSessions(_ context.Context, g *globals, args []string) error {
 		if dl == "" {
 			dl = "-"
 		}
-		fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%s\t%s\t%s\n", s.SID, s.Host, s.Target, s.Portal, s.Iface, s.State, dl)
+		fmt.Fprintf(w, "%d\t%d\t%s\t%s\t%s\t%s\t%s\n", s.SID, s.Host, s.TargetName, s.Portal, s.Iface, s.State, dl)
 	}
 	return w.Flush()
 }
@@ -433,7 +433,7 @@ func cmdSupervise(ctx context.Context, g *globals, args []string) error {
 		}
 		if !adopted[d.SessionID] {
 			adopted[d.SessionID] = true
-			fmt.Fprintf(g.stdout, "supervising session %d %s %s\n", d.SessionID, d.Portal, d.Target)
+			fmt.Fprintf(g.stdout, "supervising session %d %s %s\n", d.SessionID, d.Portal, d.TargetName)
 		}
 	}
 	scan := func() {
@@ -448,7 +448,7 @@ func cmdSupervise(ctx context.Context, g *globals, args []string) error {
 			}
 			// Attach on a LUN that has a device adopts the session and
 			// returns the device as is (it reconnects a FAILED session).
-			adopt(blockdev.Spec{Portal: s.Portal, Target: s.Target, LUN: s.Devices[0].LUN, Iface: s.Iface,
+			adopt(blockdev.Spec{Portal: s.Portal, TargetName: s.TargetName, LUN: s.Devices[0].LUN, Iface: s.Iface,
 				InitiatorName: s.InitiatorName})
 		}
 	}
@@ -461,7 +461,7 @@ func cmdSupervise(ctx context.Context, g *globals, args []string) error {
 		}
 		if !adopted[d.SessionID] {
 			adopted[d.SessionID] = true
-			fmt.Fprintf(g.stdout, "supervising session %d %s %s\n", d.SessionID, d.Portal, d.Target)
+			fmt.Fprintf(g.stdout, "supervising session %d %s %s\n", d.SessionID, d.Portal, d.TargetName)
 		}
 	}
 	var tick <-chan time.Time

@@ -130,7 +130,7 @@ func TestGuestCLIKernel(t *testing.T) {
 	assert.Equal(t, e.PlainSize, a.Size)
 	assert.Equal(t, uint64(1), a.LUN)
 	assert.Equal(t, fmt.Sprintf("%d:0:0:1", a.Host), a.SCSIAddress)
-	assert.Equal(t, e.PlainIQN, a.Target)
+	assert.Equal(t, e.PlainIQN, a.TargetName)
 	assert.Equal(t, "default", a.Iface)
 	assert.NotZero(t, a.Session)
 	require.True(t, strings.HasPrefix(a.Path, "/dev/sd"), a.Path)
@@ -154,7 +154,7 @@ func TestGuestCLIKernel(t *testing.T) {
 	require.Len(t, ss, 1)
 	assert.Equal(t, a.Session, ss[0].SID)
 	assert.Equal(t, a.Host, ss[0].Host)
-	assert.Equal(t, e.PlainIQN, ss[0].Target)
+	assert.Equal(t, e.PlainIQN, ss[0].TargetName)
 	assert.Equal(t, e.Portal, ss[0].Portal)
 	assert.Equal(t, "default", ss[0].Iface)
 	assert.Equal(t, "LOGGED_IN", ss[0].State)
@@ -178,7 +178,7 @@ func TestGuestCLIKernel(t *testing.T) {
 	ss = g.sessions()
 	require.Len(t, ss, 2)
 	for _, s := range ss {
-		if s.Target == e.MultiIQN {
+		if s.TargetName == e.MultiIQN {
 			require.Len(t, s.Devices, 1)
 			assert.Equal(t, uint64(2), s.Devices[0].LUN)
 		}

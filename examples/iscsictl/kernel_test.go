@@ -72,12 +72,12 @@ func TestSessionsFromSysfs(t *testing.T) {
 	var got []map[string]any
 	require.NoError(t, json.Unmarshal([]byte(out), &got))
 	require.Len(t, got, 2)
-	for _, k := range []string{"sid", "host", "target", "portal", "iface", "initiator_name", "isid", "state", "devices"} {
+	for _, k := range []string{"sid", "host", "target_name", "portal", "iface", "initiator_name", "isid", "state", "devices"} {
 		assert.Contains(t, got[0], k, "JSON field %s", k)
 	}
 	var ss []sessionOutput
 	require.NoError(t, json.Unmarshal([]byte(out), &ss))
-	assert.Equal(t, sessionOutput{SID: 2, Host: 5, Target: "iqn.2026-11.org.gosan.test:a", Portal: "10.0.0.1:3260",
+	assert.Equal(t, sessionOutput{SID: 2, Host: 5, TargetName: "iqn.2026-11.org.gosan.test:a", Portal: "10.0.0.1:3260",
 		Iface: "default", InitiatorName: "iqn.2026-11.org.gosan.test:host", ISID: "00023d000001", State: "LOGGED_IN",
 		Devices: []deviceOutput{{LUN: 1, SCSIAddress: "5:0:0:1", Path: "/dev/sdb"}, {LUN: 2, SCSIAddress: "5:0:0:2", Path: "/dev/sdc"}}}, ss[0])
 	assert.Equal(t, "FAILED", ss[1].State)

@@ -28,11 +28,11 @@
 //	iscsictl supervise [URL...] [--rescan 30s]
 //
 // attach prints the device path, or with --json an object with path,
-// scsi_address, session, host, lun, size, target, portal, iface and
+// scsi_address, session, host, lun, size, target_name, portal, iface and
 // new_session. detach flushes and deletes the device and logs the session out
 // when it has no other device; detaching what is gone succeeds (JSON: path,
 // session, logged_out, already_gone). sessions lists the kernel's sessions from
-// sysfs (JSON: sid, host, target, portal, iface, initiator_name, isid, state,
+// sysfs (JSON: sid, host, target_name, portal, iface, initiator_name, isid, state,
 // devices[lun, scsi_address, path]). The process exits after attach, so
 // nothing re-logs-in a failed connection: I/O fails after the kernel's
 // recovery timeout (120 s) unless `iscsictl supervise` runs. supervise adopts
@@ -71,6 +71,11 @@
 // the filesystem and whether this stage formatted it (JSON: global_path,
 // device, devices, failed_portals, volume_mode, fs_type, formatted).
 //
+// discover --json prints target_name and portals for each target.
+//
+// `iscsictl CMD --help` (or -h, or `iscsictl help CMD`) prints that
+// command's usage and flags and exits 0.
+//
 // Global flags (before or after the command): --initiator-name IQN, --verbose.
 // Every error is one line on stderr and a non-zero exit status. Flags and
 // output are a contract: scripts may rely on them.
@@ -90,6 +95,7 @@ import (
 )
 
 const usage = `usage: iscsictl [--initiator-name IQN] [--verbose] COMMAND [ARGS]
+       iscsictl COMMAND --help                   that command's usage and flags
 
 commands:
   discover [--json] iscsi://host[:port]          list targets and portals
@@ -104,7 +110,7 @@ kernel commands (root, modprobe iscsi_tcp, no iscsid; the kernel's iscsi_tcp doe
   attach URL [--iface NAME] [--netdev DEV] [--json]
                                                  log in through the kernel, print /dev/sdX
                                                  (JSON: path, scsi_address, session, host, lun,
-                                                 size, target, portal, iface, new_session)
+                                                 size, target_name, portal, iface, new_session)
   detach URL|/dev/sdX [--iface NAME] [--json]    flush and delete the device, log out when the
                                                  session has no other device; gone is success
   sessions [--json]                              kernel sessions: sid, host, target, portal,
@@ -235,6 +241,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "unstage":
 		err = cmdUnstage(ctx, g, rest)
 	case "help", "-h", "--help":
+		if len(rest) > 0 && commandUsage(rest[0]) != "" {
+			// "iscsictl help stage" is "iscsictl stage --help".
+			return run(ctx, []string{rest[0], "--help"}, stdin, stdout, stderr, getenv)
+		}
 		io.WriteString(stdout, usage)
 		return 0
 	default:
@@ -243,6 +253,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 2
 	}
 	if err != nil {
+		var he *helpRequest
+		if errors.As(err, &he) {
+			printCommandHelp(stdout, cmd, he.fs)
+			return 0
+		}
 		var ue *usageError
 		if errors.As(err, &ue) {
 			fmt.Fprintf(stderr, "iscsictl %s: %v\n", cmd, err)
@@ -292,11 +307,61 @@ func (g *globals) flagSet(name string) *flag.FlagSet {
 	return fs
 }
 
+// helpRequest is what parse returns for -h, -help or --help: run prints
+// the command's usage and flags on stdout and exits 0.
+type helpRequest struct{ fs *flag.FlagSet }
+
+func (h *helpRequest) Error() string { return "help requested" }
+
+// commandUsage is cmd's entry of the usage text (its synopsis and
+// description lines), or "" for an unknown command.
+func commandUsage(cmd string) string {
+	var b strings.Builder
+	in := false
+	for _, line := range strings.Split(usage, "\n") {
+		switch {
+		case strings.HasPrefix(line, "  "+cmd+" ") || line == "  "+cmd:
+			in = true
+		case in && strings.HasPrefix(line, "   "):
+			// a continuation line of the entry
+		default:
+			in = false
+		}
+		if in {
+			b.WriteString(strings.TrimPrefix(line, "  "))
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
+}
+
+// printCommandHelp prints cmd's usage and every flag it takes.
+func printCommandHelp(w io.Writer, cmd string, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "usage: iscsictl %s", commandUsage(cmd))
+	if urlCommands[cmd] {
+		io.WriteString(w, "\nURL: iscsi://[user[%secret]@]host[:port]/target-iqn/lun[?target_user=U&target_password=P&header_digest=crc32c&data_digest=crc32c]\n"+
+			"Secrets may come from LIBISCSI_CHAP_USERNAME, LIBISCSI_CHAP_PASSWORD,\nLIBISCSI_CHAP_TARGET_USERNAME, LIBISCSI_CHAP_TARGET_PASSWORD.\n")
+	}
+	io.WriteString(w, "\nflags:\n")
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}
+
+// urlCommands take iscsi:// URLs.
+var urlCommands = map[string]bool{
+	"discover": true, "luns": true, "read": true, "write": true, "copy": true, "bench": true,
+	"attach": true, "detach": true, "supervise": true,
+}
+
 // parse parses flags and positional arguments in any order.
 func (g *globals) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, &helpRequest{fs: fs}
+			}
 			return nil, usagef("%v", err)
 		}
 		args = fs.Args()

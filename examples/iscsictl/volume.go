@@ -295,7 +295,7 @@ func (a *lazyAttacher) get() (volume.Attacher, error) {
 	if a.err != nil {
 		return nil, a.err
 	}
-	return a.k.Attacher(), nil
+	return volume.KernelAttacher(a.k), nil
 }
 
 func (a *lazyAttacher) close() {

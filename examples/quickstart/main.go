@@ -27,9 +27,9 @@ import (
 	"os/signal"
 	"time"
 
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/initiator"
 	"github.com/gosan/iscsi/initiator/iscsitest"
-	"github.com/gosan/iscsi/internal/iscsiurl"
 )
 
 func main() {
@@ -78,8 +78,8 @@ func demoEmbedded(ctx context.Context, out io.Writer, size int) error {
 		return fmt.Errorf("start the in-process target: %w", err)
 	}
 	defer srv.Close()
-	u := &iscsiurl.URL{Host: "127.0.0.1", Port: srv.Port(), Target: demoIQN, LUN: 1, HasLUN: true,
-		User: demoUser, Secret: demoSecret, TargetUser: demoTargetUser, TargetSecret: demoTargetSecret}
+	u := &iscsi.URL{Host: "127.0.0.1", Port: srv.Port(), TargetName: demoIQN, LUN: 1, HasLUN: true,
+		CHAP: iscsi.CHAP{User: demoUser, Secret: demoSecret, TargetUser: demoTargetUser, TargetSecret: demoTargetSecret}}
 	fmt.Fprintf(out, "target     in-process iscsitest target at %s (no root, no network)\n", u.Portal())
 	written, err := run(ctx, out, u, size, false)
 	if err != nil {
@@ -98,11 +98,11 @@ func demoEmbedded(ctx context.Context, out io.Writer, size int) error {
 }
 
 func demoURL(ctx context.Context, out io.Writer, raw string, size int) error {
-	u, err := iscsiurl.Parse(raw)
+	u, err := iscsi.ParseURL(raw)
 	if err != nil {
 		return err
 	}
-	if u.Target == "" || !u.HasLUN {
+	if u.TargetName == "" || !u.HasLUN {
 		return fmt.Errorf("%s: want iscsi://host[:port]/target-iqn/lun", u)
 	}
 	u.ApplyEnv(os.Getenv)
@@ -113,12 +113,12 @@ func demoURL(ctx context.Context, out io.Writer, raw string, size int) error {
 
 // run is the demo proper: discover, log in, write, read back, verify.
 // It returns the data it wrote.
-func run(ctx context.Context, out io.Writer, u *iscsiurl.URL, size int, restore bool) ([]byte, error) {
+func run(ctx context.Context, out io.Writer, u *iscsi.URL, size int, restore bool) ([]byte, error) {
 	var opts []initiator.Option
 	auth := "none"
-	if u.User != "" {
-		chap := initiator.CHAP{User: u.User, Secret: u.Secret, TargetUser: u.TargetUser, TargetSecret: u.TargetSecret,
-			AllowShortSecrets: true}
+	if u.CHAP.User != "" {
+		chap := u.CHAP
+		chap.AllowShortSecrets = true
 		opts = append(opts, initiator.WithCHAP(chap))
 		auth = "CHAP"
 		if chap.Mutual() {
@@ -134,18 +134,18 @@ func run(ctx context.Context, out io.Writer, u *iscsiurl.URL, size int, restore 
 		targets, err = initiator.Discover(ctx, u.Portal(), opts...)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("discovery at %s: %w", u.Portal(), err)
+		return nil, err // it names the portal
 	}
 	found := false
 	for _, t := range targets {
-		found = found || t.Name == u.Target
+		found = found || t.TargetName == u.TargetName
 	}
-	fmt.Fprintf(out, "discovery  %d target(s) in %s; %s %s\n", len(targets), since(t0), u.Target, map[bool]string{true: "listed", false: "NOT listed (logging in anyway)"}[found])
+	fmt.Fprintf(out, "discovery  %d target(s) in %s; %s %s\n", len(targets), since(t0), u.TargetName, map[bool]string{true: "listed", false: "NOT listed (logging in anyway)"}[found])
 
 	t0 = time.Now()
-	sess, err := initiator.Dial(ctx, u.Portal(), u.Target, opts...)
+	sess, err := initiator.Dial(ctx, u.Portal(), u.TargetName, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("login to %s: %w", u.Target, err)
+		return nil, err // "iscsi: login to T at P: ..."
 	}
 	defer sess.Close()
 	fmt.Fprintf(out, "login      %s in %s (TSIH %d)\n", auth, since(t0), sess.TSIH())

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package iscsinl talks to the Linux kernel's iSCSI transport class
 // (scsi_transport_iscsi) over NETLINK_ISCSI, the interface iscsid uses:
 // create sessions and connections, bind a connected TCP socket to a

@@ -1,4 +1,4 @@
-//go:build vmguest
+//go:build linux && vmguest
 
 // Guest-only tests: they need a kernel with scsi_transport_iscsi and
 // iscsi_tcp loaded, CAP_SYS_ADMIN and the initial network namespace. They are

@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/gosan/iscsi"
 )
 
 const (
@@ -23,17 +25,17 @@ func TestCHAPResponseMD5(t *testing.T) {
 	// RFC 1994 §4.1: MD5(Identifier || secret || Challenge).
 	chal := []byte{1, 2, 3, 4}
 	want := md5.Sum(append(append([]byte{7}, "secret"...), chal...))
-	assert.Equal(t, want[:], chapResponse(CHAPMD5, 7, "secret", chal))
-	for a, n := range map[CHAPAlgorithm]int{CHAPMD5: 16, CHAPSHA1: 20, CHAPSHA256: 32, CHAPSHA3256: 32} {
+	assert.Equal(t, want[:], chapResponse(iscsi.CHAPMD5, 7, "secret", chal))
+	for a, n := range map[iscsi.CHAPAlgorithm]int{iscsi.CHAPMD5: 16, iscsi.CHAPSHA1: 20, iscsi.CHAPSHA256: 32, iscsi.CHAPSHA3256: 32} {
 		assert.Equal(t, n, a.Size())
 		assert.Len(t, chapResponse(a, 1, "s", chal), n)
 	}
-	assert.Equal(t, 0, CHAPAlgorithm(9).Size())
-	assert.Equal(t, "SHA3-256", CHAPSHA3256.String())
+	assert.Equal(t, 0, iscsi.CHAPAlgorithm(9).Size())
+	assert.Equal(t, "SHA3-256", iscsi.CHAPSHA3256.String())
 }
 
 func TestCHAPChallengeEncodings(t *testing.T) {
-	cfg := &CHAP{User: "u", Secret: secretA}
+	cfg := &iscsi.CHAP{User: "u", Secret: secretA}
 	raw := []byte("challenge-bytes!")
 	for _, v := range []string{formatHex(raw), "0X" + fmt.Sprintf("%X", raw), "0b" + base64.StdEncoding.EncodeToString(raw)} {
 		s := newCHAPState(cfg, nil)
@@ -43,20 +45,20 @@ func TestCHAPChallengeEncodings(t *testing.T) {
 		require.True(t, s.readyToRespond())
 		out, err := s.response()
 		require.NoError(t, err)
-		assert.Equal(t, formatHex(chapResponse(CHAPMD5, 12, secretA, raw)), out[1].Value)
+		assert.Equal(t, formatHex(chapResponse(iscsi.CHAPMD5, 12, secretA, raw)), out[1].Value)
 	}
 	s := newCHAPState(cfg, nil)
-	require.ErrorIs(t, s.handle("CHAP_I", "256"), ErrProtocol)
-	require.ErrorIs(t, s.handle("CHAP_C", "nothex"), ErrProtocol)
-	require.ErrorIs(t, s.handle("CHAP_C", "0x"), ErrProtocol)
-	require.ErrorIs(t, s.handle("CHAP_C", formatHex(make([]byte, maxChallengeLen+1))), ErrProtocol)
-	s = newCHAPState(&CHAP{User: "u", Secret: secretA, Algorithms: []CHAPAlgorithm{CHAPMD5}}, nil)
-	require.ErrorIs(t, s.handle("CHAP_A", "7"), ErrProtocol, "not offered")
-	require.ErrorIs(t, s.handle("CHAP_A", "Reject"), ErrAuthentication)
+	require.ErrorIs(t, s.handle("CHAP_I", "256"), iscsi.ErrLoginProtocol)
+	require.ErrorIs(t, s.handle("CHAP_C", "nothex"), iscsi.ErrLoginProtocol)
+	require.ErrorIs(t, s.handle("CHAP_C", "0x"), iscsi.ErrLoginProtocol)
+	require.ErrorIs(t, s.handle("CHAP_C", formatHex(make([]byte, maxChallengeLen+1))), iscsi.ErrLoginProtocol)
+	s = newCHAPState(&iscsi.CHAP{User: "u", Secret: secretA, Algorithms: []iscsi.CHAPAlgorithm{iscsi.CHAPMD5}}, nil)
+	require.ErrorIs(t, s.handle("CHAP_A", "7"), iscsi.ErrLoginProtocol, "not offered")
+	require.ErrorIs(t, s.handle("CHAP_A", "Reject"), iscsi.ErrAuthentication)
 }
 
 func TestCHAPFormattingHidesSecrets(t *testing.T) {
-	c := CHAP{User: "alice", Secret: secretA, TargetUser: "tgt", TargetSecret: secretB}
+	c := iscsi.CHAP{User: "alice", Secret: secretA, TargetUser: "tgt", TargetSecret: secretB}
 	cfg := baseConfig()
 	cfg.CHAP = &c
 	var outs []string
@@ -71,7 +73,7 @@ func TestCHAPFormattingHidesSecrets(t *testing.T) {
 	for _, h := range []slog.Handler{slog.NewJSONHandler(&buf, nil), slog.NewTextHandler(&buf, nil)} {
 		lg := slog.New(h)
 		lg.Info("cfg", "config", cfg, "chap", c, "chapptr", &c)
-		lg.Info("nested", "any", struct{ C *CHAP }{&c})
+		lg.Info("nested", "any", struct{ C *iscsi.CHAP }{&c})
 	}
 	outs = append(outs, buf.String())
 	for _, o := range outs {

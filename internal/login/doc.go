@@ -12,7 +12,12 @@
 // SEND_PDU/RECV_PDU channel (used by the kernel binding), exactly as
 // iscsid does for iscsi_tcp.
 //
-// Secrets never appear in logs, errors or %v output: CHAP formats itself
-// with the secrets replaced, and the debug log of the exchanged keys shows
-// CHAP_R and CHAP_C values as "<redacted>".
+// Its configuration and results use the module's shared vocabulary
+// (iscsi.CHAP, iscsi.Negotiated) and every failure is one of package
+// iscsi's login errors (*iscsi.LoginError, *iscsi.RedirectError,
+// iscsi.ErrLoginProtocol, ...): the engine defines none of its own.
+//
+// Secrets never appear in logs, errors or %v output: iscsi.CHAP formats
+// itself with the secrets replaced, and the debug log of the exchanged keys
+// shows CHAP_R and CHAP_C values as "<redacted>".
 package login

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/internal/portal"
 )
 
@@ -20,7 +21,7 @@ func TestParseTargetAddressRefusesHostileValues(t *testing.T) {
 		"fe80::1:99999", strings.Repeat("x", 4096) + ":3260,1",
 	} {
 		_, _, _, _, err := ParseTargetAddress(v)
-		require.ErrorIs(t, err, ErrProtocol, "%q", v)
+		require.ErrorIs(t, err, iscsi.ErrLoginProtocol, "%q", v)
 		var pe *portal.Error
 		require.True(t, errors.As(err, &pe), "%q: want a *portal.Error inside, got %v", v, err)
 		assert.LessOrEqual(t, len(err.Error()), 400, "%q", v)

@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/internal/login"
 )
 
@@ -25,7 +26,7 @@ func Example() {
 		InitiatorName: "iqn.2024-01.example:host1",
 		TargetName:    "iqn.2024-01.example:disk1",
 		ISID:          [6]byte{0x80, 0, 0, 0, 0, 1},
-		CHAP: &login.CHAP{
+		CHAP: &iscsi.CHAP{
 			User: "host1", Secret: "a-secret-of-16-b",
 			TargetUser: "disk1", TargetSecret: "another-secret-16",
 		},
@@ -62,7 +63,7 @@ func ExampleTextExchange_SendTargets() {
 		return
 	}
 	for _, tg := range targets {
-		fmt.Println(tg.Name, tg.Portals)
+		fmt.Println(tg.TargetName, tg.Portals)
 	}
 }
 
@@ -75,7 +76,7 @@ func ExampleParseSendTargets() {
 	}
 	for _, tg := range targets {
 		for _, p := range tg.Portals {
-			fmt.Println(tg.Name, p.Address, p.Port, p.Group)
+			fmt.Println(tg.TargetName, p.Address, p.Port, p.Group)
 		}
 	}
 	// Output:

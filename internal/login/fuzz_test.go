@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/pdu"
 )
 
@@ -84,9 +85,9 @@ func FuzzLoginResponse(f *testing.F) {
 		cfg := baseConfig()
 		switch mode % 4 {
 		case 1:
-			cfg.CHAP = &CHAP{User: "u", Secret: secretA}
+			cfg.CHAP = &iscsi.CHAP{User: "u", Secret: secretA}
 		case 2:
-			cfg.CHAP = &CHAP{User: "u", Secret: secretA, TargetUser: "t", TargetSecret: secretB}
+			cfg.CHAP = &iscsi.CHAP{User: "u", Secret: secretA, TargetUser: "t", TargetSecret: secretB}
 		case 3:
 			cfg.TargetName = ""
 		}
@@ -116,7 +117,7 @@ func FuzzCHAPChallenge(f *testing.F) {
 	f.Add("8", "255", "0x1", true)
 	f.Add("6", "256", "0b", false)
 	f.Fuzz(func(t *testing.T, a, id, c string, mutual bool) {
-		cfg := &CHAP{User: "u", Secret: secretA, Algorithms: []CHAPAlgorithm{CHAPSHA3256, CHAPSHA256, CHAPSHA1, CHAPMD5}}
+		cfg := &iscsi.CHAP{User: "u", Secret: secretA, Algorithms: []iscsi.CHAPAlgorithm{iscsi.CHAPSHA3256, iscsi.CHAPSHA256, iscsi.CHAPSHA1, iscsi.CHAPMD5}}
 		if mutual {
 			cfg.TargetSecret = secretB
 		}
@@ -161,7 +162,7 @@ func FuzzSendTargetsParse(f *testing.F) {
 		// Re-encode and parse again: the same targets come back.
 		var kvs []kv
 		for _, tg := range got {
-			kvs = append(kvs, kv{"TargetName", tg.Name})
+			kvs = append(kvs, kv{"TargetName", tg.TargetName})
 			for _, p := range tg.Portals {
 				host := p.Address
 				if len(host) > 0 && (host[0] == '[' || containsColon(host)) {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/pdu"
 )
 
@@ -46,8 +47,8 @@ type Config struct {
 	InitialCmdSN uint32
 	// ExpStatSN for the first Login Request (0 on a new connection).
 	ExpStatSN uint32
-	CHAP      *CHAP  // nil: AuthMethod=None
-	Params    Params // our proposals; zero value = DefaultParams()
+	CHAP      *iscsi.CHAP // nil: AuthMethod=None
+	Params    Params      // our proposals; zero value = DefaultParams()
 	Logger    *slog.Logger
 	// Rand is the source of CHAP challenges; nil is crypto/rand. (Tests
 	// use a fixed reader.)
@@ -71,7 +72,7 @@ func (c Config) LogValue() slog.Value {
 
 // Result is the outcome of a successful login.
 type Result struct {
-	Negotiated Negotiated
+	Negotiated iscsi.Negotiated
 	// TSIH assigned by the target (equal to Config.TSIH when that was set).
 	TSIH uint16
 	// StatSN of the last Login Response; the next ExpStatSN is StatSN+1.
@@ -86,7 +87,7 @@ type Result struct {
 
 func (c *Config) validate() error {
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...)
+		return fmt.Errorf("%w: "+format, append([]any{iscsi.ErrConfig}, args...)...)
 	}
 	if c.InitiatorName == "" {
 		return bad("InitiatorName is empty")
@@ -103,7 +104,7 @@ func (c *Config) validate() error {
 		return err
 	}
 	if c.CHAP != nil {
-		if err := c.CHAP.validate(); err != nil {
+		if err := c.CHAP.Validate(); err != nil {
 			return err
 		}
 	}
@@ -114,10 +115,10 @@ func (c *Config) validate() error {
 // (AuthMethod, CHAP), the operational stage, and the transition to the
 // full feature phase.
 //
-// Failures: *LoginError (status class 2/3; errors.Is with ErrAuthentication
-// etc.), *RedirectError (class 1), ErrCHAPReflection, ErrMutualAuth,
-// ErrNoProgress, ErrTextTooLarge, errors wrapping ErrProtocol for a target
-// that breaks RFC 7143, ErrConfig, and transport or context errors.
+// Failures: *iscsi.LoginError (status class 2/3; errors.Is with iscsi.ErrAuthentication
+// etc.), *iscsi.RedirectError (class 1), iscsi.ErrCHAPReflection, iscsi.ErrMutualAuth,
+// iscsi.ErrNoProgress, iscsi.ErrTextTooLarge, errors wrapping iscsi.ErrLoginProtocol for a target
+// that breaks RFC 7143, iscsi.ErrConfig, and transport or context errors.
 func Login(ctx context.Context, t Transport, cfg Config) (*Result, error) {
 	if cfg.Params.isZero() {
 		cfg.Params = DefaultParams()
@@ -196,7 +197,7 @@ func (l *loginRun) run(ctx context.Context) (*Result, error) {
 
 	for round := 0; ; round++ {
 		if round >= maxLoginRounds {
-			return nil, fmt.Errorf("%w: no full feature phase after %d rounds", ErrNoProgress, round)
+			return nil, fmt.Errorf("%w: no full feature phase after %d rounds", iscsi.ErrNoProgress, round)
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -278,13 +279,13 @@ func (l *loginRun) authKey(k, v string) error {
 		case containsStr(l.authOffer, v):
 			l.authMethod = v
 			if v == valNone && l.chap != nil && l.cfg.CHAP.Mutual() {
-				return ErrMutualAuth
+				return iscsi.ErrMutualAuth
 			}
 			return nil
 		case l.chap != nil && l.cfg.CHAP.Mutual():
-			return fmt.Errorf("%w: target answered AuthMethod=%q to our offer CHAP", ErrMutualAuth, truncate(v, 32))
+			return fmt.Errorf("%w: target answered AuthMethod=%q to our offer CHAP", iscsi.ErrMutualAuth, truncate(v, 32))
 		case v == valReject || v == valNotUnderstood || v == valIrrelevant:
-			return fmt.Errorf("%w: target answered AuthMethod=%s to our offer %s", ErrAuthentication, v, joinList(l.authOffer))
+			return fmt.Errorf("%w: target answered AuthMethod=%s to our offer %s", iscsi.ErrAuthentication, v, joinList(l.authOffer))
 		}
 		return protoErr("target chose AuthMethod=%q; we offered %s", truncate(v, 32), joinList(l.authOffer))
 	}
@@ -329,7 +330,7 @@ func (l *loginRun) authStep(targetTransit bool) (send []kv, ready bool, err erro
 	}
 	// No CHAP (or None chosen).
 	if targetTransit && l.authMethod == "" && !containsStr(l.authOffer, valNone) {
-		return nil, false, fmt.Errorf("%w: target skipped authentication", ErrMutualAuth)
+		return nil, false, fmt.Errorf("%w: target skipped authentication", iscsi.ErrMutualAuth)
 	}
 	if l.authMethod == "" && l.chap != nil {
 		return nil, false, nil // AuthMethod answer not seen yet
@@ -411,7 +412,7 @@ func (l *loginRun) exchange(ctx context.Context, csg, nsg pdu.Stage, transit boo
 			return nil, nil, err
 		}
 		if len(acc)+len(resp.Data) > maxLoginText {
-			return nil, nil, fmt.Errorf("%w: more than %d bytes of login text", ErrTextTooLarge, maxLoginText)
+			return nil, nil, fmt.Errorf("%w: more than %d bytes of login text", iscsi.ErrTextTooLarge, maxLoginText)
 		}
 		acc = append(acc, resp.Data...)
 	}
@@ -440,7 +441,7 @@ func splitText(text []byte, n int) [][]byte {
 func (l *loginRun) roundTrip(ctx context.Context, csg, nsg pdu.Stage, transit, cont bool, data []byte) (*pdu.LoginResponse, error) {
 	l.pdus++
 	if l.pdus > maxLoginPDUs {
-		return nil, fmt.Errorf("%w: more than %d Login Requests", ErrNoProgress, maxLoginPDUs)
+		return nil, fmt.Errorf("%w: more than %d Login Requests", iscsi.ErrNoProgress, maxLoginPDUs)
 	}
 	req := &pdu.LoginRequest{
 		Immediate:  true, // RFC 7143 §11.12: always; tgtd rejects a login without it
@@ -486,14 +487,14 @@ func (l *loginRun) roundTrip(ctx context.Context, csg, nsg pdu.Stage, transit, c
 		return nil, protoErr("Login Response ITT 0x%x, want 0x%x", resp.ITT, l.cfg.ITT)
 	}
 	// The status comes first: a failing response may carry any stage.
-	if resp.StatusClass != StatusClassSuccess {
+	if resp.StatusClass != pdu.StatusClassSuccess {
 		return nil, l.statusError(resp, csg)
 	}
 	if resp.ISID != l.cfg.ISID {
 		return nil, protoErr("Login Response ISID %x, want %x", resp.ISID, l.cfg.ISID)
 	}
 	if resp.VersionActive != 0 {
-		return nil, fmt.Errorf("%w: target chose version 0x%02x", ErrUnsupportedVersion, resp.VersionActive)
+		return nil, fmt.Errorf("%w: target chose version 0x%02x", iscsi.ErrUnsupportedVersion, resp.VersionActive)
 	}
 	if resp.CSG != csg {
 		return nil, protoErr("Login Response CSG %v, request was %v", resp.CSG, csg)
@@ -502,7 +503,7 @@ func (l *loginRun) roundTrip(ctx context.Context, csg, nsg pdu.Stage, transit, c
 		return nil, protoErr("Login Response with both T and C")
 	}
 	if len(resp.Data) > maxLoginSegment {
-		return nil, fmt.Errorf("%w: Login Response data segment of %d bytes", ErrTextTooLarge, len(resp.Data))
+		return nil, fmt.Errorf("%w: Login Response data segment of %d bytes", iscsi.ErrTextTooLarge, len(resp.Data))
 	}
 	// ExpStatSN follows the target's StatSN from the first response on.
 	l.expStatSN = resp.StatSN + 1
@@ -510,7 +511,7 @@ func (l *loginRun) roundTrip(ctx context.Context, csg, nsg pdu.Stage, transit, c
 }
 
 func (l *loginRun) statusError(resp *pdu.LoginResponse, csg pdu.Stage) error {
-	if resp.StatusClass == StatusClassRedirection {
+	if resp.StatusClass == pdu.StatusClassRedirection {
 		kvs, err := parseText(resp.Data, maxValueLen)
 		if err != nil {
 			return protoErr("redirect (status 0x%02x%02x) with bad text: %v", resp.StatusClass, resp.StatusDetail, err)
@@ -523,14 +524,14 @@ func (l *loginRun) statusError(resp *pdu.LoginResponse, csg pdu.Stage) error {
 			if err != nil {
 				return err
 			}
-			return &RedirectError{
+			return &iscsi.RedirectError{
 				Address: host, Port: port, PortalGroupTag: tag, HasPortalGroupTag: hasTag,
 				Permanent: resp.StatusDetail == 0x02, Detail: resp.StatusDetail,
 			}
 		}
 		return protoErr("redirect (status 0x01%02x) without TargetAddress", resp.StatusDetail)
 	}
-	return &LoginError{Class: resp.StatusClass, Detail: resp.StatusDetail, Stage: int(csg)}
+	return &iscsi.LoginError{Class: resp.StatusClass, Detail: resp.StatusDetail, Stage: int(csg)}
 }
 
 // logKeys logs the keys at debug level, hiding CHAP values that are

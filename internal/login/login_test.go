@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/pdu"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -131,7 +132,7 @@ func TestLoginDigests(t *testing.T) {
 	tt = newTarget(t)
 	tt.override["HeaderDigest"] = "MD5"
 	_, err = Login(context.Background(), tt, baseConfig())
-	require.ErrorIs(t, err, ErrProtocol)
+	require.ErrorIs(t, err, iscsi.ErrLoginProtocol)
 	assert.Contains(t, err.Error(), "HeaderDigest")
 }
 
@@ -168,12 +169,12 @@ func TestLoginNonLeadingConnection(t *testing.T) {
 	tt = newTarget(t)
 	tt.tsih = 9
 	_, err = Login(context.Background(), tt, cfg)
-	require.ErrorIs(t, err, ErrProtocol)
+	require.ErrorIs(t, err, iscsi.ErrLoginProtocol)
 }
 
 func chapConfig(mutual bool) Config {
 	cfg := baseConfig()
-	cfg.CHAP = &CHAP{User: "user1", Secret: "initiator-secret-1"}
+	cfg.CHAP = &iscsi.CHAP{User: "user1", Secret: "initiator-secret-1"}
 	if mutual {
 		cfg.CHAP.TargetUser = "tuser"
 		cfg.CHAP.TargetSecret = "target-secret-22"
@@ -191,12 +192,12 @@ func chapTarget(t *testing.T, mutual bool) *testTarget {
 }
 
 func TestLoginCHAPOneWay(t *testing.T) {
-	for _, alg := range []CHAPAlgorithm{CHAPMD5, CHAPSHA1, CHAPSHA256, CHAPSHA3256} {
+	for _, alg := range []iscsi.CHAPAlgorithm{iscsi.CHAPMD5, iscsi.CHAPSHA1, iscsi.CHAPSHA256, iscsi.CHAPSHA3256} {
 		t.Run(alg.String(), func(t *testing.T) {
 			tt := chapTarget(t, false)
-			tt.algs = []CHAPAlgorithm{alg}
+			tt.algs = []iscsi.CHAPAlgorithm{alg}
 			cfg := chapConfig(false)
-			cfg.CHAP.Algorithms = []CHAPAlgorithm{CHAPSHA3256, CHAPSHA256, CHAPSHA1, CHAPMD5}
+			cfg.CHAP.Algorithms = []iscsi.CHAPAlgorithm{iscsi.CHAPSHA3256, iscsi.CHAPSHA256, iscsi.CHAPSHA1, iscsi.CHAPMD5}
 			res, err := Login(context.Background(), tt, cfg)
 			require.NoError(t, err)
 			assert.Equal(t, "CHAP", res.Negotiated.AuthMethod)
@@ -217,7 +218,7 @@ func TestLoginCHAPDefaultOrder(t *testing.T) {
 	res, err := Login(context.Background(), tt, chapConfig(false))
 	require.NoError(t, err)
 	assert.Equal(t, "5", tt.sent(1)["CHAP_A"], "MD5 alone by default, as open-iscsi and libiscsi")
-	assert.Equal(t, CHAPMD5, res.Negotiated.CHAPAlgorithm)
+	assert.Equal(t, iscsi.CHAPMD5, res.Negotiated.CHAPAlgorithm)
 }
 
 func TestLoginCHAPTargetWithoutAuth(t *testing.T) {
@@ -237,8 +238,8 @@ func TestLoginCHAPWrongSecret(t *testing.T) {
 	tt := chapTarget(t, false)
 	tt.chapSecret = "some-other-secret"
 	_, err := Login(context.Background(), tt, chapConfig(false))
-	require.ErrorIs(t, err, ErrAuthentication)
-	var le *LoginError
+	require.ErrorIs(t, err, iscsi.ErrAuthentication)
+	var le *iscsi.LoginError
 	require.ErrorAs(t, err, &le)
 	assert.Equal(t, uint16(0x0201), le.Status())
 	assert.False(t, le.Retryable())
@@ -261,25 +262,25 @@ func TestLoginCHAPMutualFailures(t *testing.T) {
 		tt := chapTarget(t, true)
 		tt.wrongMutual = true
 		_, err := Login(context.Background(), tt, chapConfig(true))
-		require.ErrorIs(t, err, ErrMutualAuth)
+		require.ErrorIs(t, err, iscsi.ErrMutualAuth)
 	})
 	t.Run("target sends no answer", func(t *testing.T) {
 		tt := chapTarget(t, true)
 		tt.skipMutual = true
 		_, err := Login(context.Background(), tt, chapConfig(true))
-		require.ErrorIs(t, err, ErrMutualAuth)
+		require.ErrorIs(t, err, iscsi.ErrMutualAuth)
 	})
 	t.Run("wrong target name", func(t *testing.T) {
 		tt := chapTarget(t, true)
 		tt.mutualUser = "impostor"
 		_, err := Login(context.Background(), tt, chapConfig(true))
-		require.ErrorIs(t, err, ErrMutualAuth)
+		require.ErrorIs(t, err, iscsi.ErrMutualAuth)
 	})
 	t.Run("target picks None", func(t *testing.T) {
 		tt := chapTarget(t, true)
 		tt.override["AuthMethod"] = "None"
 		_, err := Login(context.Background(), tt, chapConfig(true))
-		require.ErrorIs(t, err, ErrMutualAuth)
+		require.ErrorIs(t, err, iscsi.ErrMutualAuth)
 	})
 }
 
@@ -292,7 +293,7 @@ func TestLoginCHAPReflection(t *testing.T) {
 	cfg := chapConfig(true)
 	cfg.Rand = bytes.NewReader(stream)
 	_, err := Login(context.Background(), tt, cfg)
-	require.ErrorIs(t, err, ErrCHAPReflection)
+	require.ErrorIs(t, err, iscsi.ErrCHAPReflection)
 	assert.Len(t, tt.reqs, 2, "no CHAP_R sent for a reflected challenge")
 }
 
@@ -302,41 +303,41 @@ func TestLoginStatusErrors(t *testing.T) {
 		want      error
 		retryable bool
 	}{
-		{0x0200, ErrInitiatorError, false},
-		{0x0201, ErrAuthentication, false},
-		{0x0202, ErrAuthorization, false},
-		{0x0203, ErrTargetNotFound, false},
-		{0x0204, ErrTargetRemoved, false},
-		{0x0205, ErrUnsupportedVersion, false},
-		{0x0206, ErrTooManyConnections, false},
-		{0x0207, ErrMissingParameter, false},
-		{0x0208, ErrCantIncludeInSession, false},
-		{0x0209, ErrSessionTypeNotSupported, false},
-		{0x020a, ErrSessionDoesNotExist, false},
-		{0x020b, ErrInvalidDuringLogin, false},
-		{0x0299, ErrInitiatorError, false},
-		{0x0300, ErrTargetError, true},
-		{0x0301, ErrServiceUnavailable, true},
-		{0x0302, ErrOutOfResources, true},
-		{0x0377, ErrTargetError, true},
+		{0x0200, iscsi.ErrInitiatorError, false},
+		{0x0201, iscsi.ErrAuthentication, false},
+		{0x0202, iscsi.ErrAuthorization, false},
+		{0x0203, iscsi.ErrTargetNotFound, false},
+		{0x0204, iscsi.ErrTargetRemoved, false},
+		{0x0205, iscsi.ErrUnsupportedVersion, false},
+		{0x0206, iscsi.ErrTooManyConnections, false},
+		{0x0207, iscsi.ErrMissingParameter, false},
+		{0x0208, iscsi.ErrCantIncludeInSession, false},
+		{0x0209, iscsi.ErrSessionTypeNotSupported, false},
+		{0x020a, iscsi.ErrSessionDoesNotExist, false},
+		{0x020b, iscsi.ErrInvalidDuringLogin, false},
+		{0x0299, iscsi.ErrInitiatorError, false},
+		{0x0300, iscsi.ErrTargetError, true},
+		{0x0301, iscsi.ErrServiceUnavailable, true},
+		{0x0302, iscsi.ErrOutOfResources, true},
+		{0x0377, iscsi.ErrTargetError, true},
 	}
 	for _, c := range cases {
 		tt := newTarget(t)
 		tt.firstStatus = c.status
 		_, err := Login(context.Background(), tt, baseConfig())
 		require.ErrorIs(t, err, c.want, "status 0x%04x", c.status)
-		var le *LoginError
+		var le *iscsi.LoginError
 		require.ErrorAs(t, err, &le)
 		assert.Equal(t, c.status, le.Status())
 		assert.Equal(t, c.retryable, le.Retryable(), "status 0x%04x", c.status)
 		assert.Equal(t, c.retryable, le.Temporary())
 		assert.Contains(t, err.Error(), "security stage")
 	}
-	// A class the RFC does not define is still a *LoginError.
+	// A class the RFC does not define is still a *iscsi.LoginError.
 	tt := newTarget(t)
 	tt.firstStatus = 0x0705
 	_, err := Login(context.Background(), tt, baseConfig())
-	var le *LoginError
+	var le *iscsi.LoginError
 	require.ErrorAs(t, err, &le)
 	assert.Equal(t, uint8(7), le.Class)
 }
@@ -345,26 +346,26 @@ func TestLoginRedirect(t *testing.T) {
 	cases := []struct {
 		status uint16
 		addr   string
-		want   RedirectError
+		want   iscsi.RedirectError
 	}{
-		{0x0101, "[fe80::1]:3261,2", RedirectError{Address: "fe80::1", Port: 3261, PortalGroupTag: 2, HasPortalGroupTag: true, Detail: 1}},
-		{0x0102, "target.example.com", RedirectError{Address: "target.example.com", Port: 3260, Permanent: true, Detail: 2}},
-		{0x0101, "10.0.0.2:3262", RedirectError{Address: "10.0.0.2", Port: 3262, Detail: 1}},
+		{0x0101, "[fe80::1]:3261,2", iscsi.RedirectError{Address: "fe80::1", Port: 3261, PortalGroupTag: 2, HasPortalGroupTag: true, Detail: 1}},
+		{0x0102, "target.example.com", iscsi.RedirectError{Address: "target.example.com", Port: 3260, Permanent: true, Detail: 2}},
+		{0x0101, "10.0.0.2:3262", iscsi.RedirectError{Address: "10.0.0.2", Port: 3262, Detail: 1}},
 	}
 	for _, c := range cases {
 		tt := newTarget(t)
 		tt.firstStatus = c.status
 		tt.statusText = appendText(nil, kv{"TargetAddress", c.addr})
 		_, err := Login(context.Background(), tt, baseConfig())
-		var re *RedirectError
+		var re *iscsi.RedirectError
 		require.ErrorAs(t, err, &re)
 		assert.Equal(t, c.want, *re)
 	}
 	tt := newTarget(t)
 	tt.firstStatus = 0x0101
 	_, err := Login(context.Background(), tt, baseConfig())
-	require.ErrorIs(t, err, ErrProtocol, "redirect without TargetAddress")
-	assert.Equal(t, "[fe80::1]:3261", (&RedirectError{Address: "fe80::1", Port: 3261}).Portal())
+	require.ErrorIs(t, err, iscsi.ErrLoginProtocol, "redirect without TargetAddress")
+	assert.Equal(t, "[fe80::1]:3261", (&iscsi.RedirectError{Address: "fe80::1", Port: 3261}).Portal())
 }
 
 func TestLoginTargetContinuedResponse(t *testing.T) {
@@ -412,7 +413,7 @@ func TestLoginNeverCompletes(t *testing.T) {
 	tt := newTarget(t)
 	tt.neverTransit = true
 	_, err := Login(context.Background(), tt, baseConfig())
-	require.ErrorIs(t, err, ErrNoProgress)
+	require.ErrorIs(t, err, iscsi.ErrNoProgress)
 	assert.LessOrEqual(t, len(tt.reqs), maxLoginRounds)
 }
 
@@ -502,7 +503,7 @@ func TestLoginBadAnswers(t *testing.T) {
 				tt.propose = []kv{{c.key, c.value}}
 			}
 			_, err := Login(context.Background(), tt, baseConfig())
-			require.ErrorIs(t, err, ErrProtocol)
+			require.ErrorIs(t, err, iscsi.ErrLoginProtocol)
 		})
 	}
 }
@@ -511,7 +512,7 @@ func TestLoginRepeatedKey(t *testing.T) {
 	tt := newTarget(t)
 	tt.propose = []kv{{"MaxRecvDataSegmentLength", "8192"}, {"MaxRecvDataSegmentLength", "16384"}}
 	_, err := Login(context.Background(), tt, baseConfig())
-	require.ErrorIs(t, err, ErrProtocol)
+	require.ErrorIs(t, err, iscsi.ErrLoginProtocol)
 	assert.Contains(t, err.Error(), "twice")
 
 	// An identical TargetAlias repeat is tolerated.
@@ -528,7 +529,7 @@ func TestLoginHugeText(t *testing.T) {
 	tt.propose = []kv{{"X-big", strings.Repeat("z", maxValueLen+1)}}
 	tt.chunk = 4096
 	_, err := Login(context.Background(), tt, baseConfig())
-	require.ErrorIs(t, err, ErrTextTooLarge)
+	require.ErrorIs(t, err, iscsi.ErrTextTooLarge)
 
 	// Endless continuation beyond the text bound.
 	tt = newTarget(t)
@@ -539,7 +540,7 @@ func TestLoginHugeText(t *testing.T) {
 	tt.propose = many
 	tt.chunk = 8192
 	_, err = Login(context.Background(), tt, baseConfig())
-	require.ErrorIs(t, err, ErrTextTooLarge)
+	require.ErrorIs(t, err, iscsi.ErrTextTooLarge)
 }
 
 func TestLoginProtocolViolations(t *testing.T) {
@@ -565,14 +566,14 @@ func TestLoginProtocolViolations(t *testing.T) {
 				cfg = chapConfig(false)
 			}
 			_, err := Login(context.Background(), tt, cfg)
-			require.ErrorIs(t, err, ErrProtocol)
+			require.ErrorIs(t, err, iscsi.ErrLoginProtocol)
 		})
 	}
 	t.Run("version", func(t *testing.T) {
 		tt := newTarget(t)
 		tt.hook = func(_ *pdu.LoginRequest, r *pdu.LoginResponse) { r.VersionActive = 1 }
 		_, err := Login(context.Background(), tt, baseConfig())
-		require.ErrorIs(t, err, ErrUnsupportedVersion)
+		require.ErrorIs(t, err, iscsi.ErrUnsupportedVersion)
 	})
 }
 
@@ -586,7 +587,7 @@ func (r *rejectTarget) RecvPDU(ctx context.Context) ([]byte, error) {
 func TestLoginRejectPDU(t *testing.T) {
 	rt := &rejectTarget{*newTarget(t)}
 	_, err := Login(context.Background(), rt, baseConfig())
-	require.ErrorIs(t, err, ErrProtocol)
+	require.ErrorIs(t, err, iscsi.ErrLoginProtocol)
 	assert.Contains(t, err.Error(), "rejected")
 }
 
@@ -594,11 +595,13 @@ func TestLoginConfigErrors(t *testing.T) {
 	cases := map[string]func(c *Config){
 		"no initiator name": func(c *Config) { c.InitiatorName = "" },
 		"bad target name":   func(c *Config) { c.TargetName = "has space" },
-		"short secret":      func(c *Config) { c.CHAP = &CHAP{User: "u", Secret: "short"} },
-		"same secrets":      func(c *Config) { c.CHAP = &CHAP{User: "u", Secret: "same-secret-123", TargetSecret: "same-secret-123"} },
-		"no chap user":      func(c *Config) { c.CHAP = &CHAP{Secret: "long-enough-secret"} },
+		"short secret":      func(c *Config) { c.CHAP = &iscsi.CHAP{User: "u", Secret: "short"} },
+		"same secrets": func(c *Config) {
+			c.CHAP = &iscsi.CHAP{User: "u", Secret: "same-secret-123", TargetSecret: "same-secret-123"}
+		},
+		"no chap user": func(c *Config) { c.CHAP = &iscsi.CHAP{Secret: "long-enough-secret"} },
 		"unknown algorithm": func(c *Config) {
-			c.CHAP = &CHAP{User: "u", Secret: "long-enough-secret", Algorithms: []CHAPAlgorithm{9}}
+			c.CHAP = &iscsi.CHAP{User: "u", Secret: "long-enough-secret", Algorithms: []iscsi.CHAPAlgorithm{9}}
 		},
 		"FirstBurst > Max":  func(c *Config) { c.Params = DefaultParams(); c.Params.FirstBurstLength = c.Params.MaxBurstLength + 1 },
 		"MRDSL too small":   func(c *Config) { c.Params = DefaultParams(); c.Params.MaxRecvDataSegmentLength = 100 },
@@ -612,7 +615,7 @@ func TestLoginConfigErrors(t *testing.T) {
 			mod(&cfg)
 			tt := newTarget(t)
 			_, err := Login(context.Background(), tt, cfg)
-			require.ErrorIs(t, err, ErrConfig)
+			require.ErrorIs(t, err, iscsi.ErrConfig)
 			assert.Empty(t, tt.reqs, "nothing sent")
 		})
 	}
@@ -620,7 +623,7 @@ func TestLoginConfigErrors(t *testing.T) {
 	tt := newTarget(t)
 	tt.chapUser, tt.chapSecret = "u", "short"
 	cfg := baseConfig()
-	cfg.CHAP = &CHAP{User: "u", Secret: "short", AllowShortSecrets: true}
+	cfg.CHAP = &iscsi.CHAP{User: "u", Secret: "short", AllowShortSecrets: true}
 	_, err := Login(context.Background(), tt, cfg)
 	require.NoError(t, err)
 }

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+
+	"github.com/gosan/iscsi"
 )
 
 // negotiator applies keyTable to the operational keys of one login: it
@@ -387,8 +389,8 @@ func (n *negotiator) num(k string) uint32 {
 func (n *negotiator) boolean(k string) bool { return n.value(k) == "Yes" }
 
 // finish computes the negotiated values.
-func (n *negotiator) finish() Negotiated {
-	g := Negotiated{
+func (n *negotiator) finish() iscsi.Negotiated {
+	g := iscsi.Negotiated{
 		SessionType:              "Normal",
 		HeaderDigest:             n.value("HeaderDigest") == valCRC32C,
 		DataDigest:               n.value("DataDigest") == valCRC32C,

@@ -3,6 +3,8 @@ package login
 import (
 	"fmt"
 	"slices"
+
+	"github.com/gosan/iscsi"
 )
 
 // Login stages (CSG/NSG values, RFC 7143 §11.12.3).
@@ -187,58 +189,24 @@ func (p *Params) Validate() error {
 	} {
 		d := keyTable[c.name]
 		if uint64(c.v) < d.min || uint64(c.v) > d.max {
-			return fmt.Errorf("%w: %s=%d outside %d..%d", ErrConfig, c.name, c.v, d.min, d.max)
+			return fmt.Errorf("%w: %s=%d outside %d..%d", iscsi.ErrConfig, c.name, c.v, d.min, d.max)
 		}
 	}
 	if p.FirstBurstLength > p.MaxBurstLength {
-		return fmt.Errorf("%w: FirstBurstLength %d > MaxBurstLength %d", ErrConfig, p.FirstBurstLength, p.MaxBurstLength)
+		return fmt.Errorf("%w: FirstBurstLength %d > MaxBurstLength %d", iscsi.ErrConfig, p.FirstBurstLength, p.MaxBurstLength)
 	}
 	for name, l := range map[string][]string{"HeaderDigest": p.HeaderDigest, "DataDigest": p.DataDigest} {
 		if len(l) == 0 {
-			return fmt.Errorf("%w: %s list is empty", ErrConfig, name)
+			return fmt.Errorf("%w: %s list is empty", iscsi.ErrConfig, name)
 		}
 		for i, v := range l {
 			if v != valNone && v != valCRC32C {
-				return fmt.Errorf("%w: %s value %q (want CRC32C or None)", ErrConfig, name, v)
+				return fmt.Errorf("%w: %s value %q (want CRC32C or None)", iscsi.ErrConfig, name, v)
 			}
 			if slices.Index(l, v) != i {
-				return fmt.Errorf("%w: %s lists %s twice", ErrConfig, name, v)
+				return fmt.Errorf("%w: %s lists %s twice", iscsi.ErrConfig, name, v)
 			}
 		}
 	}
 	return nil
-}
-
-// Negotiated holds the outcome of the login: every operational value in
-// force for the session and connection.
-type Negotiated struct {
-	SessionType   string        // "Normal" or "Discovery"
-	AuthMethod    string        // "CHAP" or "None"
-	CHAPAlgorithm CHAPAlgorithm // 0 unless AuthMethod is CHAP
-
-	HeaderDigest, DataDigest bool // CRC32C in force
-	// MaxRecvDataSegmentLength is ours (what we declared): the largest data
-	// segment the target may send us.
-	MaxRecvDataSegmentLength uint32
-	// MaxXmitDataSegmentLength is the target's declared
-	// MaxRecvDataSegmentLength, or 8192 when it declared none (tgtd): the
-	// largest data segment we may send.
-	MaxXmitDataSegmentLength uint32
-	MaxBurstLength           uint32
-	FirstBurstLength         uint32
-	DefaultTime2Wait         uint32
-	DefaultTime2Retain       uint32
-	MaxOutstandingR2T        uint32
-	MaxConnections           uint32
-	ErrorRecoveryLevel       uint32
-	InitialR2T               bool
-	ImmediateData            bool
-	DataPDUInOrder           bool
-	DataSequenceInOrder      bool
-	IFMarker, OFMarker       bool   // always false: the engine never enables markers
-	TaskReporting            string // "RFC3720" unless the target proposed and we accepted otherwise (never)
-
-	TargetAlias             string
-	TargetPortalGroupTag    uint16
-	HasTargetPortalGroupTag bool
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/pdu"
 )
 
@@ -19,12 +20,12 @@ type testTarget struct {
 	t *testing.T
 
 	// Configuration.
-	chapUser, chapSecret     string          // non-empty: target requires CHAP
-	mutualUser, mutualSecret string          // target's own credentials
-	algs                     []CHAPAlgorithm // default {MD5}
-	digests                  []string        // acceptable digests, default {None}
-	declareMRDSL             string          // "" omits MaxRecvDataSegmentLength (tgtd)
-	lioStyle                 bool            // omit keys our offer fixes, send TPGT/alias first
+	chapUser, chapSecret     string                // non-empty: target requires CHAP
+	mutualUser, mutualSecret string                // target's own credentials
+	algs                     []iscsi.CHAPAlgorithm // default {MD5}
+	digests                  []string              // acceptable digests, default {None}
+	declareMRDSL             string                // "" omits MaxRecvDataSegmentLength (tgtd)
+	lioStyle                 bool                  // omit keys our offer fixes, send TPGT/alias first
 	override                 map[string]string
 	omit                     map[string]bool
 	propose                  []kv   // keys the target proposes in the first operational response
@@ -45,7 +46,7 @@ type testTarget struct {
 	pending  [][]byte
 	statSN   uint32
 	authDone bool
-	alg      CHAPAlgorithm
+	alg      iscsi.CHAPAlgorithm
 	gotCHAPA bool
 	answered map[string]bool
 	proposed bool
@@ -196,12 +197,12 @@ func (tt *testTarget) security(kvs []kv) (out []kv, status uint16, ready bool) {
 	if v, ok := m["CHAP_A"]; ok {
 		algs := tt.algs
 		if algs == nil {
-			algs = []CHAPAlgorithm{CHAPMD5}
+			algs = []iscsi.CHAPAlgorithm{iscsi.CHAPMD5}
 		}
 		for _, s := range strings.Split(v, ",") {
 			n, _ := strconv.Atoi(s)
-			if slices.Contains(algs, CHAPAlgorithm(n)) {
-				tt.alg = CHAPAlgorithm(n)
+			if slices.Contains(algs, iscsi.CHAPAlgorithm(n)) {
+				tt.alg = iscsi.CHAPAlgorithm(n)
 				break
 			}
 		}

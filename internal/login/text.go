@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/gosan/iscsi"
 )
 
 // kv is one key=value pair. (pdu has its own codec for general use; the
@@ -52,7 +54,7 @@ func parseText(b []byte, maxValue int) ([]kv, error) {
 			return nil, protoErr("bad key %q", truncate(key, 64))
 		}
 		if len(item)-eq-1 > maxValue {
-			return nil, fmt.Errorf("%w: value of %s is %d bytes (limit %d)", ErrTextTooLarge, key, len(item)-eq-1, maxValue)
+			return nil, fmt.Errorf("%w: value of %s is %d bytes (limit %d)", iscsi.ErrTextTooLarge, key, len(item)-eq-1, maxValue)
 		}
 		out = append(out, kv{key, string(item[eq+1:])})
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/pdu"
 )
 
@@ -72,7 +73,7 @@ func (x *TextExchange) Text(ctx context.Context, t Transport, text []byte) ([]by
 	var acc []byte
 	for {
 		if len(acc)+len(resp.Data) > maxText {
-			return nil, fmt.Errorf("%w: more than %d bytes of text", ErrTextTooLarge, maxText)
+			return nil, fmt.Errorf("%w: more than %d bytes of text", iscsi.ErrTextTooLarge, maxText)
 		}
 		acc = append(acc, resp.Data...)
 		if resp.Final {
@@ -92,7 +93,7 @@ func (x *TextExchange) Text(ctx context.Context, t Transport, text []byte) ([]by
 func (x *TextExchange) roundTrip(ctx context.Context, t Transport, pdus *int, final, cont bool, ttt uint32, lun uint64, data []byte) (*pdu.TextResponse, error) {
 	*pdus++
 	if *pdus > maxTextPDUs {
-		return nil, fmt.Errorf("%w: more than %d Text Requests", ErrNoProgress, maxTextPDUs)
+		return nil, fmt.Errorf("%w: more than %d Text Requests", iscsi.ErrNoProgress, maxTextPDUs)
 	}
 	req := &pdu.TextRequest{
 		Immediate: x.Immediate,
@@ -113,7 +114,7 @@ func (x *TextExchange) roundTrip(ctx context.Context, t Transport, pdus *int, fi
 	}
 	for others := 0; ; others++ {
 		if others > maxTextPDUs {
-			return nil, fmt.Errorf("%w: too many unrelated PDUs during a text exchange", ErrNoProgress)
+			return nil, fmt.Errorf("%w: too many unrelated PDUs during a text exchange", iscsi.ErrNoProgress)
 		}
 		raw, err := t.RecvPDU(ctx)
 		if err != nil {
@@ -153,7 +154,7 @@ func (x *TextExchange) roundTrip(ctx context.Context, t Transport, pdus *int, fi
 
 // Target is one SendTargets entry.
 type Target struct {
-	Name string
+	TargetName string
 	// Portals lists the target's TargetAddress values. Empty means the
 	// target is reached through the portal the discovery ran on (RFC 7143 Appendix C).
 	Portals []Portal
@@ -198,7 +199,7 @@ func ParseSendTargets(text []byte) ([]Target, error) {
 			if !ok {
 				i = len(out)
 				index[p.Value] = i
-				out = append(out, Target{Name: p.Value})
+				out = append(out, Target{TargetName: p.Value})
 			}
 			cur = i
 		case "TargetAddress":

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/pdu"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -99,9 +100,9 @@ var sendTargetsText = appendText(nil,
 )
 
 var wantTargets = []Target{
-	{Name: "iqn.2024-01.test:a", Portals: []Portal{{"10.0.0.1", 3260, 1}, {"2001:db8::1", 3261, 2}}},
-	{Name: "iqn.2024-01.test:b"},
-	{Name: "iqn.2024-01.test:c", Portals: []Portal{{"host.example", 3260, 0}}},
+	{TargetName: "iqn.2024-01.test:a", Portals: []Portal{{"10.0.0.1", 3260, 1}, {"2001:db8::1", 3261, 2}}},
+	{TargetName: "iqn.2024-01.test:b"},
+	{TargetName: "iqn.2024-01.test:c", Portals: []Portal{{"host.example", 3260, 0}}},
 }
 
 func TestSendTargets(t *testing.T) {
@@ -145,12 +146,12 @@ func TestTextExchangeBounds(t *testing.T) {
 	tt := &textTarget{t: t, text: []byte(strings.Repeat("X-a=b\x00", 100)), chunk: 64, endless: true}
 	x := &TextExchange{ITT: 1, MaxText: 4096}
 	_, err := x.Text(context.Background(), tt, appendText(nil, kv{"SendTargets", "All"}))
-	require.ErrorIs(t, err, ErrTextTooLarge)
+	require.ErrorIs(t, err, iscsi.ErrTextTooLarge)
 
 	tt = &textTarget{t: t, text: []byte("X=y\x00"), chunk: 0, endless: true} // empty, never final
 	x = &TextExchange{ITT: 1}
 	_, err = x.Text(context.Background(), tt, nil)
-	require.ErrorIs(t, err, ErrNoProgress)
+	require.ErrorIs(t, err, iscsi.ErrNoProgress)
 }
 
 func TestTextExchangeLongRequest(t *testing.T) {
@@ -171,14 +172,14 @@ func TestTextExchangeLongRequest(t *testing.T) {
 
 func TestParseSendTargetsErrors(t *testing.T) {
 	_, err := ParseSendTargets(appendText(nil, kv{"TargetAddress", "1.2.3.4"}))
-	require.ErrorIs(t, err, ErrProtocol)
+	require.ErrorIs(t, err, iscsi.ErrLoginProtocol)
 	_, err = ParseSendTargets(appendText(nil, kv{"TargetName", "iqn.x"}, kv{"TargetAddress", "[::1"}))
-	require.ErrorIs(t, err, ErrProtocol)
+	require.ErrorIs(t, err, iscsi.ErrLoginProtocol)
 	_, err = ParseSendTargets([]byte("garbage"))
-	require.ErrorIs(t, err, ErrProtocol)
+	require.ErrorIs(t, err, iscsi.ErrLoginProtocol)
 	got, err := ParseSendTargets(appendText(nil, kv{"TargetName", "iqn.x"}, kv{"TargetName", "iqn.y"}, kv{"TargetName", "iqn.x"}, kv{"TargetAddress", "h,3"}))
 	require.NoError(t, err)
-	assert.Equal(t, []Target{{Name: "iqn.x", Portals: []Portal{{"h", 3260, 3}}}, {Name: "iqn.y"}}, got)
+	assert.Equal(t, []Target{{TargetName: "iqn.x", Portals: []Portal{{"h", 3260, 3}}}, {TargetName: "iqn.y"}}, got)
 }
 
 func TestParseTargetAddress(t *testing.T) {
@@ -208,7 +209,7 @@ func TestParseTargetAddress(t *testing.T) {
 	for _, c := range cases {
 		host, port, tag, hasTag, err := ParseTargetAddress(c.in)
 		if c.bad {
-			assert.ErrorIs(t, err, ErrProtocol, c.in)
+			assert.ErrorIs(t, err, iscsi.ErrLoginProtocol, c.in)
 			continue
 		}
 		require.NoError(t, err, c.in)

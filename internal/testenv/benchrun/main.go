@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command benchrun is `make bench`: it starts tgtd with a LUN on tmpfs, then
 // measures iscsictl bench and libiscsi (fio's libiscsi engine, built from
 // Debian's source package by scripts/fio-libiscsi.sh) against the same LUN in

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package lio is the integration-test harness around LIO, the Linux kernel's
 // iSCSI target, running in a throw-away qemu guest with Debian's stock kernel
 // (package internal/testenv/vmtest). It is the second, independent target the

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package tgtd is the integration-test harness around tgtd, the userspace
 // iSCSI target of the Debian package tgt.
 //

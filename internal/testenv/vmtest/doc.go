@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package vmtest boots a throw-away qemu guest running Debian's stock kernel
 // and runs a static test binary (or a busybox sh script) in it. The machines
 // this project is developed and tested on have no SCSI or iSCSI in their own

@@ -1,4 +1,4 @@
-//go:build vmguest
+//go:build linux && vmguest
 
 package vmtest
 

@@ -16,8 +16,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/internal/iscsinl"
-	"github.com/gosan/iscsi/internal/login"
 	"github.com/gosan/iscsi/pdu"
 )
 
@@ -64,7 +64,7 @@ func TestSessionParams(t *testing.T) {
 }
 
 func TestNegotiatedParams(t *testing.T) {
-	n := login.Negotiated{
+	n := iscsi.Negotiated{
 		HeaderDigest: true, DataDigest: false, MaxRecvDataSegmentLength: 262144, MaxXmitDataSegmentLength: 8192,
 		MaxBurstLength: 16776192, FirstBurstLength: 65536, DefaultTime2Wait: 2, DefaultTime2Retain: 0,
 		MaxOutstandingR2T: 1, ErrorRecoveryLevel: 0, InitialR2T: true, ImmediateData: true,
@@ -146,10 +146,10 @@ func TestAttachErrorIs(t *testing.T) {
 		want []error
 		not  []error
 	}{
-		{&AttachError{Step: stepConnect, Err: syscall.ECONNREFUSED}, []error{ErrUnreachable, syscall.ECONNREFUSED}, []error{ErrLogin, ErrAuthentication}},
-		{&AttachError{Step: stepLogin, Err: &login.LoginError{Class: 2, Detail: 1}}, []error{ErrLogin, ErrAuthentication}, []error{ErrUnreachable, ErrTargetNotFound}},
-		{&AttachError{Step: stepLogin, Err: fmt.Errorf("x: %w", login.ErrMutualAuth)}, []error{ErrAuthentication}, nil},
-		{&AttachError{Step: stepLogin, Err: &login.LoginError{Class: 2, Detail: 3}}, []error{ErrTargetNotFound, ErrLogin}, []error{ErrAuthentication}},
+		{&AttachError{Step: stepConnect, Err: syscall.ECONNREFUSED}, []error{ErrUnreachable, syscall.ECONNREFUSED}, []error{ErrLogin, iscsi.ErrAuthentication}},
+		{&AttachError{Step: stepLogin, Err: &iscsi.LoginError{Class: 2, Detail: 1}}, []error{ErrLogin, iscsi.ErrAuthentication}, []error{ErrUnreachable, iscsi.ErrTargetNotFound}},
+		{&AttachError{Step: stepLogin, Err: fmt.Errorf("x: %w", iscsi.ErrMutualAuth)}, []error{iscsi.ErrMutualAuth, ErrLogin}, []error{iscsi.ErrAuthentication}},
+		{&AttachError{Step: stepLogin, Err: &iscsi.LoginError{Class: 2, Detail: 3}}, []error{iscsi.ErrTargetNotFound, ErrLogin}, []error{iscsi.ErrAuthentication}},
 		{&AttachError{Step: stepCreate, Err: &iscsinl.KernelError{Op: iscsinl.UEventCreateSession, Errno: syscall.EPERM}}, []error{ErrPermission}, []error{ErrLogin}},
 		{&AttachError{Step: stepScan, Err: fmt.Errorf("%w: x", ErrNoDevice)}, []error{ErrNoDevice}, []error{ErrLogin}},
 	} {
@@ -166,17 +166,13 @@ func TestAttachErrorIs(t *testing.T) {
 }
 
 func TestCHAPRedaction(t *testing.T) {
-	c := &CHAP{User: "alice", Secret: "s3cret-0123456", TargetUser: "tgt", TargetSecret: "t-s3cret-0123456"}
-	s := Spec{Portal: "p", Target: "t", CHAP: c}
+	c := &iscsi.CHAP{User: "alice", Secret: "s3cret-0123456", TargetUser: "tgt", TargetSecret: "t-s3cret-0123456"}
+	s := Spec{Portal: "p", TargetName: "t", CHAP: c}
 	for _, out := range []string{fmt.Sprint(c), fmt.Sprintf("%v %+v %#v", c, c, c), s.String(), fmt.Sprintf("%+v", s), c.LogValue().String()} {
 		assert.NotContains(t, out, "s3cret")
 		assert.Contains(t, out, "alice")
 	}
-	assert.Equal(t, "CHAP(none)", (*CHAP)(nil).String())
-	lc := loginCHAP(c)
-	assert.Equal(t, "s3cret-0123456", lc.Secret)
-	assert.True(t, lc.Mutual())
-	assert.Nil(t, loginCHAP(nil))
+	assert.NotContains(t, Spec{Portal: "p", TargetName: "t"}.String(), "s3cret")
 }
 
 func TestHostChecks(t *testing.T) {
@@ -204,11 +200,6 @@ func TestHostChecks(t *testing.T) {
 	others, err := parseNetlinkListeners(strings.NewReader(nl), 4242)
 	require.NoError(t, err)
 	assert.Equal(t, []uint32{777}, others)
-
-	name := filepath.Join(dir, "initiatorname.iscsi")
-	require.NoError(t, os.WriteFile(name, []byte("## comment\nInitiatorName=iqn.1993-08.org.debian:01:abc\n"), 0o644))
-	assert.Equal(t, "iqn.1993-08.org.debian:01:abc", defaultInitiatorName(name))
-	assert.True(t, strings.HasPrefix(defaultInitiatorName(filepath.Join(dir, "missing")), "iqn.2026-11.org.gosan:"))
 }
 
 func FuzzParseNetlinkListeners(f *testing.F) {

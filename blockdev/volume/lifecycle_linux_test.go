@@ -474,3 +474,18 @@ func TestCrashBetweenSteps(t *testing.T) {
 		})
 	}
 }
+
+func TestGlobalPath(t *testing.T) {
+	m, err := NewManager("/var/lib/kubelet/plugins/kubernetes.io", &fakeAttacher{})
+	require.NoError(t, err)
+	p, err := m.GlobalPath(Volume{TargetPortal: "10.0.0.1", IQN: testIQN, LUN: 7})
+	require.NoError(t, err)
+	assert.Equal(t, "/var/lib/kubelet/plugins/kubernetes.io/iscsi/default/10.0.0.1:3260-"+testIQN+"-lun-7", p)
+	_, err = m.GlobalPath(Volume{})
+	assert.Error(t, err)
+	_, err = NewManager("relative", &fakeAttacher{})
+	assert.Error(t, err)
+	_, err = NewManager("/x", nil)
+	assert.Error(t, err)
+	assert.True(t, errors.Is(&ToolMissingError{Tool: "mkfs.xfs", Package: "xfsprogs"}, ErrToolMissing))
+}

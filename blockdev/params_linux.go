@@ -5,8 +5,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/internal/iscsinl"
-	"github.com/gosan/iscsi/internal/login"
 )
 
 // paramValue is one SET_PARAM. Optional ones may be refused by a kernel
@@ -84,7 +84,7 @@ func sessionParams(c sessionConfig) []paramValue {
 // START_CONN (iscsid's iscsi_session_set_neg_params): the outcome of the
 // negotiation, markers off, and ExpStatSN = StatSN of the last Login
 // Response + 1.
-func negotiatedParams(n login.Negotiated, statSN uint32) []paramValue {
+func negotiatedParams(n iscsi.Negotiated, statSN uint32) []paramValue {
 	u := func(v uint32) string { return strconv.FormatUint(uint64(v), 10) }
 	ps := []paramValue{
 		{Param: iscsinl.ParamMaxRecvDLength, Value: u(n.MaxRecvDataSegmentLength)},

@@ -134,7 +134,7 @@ func (k *Kernel) reconnectOnce(ctx context.Context, s *session) error {
 	fd, err := dialTCP(cctx, addr, netdev)
 	cancel()
 	if err != nil {
-		return &AttachError{Step: stepConnect, Portal: addr.String(), Target: s.cfg.TargetName, Err: err}
+		return &AttachError{Step: stepConnect, Portal: addr.String(), TargetName: s.cfg.TargetName, Err: err}
 	}
 	s.mu.Lock()
 	s.closeFD()
@@ -152,7 +152,7 @@ func (k *Kernel) reconnectOnce(ctx context.Context, s *session) error {
 			s.fd = -1
 		}
 		s.mu.Unlock()
-		return &AttachError{Step: step, Portal: addr.String(), Target: s.cfg.TargetName, Err: err}
+		return &AttachError{Step: step, Portal: addr.String(), TargetName: s.cfg.TargetName, Err: err}
 	}
 	return nil
 }
@@ -210,7 +210,7 @@ func (k *Kernel) adoptAll(ctx context.Context) {
 			k.log.Warn("blockdev: session not supervised: bad portal in sysfs", "sid", info.SID, "portal", info.Portal, "err", err)
 			continue
 		}
-		spec := Spec{Portal: info.Portal, Target: info.TargetName, Iface: info.Iface, InitiatorName: info.InitiatorName}
+		spec := Spec{Portal: info.Portal, TargetName: info.TargetName, Iface: info.Iface, InitiatorName: info.InitiatorName}
 		if k.opts.Credentials != nil {
 			spec.CHAP = k.opts.Credentials(info.TargetName, info.Portal)
 		}

@@ -28,8 +28,8 @@ func TestIscsictlAgainstLIO(t *testing.T) {
 		code, out, errs := ctl(t, nil, nil, "discover", "--json", "iscsi://"+f.Portal)
 		require.Equal(t, 0, code, errs)
 		var got []struct {
-			Name    string `json:"name"`
-			Portals []struct {
+			TargetName string `json:"target_name"`
+			Portals    []struct {
 				Address string `json:"address"`
 				Port    int    `json:"port"`
 			} `json:"portals"`
@@ -38,7 +38,7 @@ func TestIscsictlAgainstLIO(t *testing.T) {
 		// LIO lists every target to every initiator, the ACL target too.
 		assert.Len(t, got, len(f.Targets()))
 		for _, tg := range got {
-			require.Len(t, tg.Portals, 1, tg.Name)
+			require.Len(t, tg.Portals, 1, tg.TargetName)
 			assert.Equal(t, f.AdvertisedPortal, fmt.Sprintf("%s:%d", tg.Portals[0].Address, tg.Portals[0].Port))
 		}
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -175,17 +176,17 @@ func TestSysfsDevices(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(64<<20), size)
 
-	require.NoError(t, f.sys().ScanLUN(5, 3))
+	require.NoError(t, f.sys().scanLUN(5, 3))
 	b, err := os.ReadFile(filepath.Join(f.root, "class/scsi_host/host5/scan"))
 	require.NoError(t, err)
 	assert.Equal(t, "0 0 3", string(b), "only the requested LUN is scanned")
-	assert.Error(t, f.sys().ScanLUN(6, 3), "no such host")
+	assert.Error(t, f.sys().scanLUN(6, 3), "no such host")
 
-	require.NoError(t, f.sys().DeleteBlock("sdb"))
+	require.NoError(t, f.sys().deleteBlock("sdb"))
 	b, err = os.ReadFile(filepath.Join(f.root, "block/sdb/device/delete"))
 	require.NoError(t, err)
 	assert.Equal(t, "1", string(b))
-	require.NoError(t, f.sys().DeleteBlock("sdz"), "a gone device is not an error")
+	require.NoError(t, f.sys().deleteBlock("sdz"), "a gone device is not an error")
 	assert.True(t, f.sys().BlockExists("sdc"))
 	assert.False(t, f.sys().BlockExists("sdz"))
 }
@@ -244,4 +245,48 @@ func TestWaitFor(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	assert.ErrorIs(t, waitFor(ctx, time.Millisecond, func() (bool, error) { return false, nil }), context.DeadlineExceeded)
+}
+
+// The sysfs writes run under the lock Attach and Detach take for the
+// session: DeleteDevice waits while an Attach (or Detach) of the same
+// session holds it, and refuses a block device of no iSCSI session.
+func TestDeleteDeviceTakesTheSessionLock(t *testing.T) {
+	f := newFakeSysfs(t)
+	f.addSession(fakeSession{sid: 4, host: 5, target: "iqn.t:a", addr: "10.0.0.1", port: "3260", iface: "default", state: "LOGGED_IN"})
+	f.addDevice(5, 4, 1, "sdb")
+	require.NoError(t, os.MkdirAll(filepath.Join(f.root, "block", "sda"), 0o755)) // a local disk
+	k := &Kernel{sys: f.sys(), log: slog.New(slog.DiscardHandler), sessions: map[uint32]*session{}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	info, err := f.sys().sessionOfBlock("sdb")
+	require.NoError(t, err)
+	require.NotNil(t, info)
+	assert.Equal(t, uint32(4), info.SID)
+	// The key an Attach of iscsi://10.0.0.1/iqn.t:a/1 takes.
+	unlock, err := k.lock(ctx, sessionKey("10.0.0.1:3260", "iqn.t:a", ""))
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- k.DeleteDevice(ctx, "/dev/sdb") }()
+	time.Sleep(100 * time.Millisecond)
+	deleteAttr := filepath.Join(f.root, "block/sdb/device/delete")
+	b, err := os.ReadFile(deleteAttr)
+	require.NoError(t, err)
+	assert.Equal(t, "\n", string(b), "nothing written while the session is locked")
+	select {
+	case err := <-done:
+		t.Fatalf("DeleteDevice returned while the session was locked: %v", err)
+	default:
+	}
+	unlock()
+	require.Eventually(t, func() bool {
+		b, _ := os.ReadFile(deleteAttr)
+		return string(b) == "1"
+	}, 5*time.Second, 10*time.Millisecond)
+	require.NoError(t, os.RemoveAll(filepath.Join(f.root, "block/sdb"))) // what the kernel does
+	require.NoError(t, <-done)
+
+	err = k.DeleteDevice(ctx, "/dev/sda")
+	require.ErrorIs(t, err, ErrNoSession, "a disk of no iSCSI session is not deleted")
+	require.NoError(t, k.DeleteDevice(ctx, "/dev/sdz"), "a gone device is not an error")
 }

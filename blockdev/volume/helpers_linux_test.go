@@ -220,15 +220,15 @@ func newFakeAttacher(t *testing.T, size int64) *fakeAttacher {
 func (f *fakeAttacher) Attach(ctx context.Context, spec AttachSpec) (Device, error) {
 	f.mu.Lock()
 	f.specs = append(f.specs, spec)
-	f.inflight[spec.IQN]++
+	f.inflight[spec.TargetName]++
 	f.inflightAll++
-	f.maxInflight[spec.IQN] = max(f.maxInflight[spec.IQN], f.inflight[spec.IQN])
+	f.maxInflight[spec.TargetName] = max(f.maxInflight[spec.TargetName], f.inflight[spec.TargetName])
 	f.maxAll = max(f.maxAll, f.inflightAll)
 	failErr := f.failPortal[spec.Portal]
 	f.mu.Unlock()
 	defer func() {
 		f.mu.Lock()
-		f.inflight[spec.IQN]--
+		f.inflight[spec.TargetName]--
 		f.inflightAll--
 		f.mu.Unlock()
 	}()
@@ -253,7 +253,7 @@ func (f *fakeAttacher) Attach(ctx context.Context, spec AttachSpec) (Device, err
 	if d, ok := s.devs[spec.LUN]; ok {
 		return d, nil
 	}
-	backing := filepath.Join(f.dir, fmt.Sprintf("%s-lun%d.img", strings.ReplaceAll(spec.IQN, ":", "_"), spec.LUN))
+	backing := filepath.Join(f.dir, fmt.Sprintf("%s-lun%d.img", strings.ReplaceAll(spec.TargetName, ":", "_"), spec.LUN))
 	if _, err := os.Stat(backing); errors.Is(err, os.ErrNotExist) {
 		fh, err := os.Create(backing)
 		if err != nil {

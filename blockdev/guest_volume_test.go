@@ -1,9 +1,8 @@
 //go:build vmguest
 
-package blockdev
+package blockdev_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,12 +16,17 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/gosan/iscsi/blockdev"
 	"github.com/gosan/iscsi/blockdev/volume"
+	"github.com/gosan/iscsi/internal/testenv/tgtd"
 )
 
-// Guest side of vm_more_test.go and bench_attach_test.go: volumes sharing
-// one session, several portals per volume (with and without a dm-multipath
-// map), and the attach/detach timings against open-iscsi's iscsistart.
+// The volume lifecycle on real iSCSI disks. These tests are in package
+// blockdev_test because blockdev/volume imports blockdev (the mount layer
+// depends on the kernel binding, not the reverse); the guest helpers come
+// from export_vmguest_test.go. Guest side of vm_more_test.go (volumes
+// sharing one session, several portals per volume with and without a
+// dm-multipath map) and of TestKernelVolumeLifecycle.
 
 // dropCaches makes the next read of a file come from the device.
 func dropCaches(t *testing.T) {
@@ -45,7 +49,7 @@ func watchSessions(iqn string) *sessionWatch {
 		tk := time.NewTicker(10 * time.Millisecond)
 		defer tk.Stop()
 		for {
-			all, _ := Sysfs{}.Sessions()
+			all, _ := blockdev.Sysfs{}.Sessions()
 			n := int32(0)
 			for _, s := range all {
 				if s.TargetName == iqn {
@@ -75,12 +79,12 @@ func (w *sessionWatch) Stop() int {
 // staged and unstaged by two goroutines at once share one session; the
 // first unstage does not log it out under the second volume.
 func TestGuestSharedTarget(t *testing.T) {
-	e := loadEnv(t)
+	e := blockdev.LoadEnv(t)
 	fix := e.Fixture
-	k := openKernel(t)
-	ctx := guestCtx(t, 5*time.Minute)
+	k := blockdev.OpenKernel(t)
+	ctx := blockdev.GuestCtx(t, 5*time.Minute)
 	root := t.TempDir()
-	m, err := volume.NewManager(root, k.Attacher())
+	m, err := volume.NewManager(root, volume.KernelAttacher(k))
 	require.NoError(t, err)
 	iqn := fix.MultiLUN.IQN
 	vol := func(lun int32) volume.Volume {
@@ -125,7 +129,7 @@ func TestGuestSharedTarget(t *testing.T) {
 					}
 					<-firstOut
 					// The session survived the first unstage.
-					all := sessionsFor(t, iqn)
+					all := blockdev.SessionsFor(t, iqn)
 					if len(all) != 1 || int(all[0].SID) != st.Devices[0].SessionID || all[0].State != "LOGGED_IN" {
 						return fmt.Errorf("after the first unstage: sessions %+v, want session %d LOGGED_IN", all, st.Devices[0].SessionID)
 					}
@@ -148,8 +152,8 @@ func TestGuestSharedTarget(t *testing.T) {
 		}
 		assert.Equal(t, 1, maxSess, "at most one session to the target at any time")
 		assert.Equal(t, sids[0], sids[1], "both volumes on one session")
-		assert.Empty(t, sessionsFor(t, iqn), "session gone after both unstaged")
-		requireNoSessions(t)
+		assert.Empty(t, blockdev.SessionsFor(t, iqn), "session gone after both unstaged")
+		blockdev.RequireNoSessions(t)
 	})
 
 	t.Run("free-running", func(t *testing.T) {
@@ -192,7 +196,7 @@ func TestGuestSharedTarget(t *testing.T) {
 			require.NoError(t, err, "goroutine of LUN %d", i+1)
 		}
 		assert.LessOrEqual(t, maxSess, 1, "never two sessions to one target")
-		requireNoSessions(t)
+		blockdev.RequireNoSessions(t)
 	})
 }
 
@@ -213,14 +217,14 @@ func devNum(t *testing.T, path string) string {
 
 // TestGuestMultiPortal: one volume over two portals of one target.
 func TestGuestMultiPortal(t *testing.T) {
-	e := loadEnv(t)
+	e := blockdev.LoadEnv(t)
 	fix := e.Fixture
 	p2 := guestPortal2(t)
 	require.NotEqual(t, fix.Portal, p2)
-	k := openKernel(t)
-	ctx := guestCtx(t, 5*time.Minute)
+	k := blockdev.OpenKernel(t)
+	ctx := blockdev.GuestCtx(t, 5*time.Minute)
 	root := t.TempDir()
-	m, err := volume.NewManager(root, k.Attacher())
+	m, err := volume.NewManager(root, volume.KernelAttacher(k))
 	require.NoError(t, err)
 	iqn := fix.Plain.IQN
 	v := volume.Volume{TargetPortal: fix.Portal, Portals: []string{p2}, IQN: iqn, LUN: 1, FSType: "ext4"}
@@ -240,7 +244,7 @@ func TestGuestMultiPortal(t *testing.T) {
 		assert.Equal(t, d1.Path, st.DevicePath, "without dm-multipath the first path is used")
 		assert.Equal(t, fix.Portal, d1.Portal)
 		assert.Equal(t, p2, d2.Portal, "the other path is reported")
-		sess := sessionsFor(t, iqn)
+		sess := blockdev.SessionsFor(t, iqn)
 		require.Len(t, sess, 2)
 		portals := []string{sess[0].Portal, sess[1].Portal}
 		assert.ElementsMatch(t, []string{fix.Portal, p2}, portals)
@@ -252,10 +256,10 @@ func TestGuestMultiPortal(t *testing.T) {
 		require.NoError(t, m.Unstage(ctx, st.GlobalPath))
 		for _, d := range st.Devices {
 			assert.NoFileExists(t, d.Path)
-			assert.False(t, Sysfs{}.BlockExists(blockName(d.Path)), "%s still in sysfs", d.Path)
+			assert.False(t, blockdev.Sysfs{}.BlockExists(blockName(d.Path)), "%s still in sysfs", d.Path)
 		}
-		assert.Empty(t, sessionsFor(t, iqn), "both sessions logged out")
-		requireNoSessions(t)
+		assert.Empty(t, blockdev.SessionsFor(t, iqn), "both sessions logged out")
+		blockdev.RequireNoSessions(t)
 	})
 
 	t.Run("dm-multipath", func(t *testing.T) {
@@ -266,9 +270,9 @@ func TestGuestMultiPortal(t *testing.T) {
 		// What multipathd would do on the uevents of the two paths: a
 		// multipath map over both, uuid "mpath-<wwid>". Build it by hand
 		// from attached paths, then stage: the Manager must use it.
-		a, err := k.Attach(ctx, Spec{Portal: fix.Portal, Target: iqn, LUN: 1})
+		a, err := k.Attach(ctx, blockdev.Spec{Portal: fix.Portal, TargetName: iqn, LUN: 1})
 		require.NoError(t, err)
-		b, err := k.Attach(ctx, Spec{Portal: p2, Target: iqn, LUN: 1})
+		b, err := k.Attach(ctx, blockdev.Spec{Portal: p2, TargetName: iqn, LUN: 1})
 		require.NoError(t, err)
 		require.NotEqual(t, a.Path, b.Path)
 		sectors := a.Size / 512
@@ -290,7 +294,7 @@ func TestGuestMultiPortal(t *testing.T) {
 		assert.Equal(t, a.Path, st.Devices[0].Path, "the existing paths are reused")
 		assert.Equal(t, b.Path, st.Devices[1].Path)
 		assert.False(t, st.Formatted, "the filesystem from the no-dm run is found through dm")
-		assert.Len(t, sessionsFor(t, iqn), 2)
+		assert.Len(t, blockdev.SessionsFor(t, iqn), 2)
 		dropCaches(t)
 		got, err := os.ReadFile(filepath.Join(st.GlobalPath, "f.txt"))
 		require.NoError(t, err, "file written through the first path, read through dm")
@@ -298,11 +302,11 @@ func TestGuestMultiPortal(t *testing.T) {
 		require.NoError(t, os.WriteFile(filepath.Join(st.GlobalPath, "dm.txt"), []byte(content), 0o644))
 
 		require.NoError(t, m.Unstage(ctx, st.GlobalPath))
-		assert.False(t, Sysfs{}.BlockExists(blockName(dm)), "dm map removed")
+		assert.False(t, blockdev.Sysfs{}.BlockExists(blockName(dm)), "dm map removed")
 		assert.NoFileExists(t, a.Path)
 		assert.NoFileExists(t, b.Path)
-		assert.Empty(t, sessionsFor(t, iqn))
-		requireNoSessions(t)
+		assert.Empty(t, blockdev.SessionsFor(t, iqn))
+		blockdev.RequireNoSessions(t)
 
 		// The data went to the LUN: stage again on one path only.
 		one := volume.Volume{TargetPortal: p2, IQN: iqn, LUN: 1, FSType: "ext4"}
@@ -312,144 +316,56 @@ func TestGuestMultiPortal(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, content, string(got))
 		require.NoError(t, m.Unstage(ctx, st.GlobalPath))
-		requireNoSessions(t)
+		blockdev.RequireNoSessions(t)
 	})
 }
 
-// benchSample is one attach/detach measurement.
-type benchSample struct {
-	Attach, Detach time.Duration
-	// Exit: iscsistart only, from exec to the process's exit.
-	Exit time.Duration
-}
-
-// waitDisk polls sysfs (every 5 ms, as Kernel.Attach's own wait) until
-// target's LUN lun has a block device with a node and a known capacity:
-// Attach's notion of "ready".
-// sessionSeen is set to the time the session first shows in sysfs.
-func waitDisk(ctx context.Context, iqn string, lun uint64, sessionSeen *time.Time) (*SessionInfo, string, error) {
-	tk := time.NewTicker(5 * time.Millisecond)
-	defer tk.Stop()
-	for {
-		all, _ := Sysfs{}.Sessions()
-		for _, s := range all {
-			if s.TargetName != iqn {
-				continue
-			}
-			if sessionSeen.IsZero() && s.State == "LOGGED_IN" {
-				*sessionSeen = time.Now()
-			}
-			d, err := Sysfs{}.DeviceForLUN(s.SID, lun)
-			if err != nil || d == nil || d.Block == "" {
-				continue
-			}
-			if _, err := os.Stat("/dev/" + d.Block); err != nil {
-				continue
-			}
-			if n, err := (Sysfs{}).BlockSize(d.Block); err == nil && n > 0 {
-				s := s
-				return &s, d.Block, nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil, "", fmt.Errorf("no block device for %s LUN %d: %w", iqn, lun, ctx.Err())
-		case <-tk.C:
-		}
-	}
-}
-
-// TestGuestBenchAttach times attach (login to block device ready) and
-// detach, BD_BENCH_RUNS times each (default 5, alternating), for this
-// package and for open-iscsi's iscsistart (copied into the guest by
-// BenchmarkAttachIscsistart). It prints one "BENCH <tool> <i> ..." line per
-// run; the host side computes the medians.
-func TestGuestBenchAttach(t *testing.T) {
-	e := loadEnv(t)
+func TestGuestVolumeLifecycle(t *testing.T) {
+	e := blockdev.LoadEnv(t)
 	fix := e.Fixture
-	iscsistart, err := exec.LookPath("iscsistart")
-	require.NoError(t, err, "iscsistart is not in the guest: install open-iscsi on the host (apt-get install -y open-iscsi)")
-	runs := 5
-	if s := os.Getenv("BD_BENCH_RUNS"); s != "" {
-		_, err := fmt.Sscan(s, &runs)
-		require.NoError(t, err)
-	}
-	const initiator = "iqn.2026-11.org.gosan.test:guest"
-	k := openKernel(t)
-	ctx := guestCtx(t, 10*time.Minute)
-	iqn := fix.Plain.IQN
-	host, port, ok := strings.Cut(fix.Portal, ":")
-	require.True(t, ok, fix.Portal)
+	k := blockdev.OpenKernel(t)
+	ctx := blockdev.GuestCtx(t, 4*time.Minute)
+	for _, fs := range []string{"ext4", "xfs"} {
+		t.Run(fs, func(t *testing.T) {
+			root := t.TempDir()
+			m, err := volume.NewManager(root, volume.KernelAttacher(k))
+			require.NoError(t, err)
+			tgt := fix.CHAP // ext4 over a CHAP session
+			if fs == "xfs" {
+				require.NotEmpty(t, e.XFSIQN)
+				tgt = tgtd.FixtureTarget{IQN: e.XFSIQN}
+			}
+			v := volume.Volume{TargetPortal: fix.Portal, IQN: tgt.IQN, LUN: 1, FSType: fs}
+			if tgt.User != "" {
+				v.SessionCHAPAuth = true
+				v.Secrets = volume.Secrets{volume.SecretSessionUser: tgt.User, volume.SecretSessionPassword: tgt.Secret}
+			}
+			st, err := m.Stage(ctx, v)
+			require.NoError(t, err)
+			assert.True(t, st.Formatted, "a blank LUN is formatted")
+			t.Logf("staged %s on %s (%s)", st.GlobalPath, st.DevicePath, st.FSType)
+			gp, err := m.GlobalPath(v)
+			require.NoError(t, err)
+			p1, p2 := filepath.Join(root, "pod1"), filepath.Join(root, "pod2")
+			require.NoError(t, m.Publish(ctx, v, p1, volume.PublishOptions{}))
+			require.NoError(t, m.Publish(ctx, v, p2, volume.PublishOptions{}))
+			require.NoError(t, os.WriteFile(filepath.Join(p1, "hello.txt"), []byte("hello "+fs), 0o644))
+			b, err := os.ReadFile(filepath.Join(p2, "hello.txt"))
+			require.NoError(t, err)
+			assert.Equal(t, "hello "+fs, string(b))
+			require.NoError(t, m.Unpublish(ctx, p1))
+			require.NoError(t, m.Unpublish(ctx, p2))
+			require.NoError(t, m.Unstage(ctx, gp))
+			blockdev.RequireNoSessions(t)
 
-	lib := func(i int) benchSample {
-		t0 := time.Now()
-		d, err := k.Attach(ctx, Spec{Portal: fix.Portal, Target: iqn, LUN: 1, InitiatorName: initiator})
-		require.NoError(t, err)
-		att := time.Since(t0)
-		require.True(t, d.NewSession)
-		require.Equal(t, fix.Plain.LUNs[0].Size, d.Size)
-		t0 = time.Now()
-		require.NoError(t, k.Detach(ctx, d))
-		det := time.Since(t0)
-		require.Empty(t, sessionsFor(t, iqn))
-		fmt.Printf("BENCH lib %d attach_us=%d detach_us=%d login_us=%d device_us=%d\n",
-			i, att.Microseconds(), det.Microseconds(), d.LoginTime.Microseconds(), d.DeviceTime.Microseconds())
-		return benchSample{Attach: att, Detach: det}
+			st2, err := m.Stage(ctx, v)
+			require.NoError(t, err)
+			assert.False(t, st2.Formatted, "no reformat")
+			b, err = os.ReadFile(filepath.Join(gp, "hello.txt"))
+			require.NoError(t, err, "the file survives: no reformat")
+			assert.Equal(t, "hello "+fs, string(b))
+			require.NoError(t, m.Unstage(ctx, gp))
+			blockdev.RequireNoSessions(t)
+		})
 	}
-	ist := func(i int) benchSample {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(cctx, iscsistart, "-i", initiator, "-t", iqn, "-g", "1", "-a", host, "-p", port)
-		var out strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &out
-		t0 := time.Now()
-		require.NoError(t, cmd.Start())
-		exited := make(chan error, 1)
-		var exitAt time.Duration
-		go func() { err := cmd.Wait(); exitAt = time.Since(t0); exited <- err }()
-		var seen time.Time
-		si, blk, err := waitDisk(cctx, iqn, 1, &seen)
-		att := time.Since(t0)
-		sessAt := seen.Sub(t0)
-		require.NoError(t, err, "iscsistart output: %s", out.String())
-		require.NoError(t, <-exited, "iscsistart: %s", out.String())
-		// Detach what iscsistart attached: it has no logout of its own, so
-		// this is the same sequence as Kernel.Detach (flush + delete the
-		// device, then the logout of a session another process created).
-		t0 = time.Now()
-		require.NoError(t, k.DeleteDevice(ctx, "/dev/"+blk))
-		require.NoError(t, k.LogoutSession(ctx, si.SID))
-		det := time.Since(t0)
-		require.Empty(t, sessionsFor(t, iqn))
-		fmt.Printf("BENCH iscsistart %d attach_us=%d detach_us=%d exit_us=%d session_us=%d\n",
-			i, att.Microseconds(), det.Microseconds(), exitAt.Microseconds(), sessAt.Microseconds())
-		if i == 0 {
-			t.Logf("iscsistart output: %s", strings.TrimSpace(out.String()))
-		}
-		return benchSample{Attach: att, Detach: det, Exit: exitAt}
-	}
-
-	// One untimed round each: page cache, first-use costs in both tools.
-	lib(-1)
-	ist(-1)
-	var ls, is []benchSample
-	for i := 0; i < runs; i++ {
-		ls = append(ls, lib(i))
-		is = append(is, ist(i))
-	}
-	med := func(s []benchSample, f func(benchSample) time.Duration) time.Duration {
-		d := make([]time.Duration, len(s))
-		for i := range s {
-			d[i] = f(s[i])
-		}
-		return median(d)
-	}
-	la, ld := med(ls, func(s benchSample) time.Duration { return s.Attach }), med(ls, func(s benchSample) time.Duration { return s.Detach })
-	ia, id := med(is, func(s benchSample) time.Duration { return s.Attach }), med(is, func(s benchSample) time.Duration { return s.Detach })
-	ie := med(is, func(s benchSample) time.Duration { return s.Exit })
-	fmt.Printf("BENCH-MEDIAN runs=%d lib_attach_us=%d lib_detach_us=%d iscsistart_attach_us=%d iscsistart_detach_us=%d iscsistart_exit_us=%d\n",
-		runs, la.Microseconds(), ld.Microseconds(), ia.Microseconds(), id.Microseconds(), ie.Microseconds())
-	t.Logf("medians of %d: attach lib %v, iscsistart %v (exit %v), ratio lib/iscsistart %.2f; detach lib %v, iscsistart+delete+LogoutSession %v",
-		runs, la, ia, ie, float64(la)/float64(ia), ld, id)
-	requireNoSessions(t)
 }

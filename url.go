@@ -1,13 +1,4 @@
-// Package iscsiurl parses the iSCSI URL form that libiscsi and qemu use:
-//
-//	iscsi://[user[%secret]@]host[:port]/target-iqn/lun[?target_user=U&target_password=P&header_digest=crc32c&data_digest=crc32c]
-//
-// Users of libiscsi and qemu already know it, so examples/iscsictl and
-// examples/quickstart take addresses in this form. Secrets may also come from
-// the environment (LIBISCSI_CHAP_USERNAME, LIBISCSI_CHAP_PASSWORD,
-// LIBISCSI_CHAP_TARGET_USERNAME, LIBISCSI_CHAP_TARGET_PASSWORD) so they stay
-// off the command line; see ApplyEnv.
-package iscsiurl
+package iscsi
 
 import (
 	"errors"
@@ -20,51 +11,54 @@ import (
 	"github.com/gosan/iscsi/internal/portal"
 )
 
-// DefaultPort is the IANA iSCSI port.
-const DefaultPort = portal.DefaultPort
-
-// URL is a parsed iSCSI URL. Secrets are never printed by String or %v.
+// URL is an address in the iSCSI URL form that libiscsi and qemu use:
+//
+//	iscsi://[user[%secret]@]host[:port]/target-name/lun[?target_user=U&target_password=P&header_digest=crc32c&data_digest=crc32c]
+//
+// ParseURL reads it. String and %v never print the secrets.
 type URL struct {
-	Host   string // host name or address, without brackets
-	Port   int
-	Target string // target IQN; empty for a portal-only URL (discovery)
-	LUN    uint64
-	HasLUN bool
+	Host       string // host name or address, without brackets
+	Port       int    // DefaultPort when the URL names none
+	TargetName string // target IQN; empty for a portal-only URL (discovery)
+	LUN        uint64
+	HasLUN     bool
 
-	User, Secret             string // CHAP: the target checks us
-	TargetUser, TargetSecret string // mutual CHAP: we check the target
+	// CHAP holds the credentials of the URL: User and Secret from the
+	// user part, TargetUser and TargetSecret from the target_user and
+	// target_password arguments. CHAP.User is empty when the URL names
+	// none (log in without CHAP).
+	CHAP CHAP
 
-	HeaderDigest, DataDigest bool
+	HeaderDigest, DataDigest bool // header_digest, data_digest = crc32c
 }
 
-// Error is returned for a URL that cannot be parsed. It never contains secrets.
-type Error struct {
+// URLError is returned for a URL that cannot be parsed. It never contains
+// secrets.
+type URLError struct {
 	Reason string
 }
 
-func (e *Error) Error() string { return "iscsi url: " + e.Reason }
+func (e *URLError) Error() string { return "iscsi url: " + e.Reason }
 
-// ErrNoTarget is returned by Parse with RequireTarget when the URL names no target.
-var ErrNoTarget = errors.New("iscsi url: no target IQN in URL")
-
-// Portal returns host:port with IPv6 addresses in brackets.
+// Portal returns host:port with IPv6 addresses in brackets: the form
+// initiator.Dial and blockdev.Spec take.
 func (u *URL) Portal() string { return net.JoinHostPort(u.Host, strconv.Itoa(u.Port)) }
 
 // String returns the URL with any secret replaced by "xxxxx".
 func (u URL) String() string {
 	var b strings.Builder
 	b.WriteString("iscsi://")
-	if u.User != "" {
-		b.WriteString(url.PathEscape(u.User))
-		if u.Secret != "" {
+	if u.CHAP.User != "" {
+		b.WriteString(url.PathEscape(u.CHAP.User))
+		if u.CHAP.Secret != "" {
 			b.WriteString("%xxxxx")
 		}
 		b.WriteByte('@')
 	}
 	b.WriteString(u.Portal())
-	if u.Target != "" {
+	if u.TargetName != "" {
 		b.WriteByte('/')
-		b.WriteString(u.Target)
+		b.WriteString(u.TargetName)
 		if u.HasLUN {
 			b.WriteByte('/')
 			b.WriteString(strconv.FormatUint(u.LUN, 10))
@@ -74,14 +68,15 @@ func (u URL) String() string {
 }
 
 // GoString hides secrets from %#v as String does.
-func (u URL) GoString() string { return "iscsiurl.URL(" + u.String() + ")" }
+func (u URL) GoString() string { return "iscsi.URL(" + u.String() + ")" }
 
-// Parse parses an iscsi:// URL. A URL with only a portal (for discovery) is
-// valid; callers that need a target or a LUN check Target and HasLUN.
-func Parse(raw string) (*URL, error) {
+// ParseURL parses an iscsi:// URL. A URL with only a portal (for
+// discovery) is valid; callers that need a target or a LUN check
+// TargetName and HasLUN. Errors are *URLError.
+func ParseURL(raw string) (*URL, error) {
 	const scheme = "iscsi://"
 	if !strings.HasPrefix(strings.ToLower(raw), scheme) {
-		return nil, &Error{Reason: "must start with iscsi://"}
+		return nil, &URLError{Reason: "must start with iscsi://"}
 	}
 	rest := raw[len(scheme):]
 	var query string
@@ -116,13 +111,13 @@ func Parse(raw string) (*URL, error) {
 			target, lun, hasLUN = path[:i], path[i+1:], true
 		}
 		if target == "" || strings.Contains(target, "/") {
-			return nil, &Error{Reason: fmt.Sprintf("bad target %q", target)}
+			return nil, &URLError{Reason: fmt.Sprintf("bad target %q", target)}
 		}
-		u.Target = target
+		u.TargetName = target
 		if hasLUN {
 			n, err := strconv.ParseUint(lun, 10, 64)
 			if err != nil {
-				return nil, &Error{Reason: fmt.Sprintf("bad LUN %q", lun)}
+				return nil, &URLError{Reason: fmt.Sprintf("bad LUN %q", lun)}
 			}
 			u.LUN, u.HasLUN = n, true
 		}
@@ -136,15 +131,15 @@ func Parse(raw string) (*URL, error) {
 func (u *URL) setUser(s string) error {
 	user, secret, hasSecret := strings.Cut(s, "%")
 	var err error
-	if u.User, err = url.PathUnescape(user); err != nil {
-		return &Error{Reason: "bad escape in user name"}
+	if u.CHAP.User, err = url.PathUnescape(user); err != nil {
+		return &URLError{Reason: "bad escape in user name"}
 	}
 	if hasSecret {
 		// libiscsi takes the secret literally after '%'; accept it as is.
-		u.Secret = secret
+		u.CHAP.Secret = secret
 	}
-	if u.User == "" {
-		return &Error{Reason: "empty user name before '@'"}
+	if u.CHAP.User == "" {
+		return &URLError{Reason: "empty user name before '@'"}
 	}
 	return nil
 }
@@ -155,21 +150,21 @@ func (u *URL) setUser(s string) error {
 // can leave pieces of a secret here.
 func (u *URL) setHostPort(hp string) error {
 	if hp == "" {
-		return &Error{Reason: "no host"}
+		return &URLError{Reason: "no host"}
 	}
 	if !strings.HasPrefix(hp, "[") && strings.Count(hp, ":") > 1 {
-		return &Error{Reason: "IPv6 address must be in brackets"}
+		return &URLError{Reason: "IPv6 address must be in brackets"}
 	}
 	a, err := portal.Parse(hp)
 	if err != nil {
 		var pe *portal.Error
 		if errors.As(err, &pe) {
-			return &Error{Reason: "bad host[:port]: " + pe.Reason}
+			return &URLError{Reason: "bad host[:port]: " + pe.Reason}
 		}
-		return &Error{Reason: "bad host[:port]"}
+		return &URLError{Reason: "bad host[:port]"}
 	}
 	if a.HasTag {
-		return &Error{Reason: "bad host[:port]: portal group tag not allowed in a URL"}
+		return &URLError{Reason: "bad host[:port]: portal group tag not allowed in a URL"}
 	}
 	u.Host, u.Port = a.Host, a.Port
 	return nil
@@ -181,15 +176,15 @@ func (u *URL) setQuery(q string) error {
 	}
 	vals, err := url.ParseQuery(q)
 	if err != nil {
-		return &Error{Reason: "bad query string"}
+		return &URLError{Reason: "bad query string"}
 	}
 	for k, vs := range vals {
 		v := vs[len(vs)-1]
 		switch k {
 		case "target_user":
-			u.TargetUser = v
+			u.CHAP.TargetUser = v
 		case "target_password":
-			u.TargetSecret = v
+			u.CHAP.TargetSecret = v
 		case "header_digest":
 			if u.HeaderDigest, err = digest(v); err != nil {
 				return err
@@ -199,7 +194,7 @@ func (u *URL) setQuery(q string) error {
 				return err
 			}
 		default:
-			return &Error{Reason: fmt.Sprintf("unknown URL argument %q", k)}
+			return &URLError{Reason: fmt.Sprintf("unknown URL argument %q", k)}
 		}
 	}
 	return nil
@@ -212,20 +207,22 @@ func digest(v string) (bool, error) {
 	case "none":
 		return false, nil
 	}
-	return false, &Error{Reason: fmt.Sprintf("digest must be crc32c or none, not %q", v)}
+	return false, &URLError{Reason: fmt.Sprintf("digest must be crc32c or none, not %q", v)}
 }
 
-// ApplyEnv fills credentials the URL does not carry from libiscsi's
-// environment variables, looked up with getenv (os.Getenv in programs; a map
-// in tests).
+// ApplyEnv fills the credentials the URL does not carry from libiscsi's
+// environment variables LIBISCSI_CHAP_USERNAME, LIBISCSI_CHAP_PASSWORD,
+// LIBISCSI_CHAP_TARGET_USERNAME and LIBISCSI_CHAP_TARGET_PASSWORD, looked
+// up with getenv (os.Getenv in programs; a map in tests), so secrets can
+// stay off the command line. What the URL names wins.
 func (u *URL) ApplyEnv(getenv func(string) string) {
 	set := func(dst *string, key string) {
 		if *dst == "" {
 			*dst = getenv(key)
 		}
 	}
-	set(&u.User, "LIBISCSI_CHAP_USERNAME")
-	set(&u.Secret, "LIBISCSI_CHAP_PASSWORD")
-	set(&u.TargetUser, "LIBISCSI_CHAP_TARGET_USERNAME")
-	set(&u.TargetSecret, "LIBISCSI_CHAP_TARGET_PASSWORD")
+	set(&u.CHAP.User, "LIBISCSI_CHAP_USERNAME")
+	set(&u.CHAP.Secret, "LIBISCSI_CHAP_PASSWORD")
+	set(&u.CHAP.TargetUser, "LIBISCSI_CHAP_TARGET_USERNAME")
+	set(&u.CHAP.TargetSecret, "LIBISCSI_CHAP_TARGET_PASSWORD")
 }
