@@ -50,13 +50,31 @@
 // not answered; the probe runs in a goroutine that never writes to the
 // socket itself, so a send stuck behind a target that stopped reading
 // cannot silence it. A send that does not complete within WithSendTimeout
-// (default 30 s) also fails the connection (ErrSendStalled). A UNIT ATTENTION (after login or a reset) is absorbed by
-// retrying the command once; other CHECK CONDITIONs become *scsi.SenseError.
+// (default 30 s) also fails the connection (ErrSendStalled). A UNIT
+// ATTENTION (after login or a reset) is absorbed by retrying the command
+// once; other CHECK CONDITIONs become *scsi.SenseError.
+//
+// # Timeouts
+//
+// No command waits forever, with or without a context: every SCSI command
+// has a timeout (WithCommandTimeout, default 30 s as for Linux disks;
+// ContextWithCommandTimeout for one call). A command past it is settled
+// as the Linux SCSI error handler does, each step bounded by the TMF
+// timeout: ABORT TASK; if that is not answered or fails, LOGICAL UNIT
+// RESET (other commands of the LUN then end with ErrTaskAborted); if that
+// fails too, the connection is dropped and recovery reinstates the session.
+// The command is then issued once more; a second timeout fails the call
+// with *CommandTimeoutError (errors.Is ErrCommandTimeout), which lists the
+// steps. A write is acknowledged only on GOOD status, so a timed-out write
+// is never reported as written. Commands do not time out while the
+// session recovers (the replacement timeout bounds that). Session.Stats
+// counts timeouts, ABORT TASKs and LUN RESETs.
 //
 // # Recovery
 //
-// A connection that fails (EOF, reset, unanswered keepalive, stalled send, digest error,
-// protocol error, a target-requested logout) is replaced at error recovery
+// A connection that fails (EOF, reset, unanswered keepalive, stalled send,
+// digest error, protocol error, a command timeout that task management did
+// not settle, a target-requested logout) is replaced at error recovery
 // level 0 with session reinstatement: after the target's DefaultTime2Wait
 // (or the Time2Wait of its Async Message announcing the drop) the session
 // logs in again with its ISID and TSIH 0 (so the target drops

@@ -43,7 +43,7 @@ func (g *globals) options(u *iscsi.URL) []initiator.Option {
 	if u.DataDigest {
 		opts = append(opts, initiator.WithDataDigest(initiator.DigestRequireCRC32C))
 	}
-	return opts
+	return append(opts, g.session.options()...)
 }
 
 // urlCHAP returns the URL's credentials, if it has any. A command-line

@@ -105,6 +105,9 @@ commands:
   copy SRC DST                                   LUN URL or local file on each side
   bench URL --rw MODE --bs SIZE --qd N --duration D [--json]
                                                  IOPS, MiB/s and latency percentiles
+  session flags (the commands above): --timeout 30s (SCSI command timeout; then
+  ABORT TASK, LUN RESET, reconnect, one retry), --tmf-timeout 10s, --login-timeout 15s,
+  --replacement-timeout 2m0s, --nop-interval 10s, --nop-timeout 10s, --send-timeout 30s
 
 kernel commands (root, modprobe iscsi_tcp, no iscsid; the kernel's iscsi_tcp does the I/O):
   attach URL [--iface NAME] [--netdev DEV] [--json]
@@ -151,6 +154,7 @@ LIBISCSI_CHAP_TARGET_USERNAME, LIBISCSI_CHAP_TARGET_PASSWORD.
 // globals are the flags every command accepts.
 type globals struct {
 	initiatorName string
+	session       sessionFlags
 	verbose       bool
 	logger        *slog.Logger
 	stdout        io.Writer
@@ -304,6 +308,9 @@ func (g *globals) flagSet(name string) *flag.FlagSet {
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&g.initiatorName, "initiator-name", g.initiatorName, "initiator IQN")
 	fs.BoolVar(&g.verbose, "verbose", g.verbose, "show the protocol log on stderr")
+	if userspaceCommands[name] {
+		g.session.register(fs)
+	}
 	return fs
 }
 
