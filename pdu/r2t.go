@@ -25,14 +25,14 @@ func (m *R2T) DataSegment() []byte { return m.Data }
 func (m *R2T) AppendHeader(dst []byte) []byte {
 	dst, h := beginHeader(dst, OpR2T, false, 0x80, len(m.AHS), len(m.Data))
 	h.SetLUN(m.LUN)
-	h.PutUint32(16, m.ITT)
-	h.PutUint32(20, m.TTT)
-	h.PutUint32(24, m.StatSN)
-	h.PutUint32(28, m.ExpCmdSN)
-	h.PutUint32(32, m.MaxCmdSN)
-	h.PutUint32(36, m.R2TSN)
-	h.PutUint32(40, m.BufferOffset)
-	h.PutUint32(44, m.DesiredDataTransferLength)
+	h.putWord(16, m.ITT)
+	h.putWord(20, m.TTT)
+	h.putWord(24, m.StatSN)
+	h.putWord(28, m.ExpCmdSN)
+	h.putWord(32, m.MaxCmdSN)
+	h.putWord(36, m.R2TSN)
+	h.putWord(40, m.BufferOffset)
+	h.putWord(44, m.DesiredDataTransferLength)
 	return appendAHS(dst, m.AHS)
 }
 
@@ -62,14 +62,14 @@ func (m *R2T) DecodeHeader(h *BHS, ahs []byte) error {
 func (m *R2T) set(h *BHS, ahs, data []byte) {
 	*m = R2T{
 		LUN:                       h.LUN(),
-		ITT:                       h.Uint32(16),
-		TTT:                       h.Uint32(20),
-		StatSN:                    h.Uint32(24),
-		ExpCmdSN:                  h.Uint32(28),
-		MaxCmdSN:                  h.Uint32(32),
-		R2TSN:                     h.Uint32(36),
-		BufferOffset:              h.Uint32(40),
-		DesiredDataTransferLength: h.Uint32(44),
+		ITT:                       h.word(16),
+		TTT:                       h.word(20),
+		StatSN:                    h.word(24),
+		ExpCmdSN:                  h.word(28),
+		MaxCmdSN:                  h.word(32),
+		R2TSN:                     h.word(36),
+		BufferOffset:              h.word(40),
+		DesiredDataTransferLength: h.word(44),
 		AHS:                       ahs,
 		Data:                      data,
 	}
