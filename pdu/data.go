@@ -145,23 +145,24 @@ func (m *DataIn) DecodeHeader(h *BHS, ahs []byte) error {
 }
 
 func (m *DataIn) set(h *BHS, ahs, data []byte) {
-	*m = DataIn{
-		Final:             h[1]&0x80 != 0,
-		Acknowledge:       h[1]&0x40 != 0,
-		ResidualOverflow:  h[1]&0x04 != 0,
-		ResidualUnderflow: h[1]&0x02 != 0,
-		StatusPresent:     h[1]&0x01 != 0,
-		Status:            h[3],
-		LUN:               h.LUN(),
-		ITT:               h.word(16),
-		TTT:               h.word(20),
-		StatSN:            h.word(24),
-		ExpCmdSN:          h.word(28),
-		MaxCmdSN:          h.word(32),
-		DataSN:            h.word(36),
-		BufferOffset:      h.word(40),
-		ResidualCount:     h.word(44),
-		AHS:               ahs,
-		Data:              data,
-	}
+	// Field by field rather than *m = DataIn{...}: the composite literal
+	// would be built in a temporary and copied (h might alias m).
+	flags := h[1]
+	m.Final = flags&0x80 != 0
+	m.Acknowledge = flags&0x40 != 0
+	m.ResidualOverflow = flags&0x04 != 0
+	m.ResidualUnderflow = flags&0x02 != 0
+	m.StatusPresent = flags&0x01 != 0
+	m.Status = h[3]
+	m.LUN = h.LUN()
+	m.ITT = h.word(16)
+	m.TTT = h.word(20)
+	m.StatSN = h.word(24)
+	m.ExpCmdSN = h.word(28)
+	m.MaxCmdSN = h.word(32)
+	m.DataSN = h.word(36)
+	m.BufferOffset = h.word(40)
+	m.ResidualCount = h.word(44)
+	m.AHS = ahs
+	m.Data = data
 }

@@ -121,14 +121,14 @@ func (m *NOPIn) DecodeHeader(h *BHS, ahs []byte) error {
 }
 
 func (m *NOPIn) set(h *BHS, ahs, data []byte) {
-	*m = NOPIn{
-		LUN:      h.LUN(),
-		ITT:      h.word(16),
-		TTT:      h.word(20),
-		StatSN:   h.word(24),
-		ExpCmdSN: h.word(28),
-		MaxCmdSN: h.word(32),
-		AHS:      ahs,
-		Data:     data,
-	}
+	// Field by field: a composite literal would be built in a temporary
+	// and copied (h might alias m).
+	m.LUN = h.LUN()
+	m.ITT = h.word(16)
+	m.TTT = h.word(20)
+	m.StatSN = h.word(24)
+	m.ExpCmdSN = h.word(28)
+	m.MaxCmdSN = h.word(32)
+	m.AHS = ahs
+	m.Data = data
 }

@@ -60,17 +60,17 @@ func (m *R2T) DecodeHeader(h *BHS, ahs []byte) error {
 }
 
 func (m *R2T) set(h *BHS, ahs, data []byte) {
-	*m = R2T{
-		LUN:                       h.LUN(),
-		ITT:                       h.word(16),
-		TTT:                       h.word(20),
-		StatSN:                    h.word(24),
-		ExpCmdSN:                  h.word(28),
-		MaxCmdSN:                  h.word(32),
-		R2TSN:                     h.word(36),
-		BufferOffset:              h.word(40),
-		DesiredDataTransferLength: h.word(44),
-		AHS:                       ahs,
-		Data:                      data,
-	}
+	// Field by field: a composite literal would be built in a temporary
+	// and copied (h might alias m).
+	m.LUN = h.LUN()
+	m.ITT = h.word(16)
+	m.TTT = h.word(20)
+	m.StatSN = h.word(24)
+	m.ExpCmdSN = h.word(28)
+	m.MaxCmdSN = h.word(32)
+	m.R2TSN = h.word(36)
+	m.BufferOffset = h.word(40)
+	m.DesiredDataTransferLength = h.word(44)
+	m.AHS = ahs
+	m.Data = data
 }

@@ -114,23 +114,23 @@ func (m *SCSIResponse) DecodeHeader(h *BHS, ahs []byte) error {
 }
 
 func (m *SCSIResponse) set(h *BHS, ahs, data []byte) {
-	*m = SCSIResponse{
-		BidiOverflow:          h[1]&0x10 != 0,
-		BidiUnderflow:         h[1]&0x08 != 0,
-		ResidualOverflow:      h[1]&0x04 != 0,
-		ResidualUnderflow:     h[1]&0x02 != 0,
-		Response:              ServiceResponse(h[2]),
-		Status:                h[3],
-		LUN:                   h.LUN(),
-		ITT:                   h.word(16),
-		SNACKTag:              h.word(20),
-		StatSN:                h.word(24),
-		ExpCmdSN:              h.word(28),
-		MaxCmdSN:              h.word(32),
-		ExpDataSN:             h.word(36),
-		BidiReadResidualCount: h.word(40),
-		ResidualCount:         h.word(44),
-		AHS:                   ahs,
-		Data:                  data,
-	}
+	// Field by field: a composite literal would be built in a temporary
+	// and copied (h might alias m).
+	m.BidiOverflow = h[1]&0x10 != 0
+	m.BidiUnderflow = h[1]&0x08 != 0
+	m.ResidualOverflow = h[1]&0x04 != 0
+	m.ResidualUnderflow = h[1]&0x02 != 0
+	m.Response = ServiceResponse(h[2])
+	m.Status = h[3]
+	m.LUN = h.LUN()
+	m.ITT = h.word(16)
+	m.SNACKTag = h.word(20)
+	m.StatSN = h.word(24)
+	m.ExpCmdSN = h.word(28)
+	m.MaxCmdSN = h.word(32)
+	m.ExpDataSN = h.word(36)
+	m.BidiReadResidualCount = h.word(40)
+	m.ResidualCount = h.word(44)
+	m.AHS = ahs
+	m.Data = data
 }
