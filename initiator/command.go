@@ -200,23 +200,16 @@ func (c *conn) buildCommand(sl *slot, hdr *pdu.BHS) (imm []byte, unsol int) {
 
 // queueDataOutLocked queues Data-Out PDUs for [off, off+n) of the slot's
 // buffer, each at most the target's MaxRecvDataSegmentLength, DataSN from 0,
-// F on the last. The caller holds c.qmu.
+// F on the last, encoding each header straight into its queue entry. The
+// caller holds c.qmu.
 func (c *conn) queueDataOutLocked(sl *slot, itt, ttt, off, n uint32) {
-	var hdr pdu.BHS
-	end := off + n
-	for dsn := uint32(0); off < end; dsn++ {
+	m := pdu.DataOut{LUN: sl.lun, ITT: itt, TTT: ttt, ExpStatSN: c.expStatSN.Load()}
+	for end := off + n; off < end; m.DataSN++ {
 		chunk := min(end-off, c.maxXmit)
-		m := pdu.DataOut{
-			Final:        off+chunk == end,
-			LUN:          sl.lun,
-			ITT:          itt,
-			TTT:          ttt,
-			DataSN:       dsn,
-			BufferOffset: off,
-			Data:         sl.out[off : off+chunk],
-		}
-		m.AppendHeader(hdr[:0])
-		c.enqueueLocked(&hdr, m.Data)
+		m.Final = off+chunk == end
+		m.BufferOffset = off
+		m.Data = sl.out[off : off+chunk]
+		m.AppendHeader(c.pushLocked(m.Data)[:0])
 		off += chunk
 	}
 }

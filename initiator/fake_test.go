@@ -175,13 +175,13 @@ func (ft *fakeTarget) received() []pdu.BHS {
 func (ft *fakeTarget) send(h *pdu.BHS, data []byte, status bool) {
 	ft.mu.Lock()
 	if status {
-		h.PutUint32(24, ft.statSN)
+		putWord(h[:], 24, ft.statSN)
 		ft.statSN++
 	} else {
-		h.PutUint32(24, ft.statSN)
+		putWord(h[:], 24, ft.statSN)
 	}
-	h.PutUint32(28, ft.expCmdSN)
-	h.PutUint32(32, ft.maxCmdSN)
+	putWord(h[:], 28, ft.expCmdSN)
+	putWord(h[:], 32, ft.maxCmdSN)
 	ft.mu.Unlock()
 	h.SetDataSegmentLength(len(data))
 	ft.wmu.Lock()
@@ -203,7 +203,7 @@ func (ft *fakeTarget) scsiResponse(itt uint32, status uint8, sense []byte) {
 	h[0] = byte(pdu.OpSCSIResponse)
 	h[1] = 0x80
 	h[3] = status
-	h.PutUint32(16, itt)
+	h.SetITT(itt)
 	var data []byte
 	if len(sense) > 0 {
 		data = binary.BigEndian.AppendUint16(nil, uint16(len(sense)))
@@ -227,7 +227,7 @@ func (ft *fakeTarget) serveDefault(h *pdu.BHS, data []byte) {
 	case pdu.OpSCSICommand:
 		cdb := h[32:48]
 		itt := h.ITT()
-		edtl := int(h.Uint32(20))
+		edtl := int(h.TTT())
 		switch cdb[0] {
 		case 0x28, 0x88:
 			lba, blocks := cdbLBA(cdb)
@@ -266,9 +266,9 @@ func (ft *fakeTarget) serveDefault(h *pdu.BHS, data []byte) {
 			ft.t.Errorf("fake: Data-Out with unknown TTT %#x", h.TTT())
 			return
 		}
-		off := int(h.Uint32(40))
-		if h.Uint32(36) != w.dataSN {
-			ft.t.Errorf("fake: Data-Out DataSN %d, want %d", h.Uint32(36), w.dataSN)
+		off := int(word(h[:], 40))
+		if word(h[:], 36) != w.dataSN {
+			ft.t.Errorf("fake: Data-Out DataSN %d, want %d", word(h[:], 36), w.dataSN)
 		}
 		w.dataSN++
 		if off < w.r2tOff || off+len(data) > w.r2tOff+w.r2tLen {
@@ -300,20 +300,20 @@ func (ft *fakeTarget) serveDefault(h *pdu.BHS, data []byte) {
 		var r pdu.BHS
 		r[0] = byte(pdu.OpNOPIn)
 		r[1] = 0x80
-		r.PutUint32(16, h.ITT())
-		r.PutUint32(20, pdu.ReservedTag)
+		r.SetITT(h.ITT())
+		putWord(r[:], 20, pdu.ReservedTag)
 		ft.send(&r, data, true)
 	case pdu.OpLogoutRequest:
 		var r pdu.BHS
 		r[0] = byte(pdu.OpLogoutResponse)
 		r[1] = 0x80
-		r.PutUint32(16, h.ITT())
+		r.SetITT(h.ITT())
 		ft.send(&r, nil, true)
 	case pdu.OpTaskMgmtRequest:
 		var r pdu.BHS
 		r[0] = byte(pdu.OpTaskMgmtResponse)
 		r[1] = 0x80
-		r.PutUint32(16, h.ITT())
+		r.SetITT(h.ITT())
 		ft.send(&r, nil, true)
 	}
 }
@@ -342,11 +342,11 @@ func (ft *fakeTarget) r2t(w *fakeWrite) {
 	h[0] = byte(pdu.OpR2T)
 	h[1] = 0x80
 	binary.BigEndian.PutUint64(h[8:16], w.lun)
-	h.PutUint32(16, w.itt)
-	h.PutUint32(20, w.ttt)
-	h.PutUint32(36, w.r2tSN)
-	h.PutUint32(40, uint32(w.r2tOff))
-	h.PutUint32(44, uint32(w.r2tLen))
+	h.SetITT(w.itt)
+	putWord(h[:], 20, w.ttt)
+	putWord(h[:], 36, w.r2tSN)
+	putWord(h[:], 40, uint32(w.r2tOff))
+	putWord(h[:], 44, uint32(w.r2tLen))
 	w.r2tSN++
 	ft.send(&h, nil, false)
 }
@@ -360,15 +360,15 @@ func (ft *fakeTarget) dataIn(itt uint32, data []byte, edtl int) {
 		var h pdu.BHS
 		h[0] = byte(pdu.OpDataIn)
 		last := off+chunk == n
-		h.PutUint32(16, itt)
-		h.PutUint32(20, pdu.ReservedTag)
-		h.PutUint32(36, sn)
-		h.PutUint32(40, uint32(off))
+		h.SetITT(itt)
+		putWord(h[:], 20, pdu.ReservedTag)
+		putWord(h[:], 36, sn)
+		putWord(h[:], 40, uint32(off))
 		if last {
 			h[1] = 0x81
 			if n < edtl {
 				h[1] |= 0x02
-				h.PutUint32(44, uint32(edtl-n))
+				putWord(h[:], 44, uint32(edtl-n))
 			}
 		}
 		ft.send(&h, data[off:off+chunk], last)
@@ -389,3 +389,10 @@ func errAs[T error](err error) (T, bool) {
 
 var _ = fmt.Sprintf
 var _ = io.EOF
+
+// word and putWord reach a header word by its byte offset. Only tests do:
+// the fake targets forge headers, malformed ones included, that pdu's
+// structs would not produce.
+func word(h []byte, off int) uint32 { return binary.BigEndian.Uint32(h[off:]) }
+
+func putWord(h []byte, off int, v uint32) { binary.BigEndian.PutUint32(h[off:], v) }

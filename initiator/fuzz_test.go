@@ -18,10 +18,10 @@ func FuzzTargetStream(f *testing.F) {
 		var h pdu.BHS
 		h[0] = byte(pdu.OpDataIn)
 		h[1] = flags
-		h.PutUint32(16, 0x00010000)
-		h.PutUint32(20, 0xffffffff)
-		h.PutUint32(36, sn)
-		h.PutUint32(40, off)
+		h.SetITT(0x00010000)
+		putWord(h[:], 20, 0xffffffff)
+		putWord(h[:], 36, sn)
+		putWord(h[:], 40, off)
 		h.SetDataSegmentLength(int(n))
 		return append(h[:], make([]byte, (n+3)&^3)...)
 	}
@@ -31,8 +31,8 @@ func FuzzTargetStream(f *testing.F) {
 	f.Add(dataIn(768, 512, 0x81, 0))
 	var r2t pdu.BHS
 	r2t[0] = byte(pdu.OpR2T)
-	r2t.PutUint32(16, 0x00010000)
-	r2t.PutUint32(44, 1<<30)
+	r2t.SetITT(0x00010000)
+	putWord(r2t[:], 44, 1<<30)
 	f.Add(r2t[:])
 	var rej pdu.BHS
 	rej[0] = byte(pdu.OpReject)

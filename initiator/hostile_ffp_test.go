@@ -18,10 +18,10 @@ func hDataIn(itt, off, sn uint32, flags byte) pdu.BHS {
 	var h pdu.BHS
 	h[0] = byte(pdu.OpDataIn)
 	h[1] = flags
-	h.PutUint32(16, itt)
-	h.PutUint32(20, pdu.ReservedTag)
-	h.PutUint32(36, sn)
-	h.PutUint32(40, off)
+	h.SetITT(itt)
+	putWord(h[:], 20, pdu.ReservedTag)
+	putWord(h[:], 36, sn)
+	putWord(h[:], 40, off)
 	return h
 }
 
@@ -121,7 +121,7 @@ func TestHostileReadNeverReturnsUnsentBytes(t *testing.T) {
 		}},
 		{"good-overflow-flag", func(ft *fakeTarget, itt uint32) {
 			h := hDataIn(itt, 0, 0, 0x81|0x04)
-			h.PutUint32(44, 100)
+			putWord(h[:], 44, 100)
 			ft.send(&h, fill(sent, 0x11), true)
 		}},
 		{"good-underflow-residual-zero", func(ft *fakeTarget, itt uint32) {
@@ -130,7 +130,7 @@ func TestHostileReadNeverReturnsUnsentBytes(t *testing.T) {
 		}},
 		{"good-underflow-residual-too-small", func(ft *fakeTarget, itt uint32) {
 			h := hDataIn(itt, 0, 0, 0x81|0x02)
-			h.PutUint32(44, 256)
+			putWord(h[:], 44, 256)
 			ft.send(&h, fill(sent, 0x11), true)
 		}},
 		{"scsi-response-no-residual", func(ft *fakeTarget, itt uint32) {
@@ -144,8 +144,8 @@ func TestHostileReadNeverReturnsUnsentBytes(t *testing.T) {
 			var r pdu.BHS
 			r[0] = byte(pdu.OpSCSIResponse)
 			r[1] = 0x80 | 0x04
-			r.PutUint32(16, itt)
-			r.PutUint32(44, 1)
+			r.SetITT(itt)
+			putWord(r[:], 44, 1)
 			ft.send(&r, nil, true)
 		}},
 	} {
@@ -192,7 +192,7 @@ func TestHostileUnknownITT(t *testing.T) {
 			var h pdu.BHS
 			h[0] = byte(op)
 			h[1] = 0x80
-			h.PutUint32(16, itt^0x00ff0000)
+			h.SetITT(itt ^ 0x00ff0000)
 			var data []byte
 			if withData {
 				data = append([]byte{0, 18}, fill(18, 0xee)...)
@@ -218,20 +218,20 @@ func TestHostileUnknownITT(t *testing.T) {
 			var h pdu.BHS
 			h[0] = byte(pdu.OpR2T)
 			h[1] = 0x80
-			h.PutUint32(16, prev)
-			h.PutUint32(20, 9)
-			h.PutUint32(44, 512)
+			h.SetITT(prev)
+			putWord(h[:], 20, 9)
+			putWord(h[:], 44, 512)
 			ft.send(&h, nil, false)
 		}},
 		{"reject-of-unknown-pdu", func(ft *fakeTarget, itt, prev uint32) {
 			var rej pdu.BHS
 			rej[0] = byte(pdu.OpSCSICommand)
-			rej.PutUint32(16, prev)
+			rej.SetITT(prev)
 			var h pdu.BHS
 			h[0] = byte(pdu.OpReject)
 			h[1] = 0x80
 			h[2] = 0x09
-			h.PutUint32(16, 0xffffffff)
+			h.SetITT(0xffffffff)
 			ft.send(&h, rej[:], true)
 		}},
 	} {
@@ -297,12 +297,12 @@ func TestHostileStatSN(t *testing.T) {
 				var r pdu.BHS
 				r[0] = byte(pdu.OpSCSIResponse)
 				r[1] = 0x80
-				r.PutUint32(16, h.ITT())
+				r.SetITT(h.ITT())
 				ft.mu.Lock()
 				sn := uint32(int64(ft.statSN) + tc.delta)
-				r.PutUint32(24, sn)
-				r.PutUint32(28, ft.expCmdSN)
-				r.PutUint32(32, ft.maxCmdSN)
+				putWord(r[:], 24, sn)
+				putWord(r[:], 28, ft.expCmdSN)
+				putWord(r[:], 32, ft.maxCmdSN)
 				if !tc.fails && tc.delta > 0 {
 					ft.statSN = sn + 1
 				}
@@ -364,11 +364,11 @@ func TestHostileCmdWindowBackwards(t *testing.T) {
 				cmdSNs = append(cmdSNs, h.CmdSN())
 				d := hDataIn(h.ITT(), 0, 0, 0x81)
 				ft.mu.Lock()
-				d.PutUint32(24, ft.statSN)
+				putWord(d[:], 24, ft.statSN)
 				ft.statSN++
 				ft.mu.Unlock()
-				d.PutUint32(28, tc.exp(h.CmdSN()))
-				d.PutUint32(32, tc.max(h.CmdSN()))
+				putWord(d[:], 28, tc.exp(h.CmdSN()))
+				putWord(d[:], 32, tc.max(h.CmdSN()))
 				lba, blocks := cdbLBA(h[32:48])
 				ft.sendRaw(&d, ft.diskBytes(lba*ft.bs, blocks*ft.bs))
 				return true
@@ -425,11 +425,11 @@ func TestHostileR2T(t *testing.T) {
 				var r pdu.BHS
 				r[0] = byte(pdu.OpR2T)
 				r[1] = 0x80
-				r.PutUint32(16, h.ITT())
-				r.PutUint32(20, tc.ttt)
-				r.PutUint32(36, tc.sn)
-				r.PutUint32(40, tc.off)
-				r.PutUint32(44, tc.ln)
+				r.SetITT(h.ITT())
+				putWord(r[:], 20, tc.ttt)
+				putWord(r[:], 36, tc.sn)
+				putWord(r[:], 40, tc.off)
+				putWord(r[:], 44, tc.ln)
 				ft.send(&r, nil, false)
 				return true
 			}

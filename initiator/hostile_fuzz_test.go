@@ -35,9 +35,9 @@ func FuzzHostileSession(f *testing.F) {
 	din := func(itt, off, sn uint32, flags byte, n int, status uint8) []byte {
 		h := hDataIn(itt, off, sn, flags)
 		h[3] = status
-		h.PutUint32(24, 101)
-		h.PutUint32(28, 1)
-		h.PutUint32(32, 64)
+		putWord(h[:], 24, 101)
+		putWord(h[:], 28, 1)
+		putWord(h[:], 32, 64)
 		h.SetDataSegmentLength(n)
 		return append(h[:], bytes.Repeat([]byte{byte(itt) + 0x31}, (n+3)&^3)...)
 	}
@@ -45,23 +45,23 @@ func FuzzHostileSession(f *testing.F) {
 		var h pdu.BHS
 		h[0] = byte(pdu.OpSCSIResponse)
 		h[1] = 0x80 | flags
-		h.PutUint32(16, itt)
-		h.PutUint32(24, 102)
-		h.PutUint32(28, 1)
-		h.PutUint32(32, 64)
-		h.PutUint32(44, residual)
+		h.SetITT(itt)
+		putWord(h[:], 24, 102)
+		putWord(h[:], 28, 1)
+		putWord(h[:], 32, 64)
+		putWord(h[:], 44, residual)
 		return h[:]
 	}
 	r2t := func(itt, ttt, off, n uint32) []byte {
 		var h pdu.BHS
 		h[0] = byte(pdu.OpR2T)
 		h[1] = 0x80
-		h.PutUint32(16, itt)
-		h.PutUint32(20, ttt)
-		h.PutUint32(28, 1)
-		h.PutUint32(32, 64)
-		h.PutUint32(40, off)
-		h.PutUint32(44, n)
+		h.SetITT(itt)
+		putWord(h[:], 20, ttt)
+		putWord(h[:], 28, 1)
+		putWord(h[:], 32, 64)
+		putWord(h[:], 40, off)
+		putWord(h[:], 44, n)
 		return h[:]
 	}
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
@@ -74,8 +74,8 @@ func FuzzHostileSession(f *testing.F) {
 	var nop pdu.BHS
 	nop[0] = byte(pdu.OpNOPIn)
 	nop[1] = 0x80
-	nop.PutUint32(16, idleITT)
-	nop.PutUint32(20, 77)
+	nop.SetITT(idleITT)
+	putWord(nop[:], 20, 77)
 	nop.SetDataSegmentLength(8)
 	f.Add(cat(nop[:], make([]byte, 8), din(fuzzITTRead1, 0, 0, 0x81, fuzzRead1Len, 0)))
 	var async pdu.BHS
@@ -105,7 +105,7 @@ func fuzzExpected(stream []byte, itt uint32, n int) []byte {
 		}
 		switch h.Opcode() {
 		case pdu.OpDataIn:
-			bo := int64(h.Uint32(40))
+			bo := int64(word(h[:], 40))
 			if bo+int64(len(data)) <= int64(n) {
 				copy(want[bo:], data)
 			}

@@ -165,11 +165,11 @@ func (p *loginPeer) serveFFP() {
 			var r pdu.BHS
 			r[0] = byte(pdu.OpLogoutResponse)
 			r[1] = 0x80
-			r.PutUint32(16, h.ITT())
-			r.PutUint32(24, p.statSN)
+			r.SetITT(h.ITT())
+			putWord(r[:], 24, p.statSN)
 			p.statSN++
-			r.PutUint32(28, h.CmdSN())
-			r.PutUint32(32, h.CmdSN()+31)
+			putWord(r[:], 28, h.CmdSN())
+			putWord(r[:], 32, h.CmdSN()+31)
 			p.w.Queue(r[:], nil)
 			_ = p.w.Flush()
 		case pdu.OpNOPOut:
@@ -179,12 +179,12 @@ func (p *loginPeer) serveFFP() {
 			var r pdu.BHS
 			r[0] = byte(pdu.OpNOPIn)
 			r[1] = 0x80
-			r.PutUint32(16, h.ITT())
-			r.PutUint32(20, idleITT)
-			r.PutUint32(24, p.statSN)
+			r.SetITT(h.ITT())
+			putWord(r[:], 20, idleITT)
+			putWord(r[:], 24, p.statSN)
 			p.statSN++
-			r.PutUint32(28, h.CmdSN())
-			r.PutUint32(32, h.CmdSN()+31)
+			putWord(r[:], 28, h.CmdSN())
+			putWord(r[:], 32, h.CmdSN()+31)
 			p.w.Queue(r[:], nil)
 			_ = p.w.Flush()
 		}

@@ -24,10 +24,10 @@ import (
 func halfDataIn(ft *fakeTarget, itt uint32, data []byte, cut int, rest <-chan struct{}) {
 	h := hDataIn(itt, 0, 0, 0x81)
 	ft.mu.Lock()
-	h.PutUint32(24, ft.statSN)
+	putWord(h[:], 24, ft.statSN)
 	ft.statSN++
-	h.PutUint32(28, ft.expCmdSN)
-	h.PutUint32(32, ft.maxCmdSN)
+	putWord(h[:], 28, ft.expCmdSN)
+	putWord(h[:], 32, ft.maxCmdSN)
 	ft.mu.Unlock()
 	h.SetDataSegmentLength(len(data))
 	wire := append(h[:], data...)
@@ -194,12 +194,12 @@ func TestLeaderIdleConnectionAnswersPing(t *testing.T) {
 	var h pdu.BHS
 	h[0] = byte(pdu.OpNOPIn)
 	h[1] = 0x80
-	h.PutUint32(16, idleITT)
-	h.PutUint32(20, 0x1234)
+	h.SetITT(idleITT)
+	putWord(h[:], 20, 0x1234)
 	ft.send(&h, nil, false)
 	require.Eventually(t, func() bool {
 		for _, g := range ft.received() {
-			if g.Opcode() == pdu.OpNOPOut && g.Uint32(20) == 0x1234 {
+			if g.Opcode() == pdu.OpNOPOut && g.TTT() == 0x1234 {
 				return true
 			}
 		}

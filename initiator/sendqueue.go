@@ -33,6 +33,14 @@ func (c *conn) enqueueLocked(hdr *pdu.BHS, data []byte) {
 	c.pend = append(c.pend, outPDU{hdr: *hdr, data: data})
 }
 
+// pushLocked appends a queue entry for a PDU carrying data and returns its
+// header for the caller to encode into, ExpStatSN included. The caller
+// holds qmu.
+func (c *conn) pushLocked(data []byte) *pdu.BHS {
+	c.pend = append(c.pend, outPDU{data: data})
+	return &c.pend[len(c.pend)-1].hdr
+}
+
 // kick flushes the queue unless another goroutine is flushing it; the
 // caller holds qmu, which kick releases.
 func (c *conn) kickLocked() {

@@ -86,7 +86,7 @@ func TestFakeWriteR2T(t *testing.T) {
 					assert.LessOrEqual(t, h.DataSegmentLength(), int(neg.MaxXmitDataSegmentLength))
 				case pdu.OpDataOut:
 					assert.LessOrEqual(t, h.DataSegmentLength(), int(neg.MaxXmitDataSegmentLength))
-					assert.Equal(t, seqSN[h.TTT()], h.Uint32(36), "DataSN within the sequence")
+					assert.Equal(t, seqSN[h.TTT()], word(h[:], 36), "DataSN within the sequence")
 					seqSN[h.TTT()]++
 					total += h.DataSegmentLength()
 					assert.Equal(t, cmd.ITT(), h.ITT())
@@ -133,8 +133,8 @@ func TestFakeWindowBlocks(t *testing.T) {
 	var h pdu.BHS
 	h[0] = byte(pdu.OpNOPIn)
 	h[1] = 0x80
-	h.PutUint32(16, idleITT)
-	h.PutUint32(20, pdu.ReservedTag)
+	h.SetITT(idleITT)
+	putWord(h[:], 20, pdu.ReservedTag)
 	ft.send(&h, nil, false)
 	select {
 	case err := <-done:
@@ -150,9 +150,9 @@ func TestFakeBadDataIn(t *testing.T) {
 		mod   func(h *pdu.BHS) // applied to the first Data-In
 		extra int              // bytes of data beyond the expected length
 	}{
-		{"offset-outside-buffer", func(h *pdu.BHS) { h.PutUint32(40, 1<<20) }, 0},
-		{"offset-gap", func(h *pdu.BHS) { h.PutUint32(40, 512) }, 0},
-		{"datasn-out-of-order", func(h *pdu.BHS) { h.PutUint32(36, 5) }, 0},
+		{"offset-outside-buffer", func(h *pdu.BHS) { putWord(h[:], 40, 1<<20) }, 0},
+		{"offset-gap", func(h *pdu.BHS) { putWord(h[:], 40, 512) }, 0},
+		{"datasn-out-of-order", func(h *pdu.BHS) { putWord(h[:], 36, 5) }, 0},
 		{"beyond-expected-length", nil, 512},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -163,9 +163,9 @@ func TestFakeBadDataIn(t *testing.T) {
 				var d pdu.BHS
 				d[0] = byte(pdu.OpDataIn)
 				d[1] = 0x81
-				d.PutUint32(16, h.ITT())
-				d.PutUint32(20, pdu.ReservedTag)
-				payload := make([]byte, int(h.Uint32(20))+tc.extra)
+				d.SetITT(h.ITT())
+				putWord(d[:], 20, pdu.ReservedTag)
+				payload := make([]byte, int(h.TTT())+tc.extra)
 				for i := range payload {
 					payload[i] = 0xee
 				}
@@ -201,8 +201,8 @@ func TestFakeUnknownITTIgnored(t *testing.T) {
 			var d pdu.BHS
 			d[0] = byte(pdu.OpDataIn)
 			d[1] = 0x80
-			d.PutUint32(16, h.ITT()^0x00ff0000)
-			d.PutUint32(20, pdu.ReservedTag)
+			d.SetITT(h.ITT() ^ 0x00ff0000)
+			putWord(d[:], 20, pdu.ReservedTag)
 			ft.send(&d, make([]byte, 100), false)
 			ft.scsiResponse(0x1234, 0, nil)
 		}
@@ -225,10 +225,10 @@ func TestFakeR2TOutsideBuffer(t *testing.T) {
 		var r pdu.BHS
 		r[0] = byte(pdu.OpR2T)
 		r[1] = 0x80
-		r.PutUint32(16, h.ITT())
-		r.PutUint32(20, 7)
-		r.PutUint32(40, 0)
-		r.PutUint32(44, h.Uint32(20)+4096)
+		r.SetITT(h.ITT())
+		putWord(r[:], 20, 7)
+		putWord(r[:], 40, 0)
+		putWord(r[:], 44, h.TTT()+4096)
 		ft.send(&r, nil, false)
 		return true
 	}
@@ -258,8 +258,8 @@ func TestFakeNOPInAnswered(t *testing.T) {
 	h[0] = byte(pdu.OpNOPIn)
 	h[1] = 0x80
 	binary.BigEndian.PutUint64(h[8:16], 0x0001000000000000)
-	h.PutUint32(16, idleITT)
-	h.PutUint32(20, 0xabcd)
+	h.SetITT(idleITT)
+	putWord(h[:], 20, 0xabcd)
 	ft.send(&h, nil, false)
 	select {
 	case r := <-got:
@@ -304,7 +304,7 @@ func TestFakeReject(t *testing.T) {
 		r[0] = byte(pdu.OpReject)
 		r[1] = 0x80
 		r[2] = 0x05
-		r.PutUint32(16, idleITT)
+		r.SetITT(idleITT)
 		ft.send(&r, h[:], true)
 		return true
 	}
@@ -343,8 +343,8 @@ func TestFakeAbortOnCancel(t *testing.T) {
 	select {
 	case h := <-tmf:
 		assert.Equal(t, byte(pdu.TMFAbortTask), h[1]&0x7f)
-		assert.Equal(t, cmd.ITT(), h.Uint32(20), "referenced task tag")
-		assert.Equal(t, cmd.CmdSN(), h.Uint32(32), "RefCmdSN")
+		assert.Equal(t, cmd.ITT(), h.TTT(), "referenced task tag")
+		assert.Equal(t, cmd.CmdSN(), word(h[:], 32), "RefCmdSN")
 		assert.True(t, h.Immediate())
 	default:
 		t.Fatal("no ABORT TASK")
@@ -388,7 +388,7 @@ func TestFakeAsyncLogout(t *testing.T) {
 	var h pdu.BHS
 	h[0] = byte(pdu.OpAsyncMessage)
 	h[1] = 0x80
-	h.PutUint32(16, idleITT)
+	h.SetITT(idleITT)
 	h[36] = 1
 	binary.BigEndian.PutUint16(h[42:44], 5)
 	ft.send(&h, nil, true)
@@ -403,7 +403,7 @@ func TestFakeAsyncLogout(t *testing.T) {
 func TestFakeResidual(t *testing.T) {
 	handle := func(ft *fakeTarget, h *pdu.BHS, data []byte) bool {
 		if h.Opcode() == pdu.OpSCSICommand && h[32] == 0x12 {
-			ft.dataIn(h.ITT(), make([]byte, 36), int(h.Uint32(20)))
+			ft.dataIn(h.ITT(), make([]byte, 36), int(h.TTT()))
 			return true
 		}
 		return false
@@ -524,8 +524,8 @@ func TestFakeRenegotiation(t *testing.T) {
 		var r pdu.BHS
 		r[0] = byte(pdu.OpTextResponse)
 		r[1] = 0x80
-		r.PutUint32(16, h.ITT())
-		r.PutUint32(20, pdu.ReservedTag)
+		r.SetITT(h.ITT())
+		putWord(r[:], 20, pdu.ReservedTag)
 		ft.send(&r, nil, true)
 		return true
 	}
@@ -533,7 +533,7 @@ func TestFakeRenegotiation(t *testing.T) {
 	var h pdu.BHS
 	h[0] = byte(pdu.OpAsyncMessage)
 	h[1] = 0x80
-	h.PutUint32(16, idleITT)
+	h.SetITT(idleITT)
 	h[36] = 4
 	ft.send(&h, nil, true)
 	select {

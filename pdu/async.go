@@ -62,10 +62,10 @@ func (m *AsyncMessage) DataSegment() []byte { return m.Data }
 func (m *AsyncMessage) AppendHeader(dst []byte) []byte {
 	dst, h := beginHeader(dst, OpAsyncMessage, false, 0x80, len(m.AHS), len(m.Data))
 	h.SetLUN(m.LUN)
-	h.PutUint32(16, m.ITT)
-	h.PutUint32(24, m.StatSN)
-	h.PutUint32(28, m.ExpCmdSN)
-	h.PutUint32(32, m.MaxCmdSN)
+	h.putWord(16, m.ITT)
+	h.putWord(24, m.StatSN)
+	h.putWord(28, m.ExpCmdSN)
+	h.putWord(32, m.MaxCmdSN)
 	h[36] = byte(m.Event)
 	h[37] = m.VCode
 	put16(h[38:40], m.Parameter1)
@@ -100,10 +100,10 @@ func (m *AsyncMessage) DecodeHeader(h *BHS, ahs []byte) error {
 func (m *AsyncMessage) set(h *BHS, ahs, data []byte) {
 	*m = AsyncMessage{
 		LUN:        h.LUN(),
-		ITT:        h.Uint32(16),
-		StatSN:     h.Uint32(24),
-		ExpCmdSN:   h.Uint32(28),
-		MaxCmdSN:   h.Uint32(32),
+		ITT:        h.word(16),
+		StatSN:     h.word(24),
+		ExpCmdSN:   h.word(28),
+		MaxCmdSN:   h.word(32),
 		Event:      AsyncEvent(h[36]),
 		VCode:      h[37],
 		Parameter1: be16(h[38:40]),

@@ -74,44 +74,44 @@ func (h *BHS) LUN() uint64 { return binary.BigEndian.Uint64(h[8:16]) }
 func (h *BHS) SetLUN(v uint64) { binary.BigEndian.PutUint64(h[8:16], v) }
 
 // ITT returns the Initiator Task Tag (bytes 16..19).
-func (h *BHS) ITT() uint32 { return h.Uint32(16) }
+func (h *BHS) ITT() uint32 { return h.word(16) }
 
 // SetITT sets the Initiator Task Tag.
-func (h *BHS) SetITT(v uint32) { h.PutUint32(16, v) }
+func (h *BHS) SetITT(v uint32) { h.putWord(16, v) }
 
 // TTT returns bytes 20..23, the Target Transfer Tag in the PDUs that have one.
-func (h *BHS) TTT() uint32 { return h.Uint32(20) }
+func (h *BHS) TTT() uint32 { return h.word(20) }
 
 // CmdSN returns bytes 24..27 of an initiator PDU.
-func (h *BHS) CmdSN() uint32 { return h.Uint32(24) }
+func (h *BHS) CmdSN() uint32 { return h.word(24) }
 
 // ExpStatSN returns bytes 28..31 of an initiator PDU.
-func (h *BHS) ExpStatSN() uint32 { return h.Uint32(28) }
+func (h *BHS) ExpStatSN() uint32 { return h.word(28) }
 
 // SetCmdSN sets bytes 24..27 of an initiator PDU (a Data-Out or SNACK
 // has no CmdSN: leave them zero).
-func (h *BHS) SetCmdSN(v uint32) { h.PutUint32(24, v) }
+func (h *BHS) SetCmdSN(v uint32) { h.putWord(24, v) }
 
 // SetExpStatSN sets bytes 28..31 of an initiator PDU.
-func (h *BHS) SetExpStatSN(v uint32) { h.PutUint32(28, v) }
+func (h *BHS) SetExpStatSN(v uint32) { h.putWord(28, v) }
 
 // StatSN returns bytes 24..27 of a target PDU.
-func (h *BHS) StatSN() uint32 { return h.Uint32(24) }
+func (h *BHS) StatSN() uint32 { return h.word(24) }
 
 // ExpCmdSN returns bytes 28..31 of a target PDU.
-func (h *BHS) ExpCmdSN() uint32 { return h.Uint32(28) }
+func (h *BHS) ExpCmdSN() uint32 { return h.word(28) }
 
 // MaxCmdSN returns bytes 32..35 of a target PDU.
-func (h *BHS) MaxCmdSN() uint32 { return h.Uint32(32) }
+func (h *BHS) MaxCmdSN() uint32 { return h.word(32) }
 
 // SetStatSN sets bytes 24..27 of a target PDU.
-func (h *BHS) SetStatSN(v uint32) { h.PutUint32(24, v) }
+func (h *BHS) SetStatSN(v uint32) { h.putWord(24, v) }
 
 // SetExpCmdSN sets bytes 28..31 of a target PDU.
-func (h *BHS) SetExpCmdSN(v uint32) { h.PutUint32(28, v) }
+func (h *BHS) SetExpCmdSN(v uint32) { h.putWord(28, v) }
 
 // SetMaxCmdSN sets bytes 32..35 of a target PDU.
-func (h *BHS) SetMaxCmdSN(v uint32) { h.PutUint32(32, v) }
+func (h *BHS) SetMaxCmdSN(v uint32) { h.putWord(32, v) }
 
 // AdvancesStatSN reports whether the target PDU h carries status, so that
 // its StatSN advances the connection's ExpStatSN (RFC 7143 section
@@ -132,15 +132,14 @@ func (h *BHS) AdvancesStatSN() bool {
 	return false
 }
 
-// Uint32 returns the big-endian 32-bit word at byte offset off (0..44).
-// It and PutUint32 exist for tests and tools that forge malformed
-// headers; code outside this package reads and writes fields through the
-// named accessors and the PDU structs (pdu's TestNoRawHeaderOffsetsOutsidePDU
-// enforces it).
-func (h *BHS) Uint32(off int) uint32 { return binary.BigEndian.Uint32(h[off : off+4]) }
+// word returns the big-endian 32-bit word at byte offset off (0..44).
+// It is unexported on purpose: code outside this package reads and writes
+// fields through the named accessors and the PDU structs, never by offset
+// (TestNoRawHeaderOffsetsOutsidePDU also keeps indexing out).
+func (h *BHS) word(off int) uint32 { return binary.BigEndian.Uint32(h[off : off+4]) }
 
-// PutUint32 stores v big-endian at byte offset off (0..44).
-func (h *BHS) PutUint32(off int, v uint32) { binary.BigEndian.PutUint32(h[off:off+4], v) }
+// putWord stores v big-endian at byte offset off (0..44).
+func (h *BHS) putWord(off int, v uint32) { binary.BigEndian.PutUint32(h[off:off+4], v) }
 
 // PaddedDataLength returns DataSegmentLength rounded up to a multiple of 4.
 func (h *BHS) PaddedDataLength() int { return pad4(h.DataSegmentLength()) }

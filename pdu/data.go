@@ -23,11 +23,11 @@ func (m *DataOut) DataSegment() []byte { return m.Data }
 func (m *DataOut) AppendHeader(dst []byte) []byte {
 	dst, h := beginHeader(dst, OpDataOut, false, finalCont(m.Final, false), len(m.AHS), len(m.Data))
 	h.SetLUN(m.LUN)
-	h.PutUint32(16, m.ITT)
-	h.PutUint32(20, m.TTT)
-	h.PutUint32(28, m.ExpStatSN)
-	h.PutUint32(36, m.DataSN)
-	h.PutUint32(40, m.BufferOffset)
+	h.putWord(16, m.ITT)
+	h.putWord(20, m.TTT)
+	h.putWord(28, m.ExpStatSN)
+	h.putWord(36, m.DataSN)
+	h.putWord(40, m.BufferOffset)
 	return appendAHS(dst, m.AHS)
 }
 
@@ -58,11 +58,11 @@ func (m *DataOut) set(h *BHS, ahs, data []byte) {
 	*m = DataOut{
 		Final:        h[1]&0x80 != 0,
 		LUN:          h.LUN(),
-		ITT:          h.Uint32(16),
-		TTT:          h.Uint32(20),
-		ExpStatSN:    h.Uint32(28),
-		DataSN:       h.Uint32(36),
-		BufferOffset: h.Uint32(40),
+		ITT:          h.word(16),
+		TTT:          h.word(20),
+		ExpStatSN:    h.word(28),
+		DataSN:       h.word(36),
+		BufferOffset: h.word(40),
 		AHS:          ahs,
 		Data:         data,
 	}
@@ -110,14 +110,14 @@ func (m *DataIn) AppendHeader(dst []byte) []byte {
 	dst, h := beginHeader(dst, OpDataIn, false, flags, len(m.AHS), len(m.Data))
 	h[3] = m.Status
 	h.SetLUN(m.LUN)
-	h.PutUint32(16, m.ITT)
-	h.PutUint32(20, m.TTT)
-	h.PutUint32(24, m.StatSN)
-	h.PutUint32(28, m.ExpCmdSN)
-	h.PutUint32(32, m.MaxCmdSN)
-	h.PutUint32(36, m.DataSN)
-	h.PutUint32(40, m.BufferOffset)
-	h.PutUint32(44, m.ResidualCount)
+	h.putWord(16, m.ITT)
+	h.putWord(20, m.TTT)
+	h.putWord(24, m.StatSN)
+	h.putWord(28, m.ExpCmdSN)
+	h.putWord(32, m.MaxCmdSN)
+	h.putWord(36, m.DataSN)
+	h.putWord(40, m.BufferOffset)
+	h.putWord(44, m.ResidualCount)
 	return appendAHS(dst, m.AHS)
 }
 
@@ -145,23 +145,24 @@ func (m *DataIn) DecodeHeader(h *BHS, ahs []byte) error {
 }
 
 func (m *DataIn) set(h *BHS, ahs, data []byte) {
-	*m = DataIn{
-		Final:             h[1]&0x80 != 0,
-		Acknowledge:       h[1]&0x40 != 0,
-		ResidualOverflow:  h[1]&0x04 != 0,
-		ResidualUnderflow: h[1]&0x02 != 0,
-		StatusPresent:     h[1]&0x01 != 0,
-		Status:            h[3],
-		LUN:               h.LUN(),
-		ITT:               h.Uint32(16),
-		TTT:               h.Uint32(20),
-		StatSN:            h.Uint32(24),
-		ExpCmdSN:          h.Uint32(28),
-		MaxCmdSN:          h.Uint32(32),
-		DataSN:            h.Uint32(36),
-		BufferOffset:      h.Uint32(40),
-		ResidualCount:     h.Uint32(44),
-		AHS:               ahs,
-		Data:              data,
-	}
+	// Field by field rather than *m = DataIn{...}: the composite literal
+	// would be built in a temporary and copied (h might alias m).
+	flags := h[1]
+	m.Final = flags&0x80 != 0
+	m.Acknowledge = flags&0x40 != 0
+	m.ResidualOverflow = flags&0x04 != 0
+	m.ResidualUnderflow = flags&0x02 != 0
+	m.StatusPresent = flags&0x01 != 0
+	m.Status = h[3]
+	m.LUN = h.LUN()
+	m.ITT = h.word(16)
+	m.TTT = h.word(20)
+	m.StatSN = h.word(24)
+	m.ExpCmdSN = h.word(28)
+	m.MaxCmdSN = h.word(32)
+	m.DataSN = h.word(36)
+	m.BufferOffset = h.word(40)
+	m.ResidualCount = h.word(44)
+	m.AHS = ahs
+	m.Data = data
 }

@@ -152,10 +152,10 @@ func (m *LoginRequest) AppendHeader(dst []byte) []byte {
 	h[3] = m.VersionMin
 	copy(h[8:14], m.ISID[:])
 	put16(h[14:16], m.TSIH)
-	h.PutUint32(16, m.ITT)
+	h.putWord(16, m.ITT)
 	put16(h[20:22], m.CID)
-	h.PutUint32(24, m.CmdSN)
-	h.PutUint32(28, m.ExpStatSN)
+	h.putWord(24, m.CmdSN)
+	h.putWord(28, m.ExpStatSN)
 	return appendAHS(dst, m.AHS)
 }
 
@@ -192,10 +192,10 @@ func (m *LoginRequest) set(h *BHS, ahs, data []byte) {
 		VersionMax: h[2],
 		VersionMin: h[3],
 		TSIH:       be16(h[14:16]),
-		ITT:        h.Uint32(16),
+		ITT:        h.word(16),
 		CID:        be16(h[20:22]),
-		CmdSN:      h.Uint32(24),
-		ExpStatSN:  h.Uint32(28),
+		CmdSN:      h.word(24),
+		ExpStatSN:  h.word(28),
 		AHS:        ahs,
 		Data:       data,
 	}
@@ -240,10 +240,10 @@ func (m *LoginResponse) AppendHeader(dst []byte) []byte {
 	h[3] = m.VersionActive
 	copy(h[8:14], m.ISID[:])
 	put16(h[14:16], m.TSIH)
-	h.PutUint32(16, m.ITT)
-	h.PutUint32(24, m.StatSN)
-	h.PutUint32(28, m.ExpCmdSN)
-	h.PutUint32(32, m.MaxCmdSN)
+	h.putWord(16, m.ITT)
+	h.putWord(24, m.StatSN)
+	h.putWord(28, m.ExpCmdSN)
+	h.putWord(32, m.MaxCmdSN)
 	h[36] = m.StatusClass
 	h[37] = m.StatusDetail
 	return appendAHS(dst, m.AHS)
@@ -281,10 +281,10 @@ func (m *LoginResponse) set(h *BHS, ahs, data []byte) {
 		VersionMax:    h[2],
 		VersionActive: h[3],
 		TSIH:          be16(h[14:16]),
-		ITT:           h.Uint32(16),
-		StatSN:        h.Uint32(24),
-		ExpCmdSN:      h.Uint32(28),
-		MaxCmdSN:      h.Uint32(32),
+		ITT:           h.word(16),
+		StatSN:        h.word(24),
+		ExpCmdSN:      h.word(28),
+		MaxCmdSN:      h.word(32),
 		StatusClass:   h[36],
 		StatusDetail:  h[37],
 		AHS:           ahs,

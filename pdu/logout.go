@@ -70,10 +70,10 @@ func (m *LogoutRequest) DataSegment() []byte { return m.Data }
 // AppendHeader appends the BHS and AHS.
 func (m *LogoutRequest) AppendHeader(dst []byte) []byte {
 	dst, h := beginHeader(dst, OpLogoutRequest, m.Immediate, 0x80|byte(m.Reason)&0x7f, len(m.AHS), len(m.Data))
-	h.PutUint32(16, m.ITT)
+	h.putWord(16, m.ITT)
 	put16(h[20:22], m.CID)
-	h.PutUint32(24, m.CmdSN)
-	h.PutUint32(28, m.ExpStatSN)
+	h.putWord(24, m.CmdSN)
+	h.putWord(28, m.ExpStatSN)
 	return appendAHS(dst, m.AHS)
 }
 
@@ -104,10 +104,10 @@ func (m *LogoutRequest) set(h *BHS, ahs, data []byte) {
 	*m = LogoutRequest{
 		Immediate: h.Immediate(),
 		Reason:    LogoutReason(h[1] & 0x7f),
-		ITT:       h.Uint32(16),
+		ITT:       h.word(16),
 		CID:       be16(h[20:22]),
-		CmdSN:     h.Uint32(24),
-		ExpStatSN: h.Uint32(28),
+		CmdSN:     h.word(24),
+		ExpStatSN: h.word(28),
 		AHS:       ahs,
 		Data:      data,
 	}
@@ -136,10 +136,10 @@ func (m *LogoutResponse) DataSegment() []byte { return m.Data }
 func (m *LogoutResponse) AppendHeader(dst []byte) []byte {
 	dst, h := beginHeader(dst, OpLogoutResponse, false, 0x80, len(m.AHS), len(m.Data))
 	h[2] = byte(m.Response)
-	h.PutUint32(16, m.ITT)
-	h.PutUint32(24, m.StatSN)
-	h.PutUint32(28, m.ExpCmdSN)
-	h.PutUint32(32, m.MaxCmdSN)
+	h.putWord(16, m.ITT)
+	h.putWord(24, m.StatSN)
+	h.putWord(28, m.ExpCmdSN)
+	h.putWord(32, m.MaxCmdSN)
 	put16(h[40:42], m.Time2Wait)
 	put16(h[42:44], m.Time2Retain)
 	return appendAHS(dst, m.AHS)
@@ -171,10 +171,10 @@ func (m *LogoutResponse) DecodeHeader(h *BHS, ahs []byte) error {
 func (m *LogoutResponse) set(h *BHS, ahs, data []byte) {
 	*m = LogoutResponse{
 		Response:    LogoutResponseCode(h[2]),
-		ITT:         h.Uint32(16),
-		StatSN:      h.Uint32(24),
-		ExpCmdSN:    h.Uint32(28),
-		MaxCmdSN:    h.Uint32(32),
+		ITT:         h.word(16),
+		StatSN:      h.word(24),
+		ExpCmdSN:    h.word(28),
+		MaxCmdSN:    h.word(32),
 		Time2Wait:   be16(h[40:42]),
 		Time2Retain: be16(h[42:44]),
 		AHS:         ahs,

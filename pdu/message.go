@@ -114,7 +114,12 @@ func New(o Opcode) Message {
 // The pointer is valid until dst is appended to again.
 func beginHeader(dst []byte, op Opcode, immediate bool, flags byte, ahsLen, dataLen int) ([]byte, *BHS) {
 	start := len(dst)
-	dst = append(dst, make([]byte, BHSLen)...)
+	if cap(dst)-start >= BHSLen { // encoding in place (AppendHeader(h[:0])): no append
+		dst = dst[:start+BHSLen]
+		clear(dst[start:])
+	} else {
+		dst = append(dst, make([]byte, BHSLen)...)
+	}
 	h := (*BHS)(dst[start : start+BHSLen])
 	h[0] = byte(op) & 0x3f
 	if immediate {
@@ -128,6 +133,9 @@ func beginHeader(dst []byte, op Opcode, immediate bool, flags byte, ahsLen, data
 
 // appendAHS appends raw AHS bytes padded to a multiple of 4.
 func appendAHS(dst, ahs []byte) []byte {
+	if len(ahs) == 0 {
+		return dst
+	}
 	dst = append(dst, ahs...)
 	return appendPad(dst, len(ahs))
 }

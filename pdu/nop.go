@@ -23,10 +23,10 @@ func (m *NOPOut) DataSegment() []byte { return m.Data }
 func (m *NOPOut) AppendHeader(dst []byte) []byte {
 	dst, h := beginHeader(dst, OpNOPOut, m.Immediate, 0x80, len(m.AHS), len(m.Data))
 	h.SetLUN(m.LUN)
-	h.PutUint32(16, m.ITT)
-	h.PutUint32(20, m.TTT)
-	h.PutUint32(24, m.CmdSN)
-	h.PutUint32(28, m.ExpStatSN)
+	h.putWord(16, m.ITT)
+	h.putWord(20, m.TTT)
+	h.putWord(24, m.CmdSN)
+	h.putWord(28, m.ExpStatSN)
 	return appendAHS(dst, m.AHS)
 }
 
@@ -57,10 +57,10 @@ func (m *NOPOut) set(h *BHS, ahs, data []byte) {
 	*m = NOPOut{
 		Immediate: h.Immediate(),
 		LUN:       h.LUN(),
-		ITT:       h.Uint32(16),
-		TTT:       h.Uint32(20),
-		CmdSN:     h.Uint32(24),
-		ExpStatSN: h.Uint32(28),
+		ITT:       h.word(16),
+		TTT:       h.word(20),
+		CmdSN:     h.word(24),
+		ExpStatSN: h.word(28),
 		AHS:       ahs,
 		Data:      data,
 	}
@@ -89,11 +89,11 @@ func (m *NOPIn) DataSegment() []byte { return m.Data }
 func (m *NOPIn) AppendHeader(dst []byte) []byte {
 	dst, h := beginHeader(dst, OpNOPIn, false, 0x80, len(m.AHS), len(m.Data))
 	h.SetLUN(m.LUN)
-	h.PutUint32(16, m.ITT)
-	h.PutUint32(20, m.TTT)
-	h.PutUint32(24, m.StatSN)
-	h.PutUint32(28, m.ExpCmdSN)
-	h.PutUint32(32, m.MaxCmdSN)
+	h.putWord(16, m.ITT)
+	h.putWord(20, m.TTT)
+	h.putWord(24, m.StatSN)
+	h.putWord(28, m.ExpCmdSN)
+	h.putWord(32, m.MaxCmdSN)
 	return appendAHS(dst, m.AHS)
 }
 
@@ -121,14 +121,14 @@ func (m *NOPIn) DecodeHeader(h *BHS, ahs []byte) error {
 }
 
 func (m *NOPIn) set(h *BHS, ahs, data []byte) {
-	*m = NOPIn{
-		LUN:      h.LUN(),
-		ITT:      h.Uint32(16),
-		TTT:      h.Uint32(20),
-		StatSN:   h.Uint32(24),
-		ExpCmdSN: h.Uint32(28),
-		MaxCmdSN: h.Uint32(32),
-		AHS:      ahs,
-		Data:     data,
-	}
+	// Field by field: a composite literal would be built in a temporary
+	// and copied (h might alias m).
+	m.LUN = h.LUN()
+	m.ITT = h.word(16)
+	m.TTT = h.word(20)
+	m.StatSN = h.word(24)
+	m.ExpCmdSN = h.word(28)
+	m.MaxCmdSN = h.word(32)
+	m.AHS = ahs
+	m.Data = data
 }

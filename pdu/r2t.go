@@ -25,14 +25,14 @@ func (m *R2T) DataSegment() []byte { return m.Data }
 func (m *R2T) AppendHeader(dst []byte) []byte {
 	dst, h := beginHeader(dst, OpR2T, false, 0x80, len(m.AHS), len(m.Data))
 	h.SetLUN(m.LUN)
-	h.PutUint32(16, m.ITT)
-	h.PutUint32(20, m.TTT)
-	h.PutUint32(24, m.StatSN)
-	h.PutUint32(28, m.ExpCmdSN)
-	h.PutUint32(32, m.MaxCmdSN)
-	h.PutUint32(36, m.R2TSN)
-	h.PutUint32(40, m.BufferOffset)
-	h.PutUint32(44, m.DesiredDataTransferLength)
+	h.putWord(16, m.ITT)
+	h.putWord(20, m.TTT)
+	h.putWord(24, m.StatSN)
+	h.putWord(28, m.ExpCmdSN)
+	h.putWord(32, m.MaxCmdSN)
+	h.putWord(36, m.R2TSN)
+	h.putWord(40, m.BufferOffset)
+	h.putWord(44, m.DesiredDataTransferLength)
 	return appendAHS(dst, m.AHS)
 }
 
@@ -60,17 +60,17 @@ func (m *R2T) DecodeHeader(h *BHS, ahs []byte) error {
 }
 
 func (m *R2T) set(h *BHS, ahs, data []byte) {
-	*m = R2T{
-		LUN:                       h.LUN(),
-		ITT:                       h.Uint32(16),
-		TTT:                       h.Uint32(20),
-		StatSN:                    h.Uint32(24),
-		ExpCmdSN:                  h.Uint32(28),
-		MaxCmdSN:                  h.Uint32(32),
-		R2TSN:                     h.Uint32(36),
-		BufferOffset:              h.Uint32(40),
-		DesiredDataTransferLength: h.Uint32(44),
-		AHS:                       ahs,
-		Data:                      data,
-	}
+	// Field by field: a composite literal would be built in a temporary
+	// and copied (h might alias m).
+	m.LUN = h.LUN()
+	m.ITT = h.word(16)
+	m.TTT = h.word(20)
+	m.StatSN = h.word(24)
+	m.ExpCmdSN = h.word(28)
+	m.MaxCmdSN = h.word(32)
+	m.R2TSN = h.word(36)
+	m.BufferOffset = h.word(40)
+	m.DesiredDataTransferLength = h.word(44)
+	m.AHS = ahs
+	m.Data = data
 }

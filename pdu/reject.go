@@ -79,11 +79,11 @@ func (m *Reject) RejectedHeader() *BHS {
 func (m *Reject) AppendHeader(dst []byte) []byte {
 	dst, h := beginHeader(dst, OpReject, false, 0x80, len(m.AHS), len(m.Data))
 	h[2] = byte(m.Reason)
-	h.PutUint32(16, m.ITT)
-	h.PutUint32(24, m.StatSN)
-	h.PutUint32(28, m.ExpCmdSN)
-	h.PutUint32(32, m.MaxCmdSN)
-	h.PutUint32(36, m.DataSN)
+	h.putWord(16, m.ITT)
+	h.putWord(24, m.StatSN)
+	h.putWord(28, m.ExpCmdSN)
+	h.putWord(32, m.MaxCmdSN)
+	h.putWord(36, m.DataSN)
 	return appendAHS(dst, m.AHS)
 }
 
@@ -113,11 +113,11 @@ func (m *Reject) DecodeHeader(h *BHS, ahs []byte) error {
 func (m *Reject) set(h *BHS, ahs, data []byte) {
 	*m = Reject{
 		Reason:   RejectReason(h[2]),
-		ITT:      h.Uint32(16),
-		StatSN:   h.Uint32(24),
-		ExpCmdSN: h.Uint32(28),
-		MaxCmdSN: h.Uint32(32),
-		DataSN:   h.Uint32(36),
+		ITT:      h.word(16),
+		StatSN:   h.word(24),
+		ExpCmdSN: h.word(28),
+		MaxCmdSN: h.word(32),
+		DataSN:   h.word(36),
 		AHS:      ahs,
 		Data:     data,
 	}

@@ -103,10 +103,10 @@ func (m *SCSICommand) AppendHeader(dst []byte) []byte {
 	}
 	dst, h := beginHeader(dst, OpSCSICommand, m.Immediate, flags, m.ahsLen(), len(m.Data))
 	h.SetLUN(m.LUN)
-	h.PutUint32(16, m.ITT)
-	h.PutUint32(20, m.ExpectedDataTransferLength)
-	h.PutUint32(24, m.CmdSN)
-	h.PutUint32(28, m.ExpStatSN)
+	h.putWord(16, m.ITT)
+	h.putWord(20, m.ExpectedDataTransferLength)
+	h.putWord(24, m.CmdSN)
+	h.putWord(28, m.ExpStatSN)
 	copy(h[32:48], m.CDB)
 	if n := m.extCDBLen(); n > 0 {
 		ext := m.CDB[16:]
@@ -152,10 +152,10 @@ func (m *SCSICommand) set(h *BHS, ahs, data []byte) {
 		Write:                      h[1]&0x20 != 0,
 		Attr:                       TaskAttribute(h[1] & 7),
 		LUN:                        h.LUN(),
-		ITT:                        h.Uint32(16),
-		ExpectedDataTransferLength: h.Uint32(20),
-		CmdSN:                      h.Uint32(24),
-		ExpStatSN:                  h.Uint32(28),
+		ITT:                        h.word(16),
+		ExpectedDataTransferLength: h.word(20),
+		CmdSN:                      h.word(24),
+		ExpStatSN:                  h.word(28),
 		CDB:                        h[32:48:48],
 		Data:                       data,
 	}

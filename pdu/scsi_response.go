@@ -79,14 +79,14 @@ func (m *SCSIResponse) AppendHeader(dst []byte) []byte {
 	h[2] = byte(m.Response)
 	h[3] = m.Status
 	h.SetLUN(m.LUN)
-	h.PutUint32(16, m.ITT)
-	h.PutUint32(20, m.SNACKTag)
-	h.PutUint32(24, m.StatSN)
-	h.PutUint32(28, m.ExpCmdSN)
-	h.PutUint32(32, m.MaxCmdSN)
-	h.PutUint32(36, m.ExpDataSN)
-	h.PutUint32(40, m.BidiReadResidualCount)
-	h.PutUint32(44, m.ResidualCount)
+	h.putWord(16, m.ITT)
+	h.putWord(20, m.SNACKTag)
+	h.putWord(24, m.StatSN)
+	h.putWord(28, m.ExpCmdSN)
+	h.putWord(32, m.MaxCmdSN)
+	h.putWord(36, m.ExpDataSN)
+	h.putWord(40, m.BidiReadResidualCount)
+	h.putWord(44, m.ResidualCount)
 	return appendAHS(dst, m.AHS)
 }
 
@@ -114,23 +114,23 @@ func (m *SCSIResponse) DecodeHeader(h *BHS, ahs []byte) error {
 }
 
 func (m *SCSIResponse) set(h *BHS, ahs, data []byte) {
-	*m = SCSIResponse{
-		BidiOverflow:          h[1]&0x10 != 0,
-		BidiUnderflow:         h[1]&0x08 != 0,
-		ResidualOverflow:      h[1]&0x04 != 0,
-		ResidualUnderflow:     h[1]&0x02 != 0,
-		Response:              ServiceResponse(h[2]),
-		Status:                h[3],
-		LUN:                   h.LUN(),
-		ITT:                   h.Uint32(16),
-		SNACKTag:              h.Uint32(20),
-		StatSN:                h.Uint32(24),
-		ExpCmdSN:              h.Uint32(28),
-		MaxCmdSN:              h.Uint32(32),
-		ExpDataSN:             h.Uint32(36),
-		BidiReadResidualCount: h.Uint32(40),
-		ResidualCount:         h.Uint32(44),
-		AHS:                   ahs,
-		Data:                  data,
-	}
+	// Field by field: a composite literal would be built in a temporary
+	// and copied (h might alias m).
+	m.BidiOverflow = h[1]&0x10 != 0
+	m.BidiUnderflow = h[1]&0x08 != 0
+	m.ResidualOverflow = h[1]&0x04 != 0
+	m.ResidualUnderflow = h[1]&0x02 != 0
+	m.Response = ServiceResponse(h[2])
+	m.Status = h[3]
+	m.LUN = h.LUN()
+	m.ITT = h.word(16)
+	m.SNACKTag = h.word(20)
+	m.StatSN = h.word(24)
+	m.ExpCmdSN = h.word(28)
+	m.MaxCmdSN = h.word(32)
+	m.ExpDataSN = h.word(36)
+	m.BidiReadResidualCount = h.word(40)
+	m.ResidualCount = h.word(44)
+	m.AHS = ahs
+	m.Data = data
 }

@@ -49,11 +49,11 @@ func (m *SNACK) DataSegment() []byte { return m.Data }
 func (m *SNACK) AppendHeader(dst []byte) []byte {
 	dst, h := beginHeader(dst, OpSNACK, false, 0x80|byte(m.Type)&0x0f, len(m.AHS), len(m.Data))
 	h.SetLUN(m.LUN)
-	h.PutUint32(16, m.ITT)
-	h.PutUint32(20, m.TTT)
-	h.PutUint32(28, m.ExpStatSN)
-	h.PutUint32(36, m.BegRun)
-	h.PutUint32(40, m.RunLength)
+	h.putWord(16, m.ITT)
+	h.putWord(20, m.TTT)
+	h.putWord(28, m.ExpStatSN)
+	h.putWord(36, m.BegRun)
+	h.putWord(40, m.RunLength)
 	return appendAHS(dst, m.AHS)
 }
 
@@ -84,11 +84,11 @@ func (m *SNACK) set(h *BHS, ahs, data []byte) {
 	*m = SNACK{
 		Type:      SNACKType(h[1] & 0x0f),
 		LUN:       h.LUN(),
-		ITT:       h.Uint32(16),
-		TTT:       h.Uint32(20),
-		ExpStatSN: h.Uint32(28),
-		BegRun:    h.Uint32(36),
-		RunLength: h.Uint32(40),
+		ITT:       h.word(16),
+		TTT:       h.word(20),
+		ExpStatSN: h.word(28),
+		BegRun:    h.word(36),
+		RunLength: h.word(40),
 		AHS:       ahs,
 		Data:      data,
 	}

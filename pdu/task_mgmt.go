@@ -115,12 +115,12 @@ func (m *TaskMgmtRequest) DataSegment() []byte { return m.Data }
 func (m *TaskMgmtRequest) AppendHeader(dst []byte) []byte {
 	dst, h := beginHeader(dst, OpTaskMgmtRequest, m.Immediate, 0x80|byte(m.Function)&0x7f, len(m.AHS), len(m.Data))
 	h.SetLUN(m.LUN)
-	h.PutUint32(16, m.ITT)
-	h.PutUint32(20, m.ReferencedTaskTag)
-	h.PutUint32(24, m.CmdSN)
-	h.PutUint32(28, m.ExpStatSN)
-	h.PutUint32(32, m.RefCmdSN)
-	h.PutUint32(36, m.ExpDataSN)
+	h.putWord(16, m.ITT)
+	h.putWord(20, m.ReferencedTaskTag)
+	h.putWord(24, m.CmdSN)
+	h.putWord(28, m.ExpStatSN)
+	h.putWord(32, m.RefCmdSN)
+	h.putWord(36, m.ExpDataSN)
 	return appendAHS(dst, m.AHS)
 }
 
@@ -152,12 +152,12 @@ func (m *TaskMgmtRequest) set(h *BHS, ahs, data []byte) {
 		Immediate:         h.Immediate(),
 		Function:          TMFunction(h[1] & 0x7f),
 		LUN:               h.LUN(),
-		ITT:               h.Uint32(16),
-		ReferencedTaskTag: h.Uint32(20),
-		CmdSN:             h.Uint32(24),
-		ExpStatSN:         h.Uint32(28),
-		RefCmdSN:          h.Uint32(32),
-		ExpDataSN:         h.Uint32(36),
+		ITT:               h.word(16),
+		ReferencedTaskTag: h.word(20),
+		CmdSN:             h.word(24),
+		ExpStatSN:         h.word(28),
+		RefCmdSN:          h.word(32),
+		ExpDataSN:         h.word(36),
 		AHS:               ahs,
 		Data:              data,
 	}
@@ -185,10 +185,10 @@ func (m *TaskMgmtResponse) DataSegment() []byte { return m.Data }
 func (m *TaskMgmtResponse) AppendHeader(dst []byte) []byte {
 	dst, h := beginHeader(dst, OpTaskMgmtResponse, false, 0x80, len(m.AHS), len(m.Data))
 	h[2] = byte(m.Response)
-	h.PutUint32(16, m.ITT)
-	h.PutUint32(24, m.StatSN)
-	h.PutUint32(28, m.ExpCmdSN)
-	h.PutUint32(32, m.MaxCmdSN)
+	h.putWord(16, m.ITT)
+	h.putWord(24, m.StatSN)
+	h.putWord(28, m.ExpCmdSN)
+	h.putWord(32, m.MaxCmdSN)
 	return appendAHS(dst, m.AHS)
 }
 
@@ -218,10 +218,10 @@ func (m *TaskMgmtResponse) DecodeHeader(h *BHS, ahs []byte) error {
 func (m *TaskMgmtResponse) set(h *BHS, ahs, data []byte) {
 	*m = TaskMgmtResponse{
 		Response: TMFResponse(h[2]),
-		ITT:      h.Uint32(16),
-		StatSN:   h.Uint32(24),
-		ExpCmdSN: h.Uint32(28),
-		MaxCmdSN: h.Uint32(32),
+		ITT:      h.word(16),
+		StatSN:   h.word(24),
+		ExpCmdSN: h.word(28),
+		MaxCmdSN: h.word(32),
 		AHS:      ahs,
 		Data:     data,
 	}

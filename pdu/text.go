@@ -24,10 +24,10 @@ func (m *TextRequest) DataSegment() []byte { return m.Data }
 func (m *TextRequest) AppendHeader(dst []byte) []byte {
 	dst, h := beginHeader(dst, OpTextRequest, m.Immediate, finalCont(m.Final, m.Continue), len(m.AHS), len(m.Data))
 	h.SetLUN(m.LUN)
-	h.PutUint32(16, m.ITT)
-	h.PutUint32(20, m.TTT)
-	h.PutUint32(24, m.CmdSN)
-	h.PutUint32(28, m.ExpStatSN)
+	h.putWord(16, m.ITT)
+	h.putWord(20, m.TTT)
+	h.putWord(24, m.CmdSN)
+	h.putWord(28, m.ExpStatSN)
 	return appendAHS(dst, m.AHS)
 }
 
@@ -60,10 +60,10 @@ func (m *TextRequest) set(h *BHS, ahs, data []byte) {
 		Final:     h[1]&0x80 != 0,
 		Continue:  h[1]&0x40 != 0,
 		LUN:       h.LUN(),
-		ITT:       h.Uint32(16),
-		TTT:       h.Uint32(20),
-		CmdSN:     h.Uint32(24),
-		ExpStatSN: h.Uint32(28),
+		ITT:       h.word(16),
+		TTT:       h.word(20),
+		CmdSN:     h.word(24),
+		ExpStatSN: h.word(28),
 		AHS:       ahs,
 		Data:      data,
 	}
@@ -93,11 +93,11 @@ func (m *TextResponse) DataSegment() []byte { return m.Data }
 func (m *TextResponse) AppendHeader(dst []byte) []byte {
 	dst, h := beginHeader(dst, OpTextResponse, false, finalCont(m.Final, m.Continue), len(m.AHS), len(m.Data))
 	h.SetLUN(m.LUN)
-	h.PutUint32(16, m.ITT)
-	h.PutUint32(20, m.TTT)
-	h.PutUint32(24, m.StatSN)
-	h.PutUint32(28, m.ExpCmdSN)
-	h.PutUint32(32, m.MaxCmdSN)
+	h.putWord(16, m.ITT)
+	h.putWord(20, m.TTT)
+	h.putWord(24, m.StatSN)
+	h.putWord(28, m.ExpCmdSN)
+	h.putWord(32, m.MaxCmdSN)
 	return appendAHS(dst, m.AHS)
 }
 
@@ -129,11 +129,11 @@ func (m *TextResponse) set(h *BHS, ahs, data []byte) {
 		Final:    h[1]&0x80 != 0,
 		Continue: h[1]&0x40 != 0,
 		LUN:      h.LUN(),
-		ITT:      h.Uint32(16),
-		TTT:      h.Uint32(20),
-		StatSN:   h.Uint32(24),
-		ExpCmdSN: h.Uint32(28),
-		MaxCmdSN: h.Uint32(32),
+		ITT:      h.word(16),
+		TTT:      h.word(20),
+		StatSN:   h.word(24),
+		ExpCmdSN: h.word(28),
+		MaxCmdSN: h.word(32),
 		AHS:      ahs,
 		Data:     data,
 	}

@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -37,11 +36,11 @@ type listedPackage struct {
 // TestNoRawHeaderOffsetsOutsidePDU type-checks the product code (non-test
 // files) of every package of the module except pdu and fails on each place
 // that reaches into a header by byte offset: indexing or slicing a
-// pdu.BHS, or calling its raw word accessors (BHS.Uint32, BHS.PutUint32).
-// Header fields are read and written with pdu's named accessors and typed
-// PDU structs, so a field has one definition (pdu's) and a mistyped
-// offset cannot hide in a caller. Test files are exempt: hostile-peer
-// tests forge malformed headers on purpose.
+// pdu.BHS (pdu's word accessors are unexported, so the compiler already
+// refuses h.word(28) outside it). Header fields are read and written with
+// pdu's named accessors and typed PDU structs, so a field has one
+// definition (pdu's) and a mistyped offset cannot hide in a caller. Test
+// files are exempt: hostile-peer tests forge malformed headers on purpose.
 func TestNoRawHeaderOffsetsOutsidePDU(t *testing.T) {
 	pkgs := listModule(t)
 	var found []string
@@ -55,26 +54,31 @@ func TestNoRawHeaderOffsetsOutsidePDU(t *testing.T) {
 }
 
 // TestRawOffsetCheckFindsViolations proves the check can fail: a package
-// that indexes, slices and word-reads a BHS yields one finding each.
+// that indexes and slices a BHS yields one finding each.
 func TestRawOffsetCheckFindsViolations(t *testing.T) {
 	dir := t.TempDir()
 	src := `package bad
 
-import "github.com/gosan/iscsi/pdu"
+import (
+	"encoding/binary"
+
+	"github.com/gosan/iscsi/pdu"
+)
 
 func f(h *pdu.BHS, v pdu.BHS) uint32 {
 	_ = h[2]
 	_ = v[8:16]
-	_ = v[:0] // encoding in place: fine
-	h.PutUint32(24, 1)
+	_ = v[:0]      // encoding in place: fine
 	_ = h.Opcode() // named: fine
-	return h.Uint32(28)
+	binary.BigEndian.PutUint32(h[24:], 1)
+	return binary.BigEndian.Uint32(h[28:32])
 }
 `
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "bad.go"), []byte(src), 0o644))
 	pkgs := listModule(t)
 	found := rawOffsets(t, listedPackage{ImportPath: "example.com/bad", Dir: dir, GoFiles: []string{"bad.go"}}, pkgs)
 	require.Len(t, found, 4, "%v", found)
+	require.Contains(t, found[0], "bad.go:10:6: indexes a pdu.BHS")
 }
 
 // listModule lists the module's packages with their dependencies and the
@@ -158,12 +162,6 @@ func rawOffsets(t *testing.T, p listedPackage, pkgs map[string]listedPackage) []
 				whole := n.Low == nil && (n.High == nil || isZero(n.High))
 				if isBHS(n.X) && !whole {
 					report(n, "slices a pdu.BHS")
-				}
-			case *ast.SelectorExpr:
-				if sel, ok := info.Selections[n]; ok && sel.Kind() == types.MethodVal && isBHS(n.X) {
-					if name := sel.Obj().Name(); strings.Contains(name, "Uint32") {
-						report(n, "calls pdu.BHS."+name)
-					}
 				}
 			}
 			return true
