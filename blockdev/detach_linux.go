@@ -217,9 +217,10 @@ func (k *Kernel) sendLogout(ctx context.Context, sid uint32) {
 			k.log.Debug("blockdev: no Logout Response", "sid", sid, "err", err)
 			return
 		}
-		if len(p) >= pdu.BHSLen && pdu.Opcode(p[0]&0x3f) == pdu.OpLogoutResponse {
-			if p[2] != 0 {
-				k.log.Debug("blockdev: Logout Response", "sid", sid, "response", p[2])
+		var resp pdu.LogoutResponse
+		if resp.Decode(p) == nil {
+			if resp.Response != pdu.LogoutSuccess {
+				k.log.Debug("blockdev: Logout Response", "sid", sid, "response", resp.Response)
 			}
 			return
 		}

@@ -153,8 +153,9 @@ func restoreITT(p []byte, itt uint32) {
 	if len(p) < pdu.BHSLen {
 		return
 	}
-	switch pdu.Opcode(p[0] & 0x3f) {
+	h := (*pdu.BHS)(p[:pdu.BHSLen])
+	switch h.Opcode() {
 	case pdu.OpLoginResponse, pdu.OpTextResponse, pdu.OpLogoutResponse:
-		binary.BigEndian.PutUint32(p[16:20], itt)
+		h.SetITT(itt)
 	}
 }
