@@ -145,8 +145,9 @@ func TestRecoveryTargetFrozen(t *testing.T) {
 	stopped := time.Now()
 	require.Eventually(t, func() bool { return s.Stats().NOPTimeouts > 0 }, 5*time.Second, 10*time.Millisecond,
 		"the keepalive did not declare the frozen target dead")
-	rec, ok := states.firstAfter(StateRecovering, stopped)
-	require.True(t, ok)
+	// The state follows once the connection's goroutines have ended.
+	require.Eventually(t, func() bool { _, ok := states.firstAfter(StateRecovering, stopped); return ok }, 5*time.Second, 10*time.Millisecond)
+	rec, _ := states.firstAfter(StateRecovering, stopped)
 	t.Logf("SIGSTOP -> recovering after %v", rec.Sub(stopped).Round(time.Millisecond))
 	time.Sleep(2 * time.Second)
 	require.NoError(t, srv.Cont())
