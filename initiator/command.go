@@ -80,6 +80,17 @@ func (s *Session) execute(ctx context.Context, lun uint64, cdb []byte, dataIn, d
 // start sends a SCSI command and returns its slot without waiting. While
 // the session recovers it waits for the replacement connection.
 func (s *Session) start(ctx context.Context, lun uint64, cdb []byte, dataIn, dataOut []byte) (*slot, error) {
+	return s.startFor(ctx, nil, true, lun, cdb, dataIn, dataOut)
+}
+
+// errNoSlot: a Queue's submission found every command slot busy.
+var errNoSlot = errors.New("iscsi: no free command slot")
+
+// startFor is start for an owner: nil for a caller that waits for its
+// command, or the Queue that reaps it. Without block it does not wait for
+// a free slot (a Queue's own unreaped commands may hold them all) and
+// returns errNoSlot.
+func (s *Session) startFor(ctx context.Context, q *Queue, block bool, lun uint64, cdb []byte, dataIn, dataOut []byte) (*slot, error) {
 	if len(cdb) > 16 {
 		return nil, errCDBTooLong
 	}
@@ -94,6 +105,9 @@ func (s *Session) start(ctx context.Context, lun uint64, cdb []byte, dataIn, dat
 	select {
 	case idx = <-s.slots.free:
 	default:
+		if !block {
+			return nil, errNoSlot
+		}
 		select {
 		case idx = <-s.slots.free:
 		case <-ctx.Done():
@@ -104,6 +118,7 @@ func (s *Session) start(ctx context.Context, lun uint64, cdb []byte, dataIn, dat
 	}
 	sl := &s.slots.slots[idx]
 	sl.arm()
+	sl.q.Store(q)
 	sl.kind = kindSCSI
 	sl.lun = lun
 	sl.in = dataIn

@@ -91,8 +91,8 @@ type conn struct {
 	asks     atomic.Uint64 // times a caller found the role held and waited
 	roleCh   chan struct{} // cap 1: the role was released while someone waited
 	leadMu   sync.Mutex
-	leadDone <-chan struct{}      // Done of the reading caller's context
-	leadSlot atomic.Pointer[slot] // the slot the reading caller waits for
+	leadDone <-chan struct{}               // Done of the reading caller's context
+	leadEv   atomic.Pointer[chan struct{}] // the event the reading caller waits for
 	// orphans counts immediate requests on this connection abandoned by
 	// their owners; the reader reclaims their slots (slotTable.reclaim).
 	orphans atomic.Int32

@@ -141,3 +141,64 @@ func ExampleSession_Execute() {
 	// LUN 0: GOSAN ISCSITEST DISK, type disk
 	// LUN 7: CHECK CONDITION true
 }
+
+// A Queue keeps many reads in flight from one goroutine and reaps their
+// completions in batches.
+func ExampleQueue() {
+	const name = "iqn.2026-12.org.example:disk1"
+	srv, err := iscsitest.NewServer(iscsitest.Config{Targets: []iscsitest.Target{{
+		Name: name,
+		LUNs: []iscsitest.LUN{{Number: 1, Blocks: 2048, BlockSize: 512}},
+	}}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := initiator.Dial(ctx, srv.Addr(), name)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	lun, err := s.LUN(ctx, 1)
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	q := lun.NewQueue()
+	defer q.Close()
+	ios := make([]initiator.IO, 8)
+	for i := range ios {
+		ios[i] = initiator.IO{Buf: make([]byte, 4096), Off: int64(i) * 4096, Tag: uint64(i)}
+	}
+	for len(ios) > 0 {
+		n, err := q.Submit(ctx, ios...) // stops early when every slot is busy
+		if err != nil {
+			log.Fatal(err)
+		}
+		ios = ios[n:]
+		out := make([]initiator.Completion, 8)
+		for q.Inflight() > 0 {
+			m, err := q.Reap(ctx, out, 1)
+			if err != nil {
+				log.Fatal(err)
+			}
+			for _, c := range out[:m] {
+				if c.Err != nil {
+					log.Fatal(c.Err)
+				}
+				fmt.Printf("read %d: %d bytes\n", c.Tag, c.N)
+			}
+		}
+	}
+	// Unordered output:
+	// read 0: 4096 bytes
+	// read 1: 4096 bytes
+	// read 2: 4096 bytes
+	// read 3: 4096 bytes
+	// read 4: 4096 bytes
+	// read 5: 4096 bytes
+	// read 6: 4096 bytes
+	// read 7: 4096 bytes
+}

@@ -109,9 +109,13 @@ func (c *conn) readFailed(err error) {
 // ends (checked between PDUs; watch interrupts a read that blocks), or the
 // connection fails. It gives the role back before returning. A caller
 // never leaves the role in the middle of a PDU.
-func (c *conn) lead(ctx context.Context, sl *slot) bool {
-	c.leadSlot.Store(sl)
-	defer c.leadSlot.Store(nil)
+func (c *conn) lead(ctx context.Context, sl *slot) bool { return c.leadUntil(ctx, &sl.ev) }
+
+// leadUntil is lead for any event channel: it reads until *ev has a token
+// (which it takes: true), ctx ends or the connection fails. A Queue's
+// reaper leads until a completion is posted.
+func (c *conn) leadUntil(ctx context.Context, ev *chan struct{}) bool {
+	c.leadEv.Store(ev)
 	done := ctx.Done()
 	if done != nil {
 		c.leadMu.Lock()
@@ -121,7 +125,7 @@ func (c *conn) lead(ctx context.Context, sl *slot) bool {
 	ok := false
 	for {
 		select {
-		case <-sl.ev:
+		case <-*ev:
 			ok = true
 		default:
 		}
@@ -147,21 +151,21 @@ func (c *conn) lead(ctx context.Context, sl *slot) bool {
 		c.leadDone = nil
 		c.leadMu.Unlock()
 	}
+	c.leadEv.Store(nil)
 	c.unlead()
 	return ok
 }
 
 // watch interrupts the read of a caller holding the reader role whose
-// context ended or whose command timed out: its blocked read returns at
-// the next PDU boundary. It
+// context ended or whose event came from elsewhere (a command timeout):
+// its blocked read returns at the next PDU boundary. It
 // reports whether such a caller holds the role.
 func (c *conn) watch() bool {
-	if sl := c.leadSlot.Load(); sl != nil {
-		// The watchdog expired the reading caller's command (timeout.go).
-		if e := sl.expired.Load(); e != idleITT && e == sl.itt.Load() {
-			_ = c.nc.SetReadDeadline(time.Unix(1, 0))
-			return true
-		}
+	if ev := c.leadEv.Load(); ev != nil && len(*ev) > 0 {
+		// Someone else woke the reading caller: the watchdog expired its
+		// command (timeout.go), or posted to its Queue.
+		_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+		return true
 	}
 	c.leadMu.Lock()
 	d := c.leadDone

@@ -60,6 +60,13 @@ type slot struct {
 	deadline atomic.Int64
 	expired  atomic.Uint32
 
+	// q is the Queue that reaps this command (nil: its caller waits for it);
+	// wake posts to it instead of signalling ev. The q* fields belong to
+	// the Queue's reaper (qReady to q.mu).
+	q      atomic.Pointer[Queue]
+	qReady bool
+	qio    queuedIO
+
 	// immConn is the connection an immediate request was sent on, so an
 	// abandoned request that is never answered is reclaimed when that
 	// connection ends.
@@ -116,6 +123,7 @@ func (s *slot) arm() {
 	s.mu.Unlock()
 	s.refITT = idleITT
 	s.immConn = nil
+	s.q.Store(nil)
 	s.deadline.Store(0)
 	s.expired.Store(idleITT)
 	select { // drop a stale wake-up
@@ -171,6 +179,10 @@ func (s *slot) abandon() {
 }
 
 func (s *slot) wake() {
+	if q := s.q.Load(); q != nil {
+		q.post(s)
+		return
+	}
 	select {
 	case s.ev <- struct{}{}:
 	default:

@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
+# perf counts each initiator's system calls and context switches per I/O.
+if ! command -v perf >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq linux-perf
+fi
 fio=$(bash scripts/fio-libiscsi.sh)
 bin=$(mktemp -d)
 trap 'rm -rf "$bin"' EXIT

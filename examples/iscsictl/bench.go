@@ -18,6 +18,7 @@ import (
 // benchResult is what `iscsictl bench --json` prints: one object.
 type benchResult struct {
 	RW        string     `json:"rw"`
+	Engine    string     `json:"engine"`
 	BlockSize int        `json:"bs"`
 	QD        int        `json:"qd"`
 	Seconds   float64    `json:"seconds"`
@@ -50,6 +51,7 @@ func cmdBench(ctx context.Context, g *globals, args []string) error {
 	fs.Var(&span, "span", "bytes of the LUN to use from offset 0 (default: all)")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of the run to this file")
+	engine := fs.String("engine", "queue", "queue (one goroutine, the asynchronous Queue) or sync (a goroutine per I/O in flight, ReadAt/WriteAt)")
 	pos, err := g.parse(fs, args)
 	if err != nil {
 		return err
@@ -74,6 +76,9 @@ func cmdBench(ctx context.Context, g *globals, args []string) error {
 	}
 	if *dur <= 0 {
 		return usagef("--duration must be positive")
+	}
+	if *engine != "queue" && *engine != "sync" {
+		return usagef("--engine must be queue or sync")
 	}
 	s, l, err := g.openLUN(ctx, pos[0], initiator.WithQueueDepth(max(*qd, initiator.DefaultQueueDepth)))
 	if err != nil {
@@ -103,16 +108,25 @@ func cmdBench(ctx context.Context, g *globals, args []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	res, err := runBench(ctx, l, benchSpec{write: write, random: random, bs: size, qd: *qd, dur: *dur, region: region})
+	spec := benchSpec{write: write, random: random, bs: size, qd: *qd, dur: *dur, region: region}
+	if *engine == "queue" && size > l.MaxIOSize() {
+		*engine = "sync" // one I/O is several commands: ReadAt/WriteAt split it
+	}
+	var res *benchResult
+	if *engine == "queue" {
+		res, err = runBenchQueue(ctx, l, spec)
+	} else {
+		res, err = runBench(ctx, l, spec)
+	}
 	if err != nil {
 		return err
 	}
-	res.RW = *rw
+	res.RW, res.Engine = *rw, *engine
 	if *asJSON {
 		return writeJSON(g.stdout, res)
 	}
-	fmt.Fprintf(g.stdout, "%s bs=%d qd=%d %.1fs: %.0f IOPS, %.1f MiB/s, latency µs mean %.0f p50 %.0f p90 %.0f p99 %.0f p99.9 %.0f max %.0f, CPU %.1f µs/IO\n",
-		res.RW, res.BlockSize, res.QD, res.Seconds, res.IOPS, res.MiBps,
+	fmt.Fprintf(g.stdout, "%s bs=%d qd=%d engine=%s %.1fs: %.0f IOPS, %.1f MiB/s, latency µs mean %.0f p50 %.0f p90 %.0f p99 %.0f p99.9 %.0f max %.0f, CPU %.1f µs/IO\n",
+		res.RW, res.BlockSize, res.QD, res.Engine, res.Seconds, res.IOPS, res.MiBps,
 		res.Latency.Mean, res.Latency.P50, res.Latency.P90, res.Latency.P99, res.Latency.P999, res.Latency.Max, res.CPUPerIO)
 	return nil
 }
@@ -194,10 +208,14 @@ func runBench(ctx context.Context, l *initiator.LUN, spec benchSpec) (*benchResu
 	for _, ls := range lats {
 		all = append(all, ls...)
 	}
+	return benchSummary(spec, all, ios.Load(), nerrs.Load(), elapsed, time.Duration(cpu1-cpu0)), nil
+}
+
+// benchSummary computes the result of a run from its latencies.
+func benchSummary(spec benchSpec, all []time.Duration, n, nerrs int64, elapsed, cpu time.Duration) *benchResult {
 	slices.Sort(all)
-	n := ios.Load()
 	res := &benchResult{
-		BlockSize: spec.bs, QD: spec.qd, Seconds: elapsed.Seconds(), IOs: n, Errors: nerrs.Load(),
+		BlockSize: spec.bs, QD: spec.qd, Seconds: elapsed.Seconds(), IOs: n, Errors: nerrs,
 		IOPS:  float64(n) / elapsed.Seconds(),
 		MiBps: float64(n) * float64(spec.bs) / (1 << 20) / elapsed.Seconds(),
 	}
@@ -212,7 +230,87 @@ func runBench(ctx context.Context, l *initiator.LUN, spec benchSpec) (*benchResu
 			P99: pct(0.99), P999: pct(0.999), Max: us(all[len(all)-1])}
 	}
 	if n > 0 {
-		res.CPUPerIO = float64(cpu1-cpu0) / 1e3 / float64(n)
+		res.CPUPerIO = float64(cpu) / 1e3 / float64(n)
 	}
-	return res, nil
+	return res
+}
+
+// runBenchQueue keeps qd I/Os in flight on l for spec.dur from this one
+// goroutine, through an initiator.Queue.
+func runBenchQueue(ctx context.Context, l *initiator.LUN, spec benchSpec) (*benchResult, error) {
+	runCtx, cancel := context.WithTimeout(ctx, spec.dur)
+	defer cancel()
+	blocks := spec.region / int64(spec.bs)
+	q := l.NewQueue()
+	defer q.Close()
+	rng := mrand.New(mrand.NewPCG(1, uint64(time.Now().UnixNano())))
+	var next int64
+	offset := func() int64 {
+		if spec.random {
+			return rng.Int64N(blocks) * int64(spec.bs)
+		}
+		next++
+		return ((next - 1) % blocks) * int64(spec.bs)
+	}
+	ios := make([]initiator.IO, spec.qd)
+	started := make([]time.Time, spec.qd)
+	for i := range ios {
+		ios[i] = initiator.IO{Write: spec.write, Buf: make([]byte, spec.bs), Tag: uint64(i)}
+		if spec.write {
+			rand.Read(ios[i].Buf)
+		}
+	}
+	lats := make([]time.Duration, 0, max(1<<12, int(spec.dur.Seconds()*100000)))
+	out := make([]initiator.Completion, spec.qd)
+	var n, nerrs int64
+	var first error
+	cpu0 := cpuTime()
+	start := time.Now()
+	submit := func(i int) error {
+		ios[i].Off = offset()
+		started[i] = time.Now()
+		_, err := q.Submit(runCtx, ios[i])
+		return err
+	}
+	for i := range ios {
+		if err := submit(i); err != nil {
+			first = err
+			break
+		}
+	}
+	for first == nil && runCtx.Err() == nil {
+		m, err := q.Reap(runCtx, out, 1)
+		now := time.Now()
+		for _, c := range out[:m] {
+			if c.Err != nil {
+				nerrs++
+				if first == nil {
+					first = c.Err
+				}
+				continue
+			}
+			lats = append(lats, now.Sub(started[c.Tag]))
+			n++
+			if runCtx.Err() == nil && first == nil {
+				if err := submit(int(c.Tag)); err != nil && runCtx.Err() == nil {
+					first = err
+				}
+			}
+		}
+		if err != nil && runCtx.Err() == nil {
+			first = err
+		}
+	}
+	elapsed := time.Since(start)
+	cpu1 := cpuTime()
+	// Let what is still in flight finish (bounded), so Close aborts nothing.
+	drain, stop := context.WithTimeout(ctx, 30*time.Second)
+	for q.Inflight() > 0 && drain.Err() == nil {
+		_, _ = q.Reap(drain, out, q.Inflight())
+	}
+	stop()
+	if first != nil {
+		return nil, fmt.Errorf("bench: %w", first)
+	}
+	return benchSummary(spec, lats, n, nerrs, elapsed, time.Duration(cpu1-cpu0)), nil
 }

@@ -70,7 +70,7 @@ func (g *globals) openEndpoint(ctx context.Context, spec string, dst bool) (*end
 
 func cmdCopy(ctx context.Context, g *globals, args []string) error {
 	fs := g.flagSet("copy")
-	workers := fs.Int("jobs", 4, "transfers in flight")
+	workers := fs.Int("jobs", 4, "transfers in flight (through one goroutine and initiator.Queue when each fits in one command)")
 	var chunk sizeFlag
 	chunk.n = 1 << 20
 	fs.Var(&chunk, "chunk", "bytes per transfer")
@@ -115,12 +115,45 @@ func cmdCopy(ctx context.Context, g *globals, args []string) error {
 	if *progress {
 		stopBar = startProgress(g, &done, total)
 	}
-	err = parallelCopy(ctx, src, dst, total, step, *workers, &done)
+	if qstep := queueStep(src, dst, step); useQueue(src, dst, total, qstep) {
+		step = qstep
+		err = queueCopy(ctx, src, dst, total, step, *workers, &done)
+	} else {
+		err = parallelCopy(ctx, src, dst, total, step, *workers, &done)
+	}
 	stopBar()
 	if cerr := dst.close(); err == nil && cerr != nil {
 		err = fmt.Errorf("finish %s: %w", pos[1], cerr)
 	}
 	return err
+}
+
+// queueStep is step cut to one command on each LUN side (MaxIOSize),
+// whole blocks of both sides.
+func queueStep(src, dst *endpoint, step int64) int64 {
+	align := max(src.bs, dst.bs)
+	for _, e := range []*endpoint{src, dst} {
+		if e.lun != nil {
+			step = min(step, int64(e.lun.MaxIOSize()))
+		}
+	}
+	return max(step-step%align, align)
+}
+
+// useQueue tells whether queueCopy can do the copy: every piece, the last
+// one included, is whole destination blocks and one command on each LUN
+// side. Otherwise parallelCopy (a goroutine per transfer, ReadAt/WriteAt,
+// which split large transfers and merge a short tail) does it.
+func useQueue(src, dst *endpoint, total, step int64) bool {
+	if total%dst.bs != 0 || total%src.bs != 0 {
+		return false
+	}
+	for _, e := range []*endpoint{src, dst} {
+		if e.lun != nil && step > int64(e.lun.MaxIOSize()) {
+			return false
+		}
+	}
+	return true
 }
 
 // parallelCopy copies [0,total) in pieces of step bytes with n workers. A

@@ -31,3 +31,14 @@ func TestParseSize(t *testing.T) {
 		assert.Error(t, err, in)
 	}
 }
+
+// Aligned copies go through initiator.Queue; one whose last piece ends
+// inside a destination block goes the ReadAt/WriteAt way.
+func TestCopyEngineChoice(t *testing.T) {
+	file := &endpoint{bs: 1}
+	lunLike := &endpoint{bs: 512}
+	assert.True(t, useQueue(file, lunLike, 4096, 1024))
+	assert.False(t, useQueue(file, lunLike, 4096+100, 1024), "a tail inside a block")
+	assert.Equal(t, int64(1024), queueStep(file, lunLike, 1024+100), "whole blocks")
+	assert.Equal(t, int64(512), queueStep(file, lunLike, 100), "at least one block")
+}

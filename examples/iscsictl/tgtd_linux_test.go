@@ -139,16 +139,35 @@ func TestIscsictlAgainstTgtd(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, l.Size, int64(len(got)))
 		require.True(t, bytes.Equal(backing, got), "LUN copied to a file equals the backing file")
+
+		// A file that ends inside a block goes the ReadAt/WriteAt way
+		// (the tail is merged with the LUN's block); aligned ones above
+		// went through initiator.Queue.
+		odd := filepath.Join(dir, "odd.bin")
+		data2 := make([]byte, 3*1024*1024+100)
+		rand.Read(data2)
+		require.NoError(t, os.WriteFile(odd, data2, 0o644))
+		code, _, errs = ctl(t, nil, nil, "copy", odd, url, "--chunk", "64k", "--jobs", "8")
+		require.Equal(t, 0, code, errs)
+		backing2, err := os.ReadFile(l.Path)
+		require.NoError(t, err)
+		require.True(t, bytes.Equal(data2, backing2[:len(data2)]))
+		require.True(t, bytes.Equal(data[len(data2):], backing2[len(data2):len(data)]), "the rest of the tail block is kept")
 	})
 
 	t.Run("bench-json", func(t *testing.T) {
 		url := lunURL(f, f.Plain, f.Plain.LUNs[0].LUN)
-		for _, rw := range []string{"randread", "write"} {
-			code, out, errs := ctl(t, nil, nil, "bench", url, "--rw", rw, "--bs", "4k", "--qd", "4", "--duration", "300ms", "--json")
+		for _, tc := range []struct{ rw, engine, bs, want string }{
+			{"randread", "queue", "4k", "queue"}, {"write", "queue", "4k", "queue"},
+			{"randread", "sync", "4k", "sync"}, {"write", "queue", "16M", "sync"}, // 16 MiB is several commands
+		} {
+			rw := tc.rw
+			code, out, errs := ctl(t, nil, nil, "bench", url, "--rw", rw, "--bs", tc.bs, "--qd", "4", "--duration", "300ms", "--engine", tc.engine, "--json")
 			require.Equal(t, 0, code, errs)
 			var r benchResult
 			require.NoError(t, json.Unmarshal([]byte(out), &r))
 			assert.Equal(t, rw, r.RW)
+			assert.Equal(t, tc.want, r.Engine)
 			assert.Positive(t, r.IOs)
 			assert.Positive(t, r.IOPS)
 			assert.Positive(t, r.Latency.P50)

@@ -52,6 +52,8 @@ var workloads = []workload{
 type sample struct {
 	value    float64 // IOPS or MiB/s
 	cpuPerIO float64 // µs of the initiator process per I/O
+	sysPerIO float64 // system calls of the initiator process per I/O (perf)
+	csPerIO  float64 // context switches of the initiator process per I/O (perf)
 }
 
 func main() {
@@ -101,8 +103,8 @@ func main() {
 
 	fmt.Printf("tgtd %s, LUN of %d MiB on tmpfs, %s per run, %d runs each, alternating; %s\n\n",
 		srv.Portal(), *size>>20, *dur, *reps, time.Now().UTC().Format(time.RFC3339))
-	fmt.Println("| workload | libiscsi (fio) | gosan/iscsi | ratio | gosan/iscsi GOMAXPROCS=1 | ratio | CPU µs/IO libiscsi | CPU µs/IO gosan | CPU µs/IO gosan GOMAXPROCS=1 |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| workload | libiscsi (fio) | gosan/iscsi | ratio | gosan/iscsi GOMAXPROCS=1 | ratio | CPU µs/IO libiscsi | CPU µs/IO gosan | CPU µs/IO gosan GOMAXPROCS=1 | syscalls/IO libiscsi, gosan, P=1 | ctx switches/IO libiscsi, gosan, P=1 |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, w := range workloads {
 		if *only != "" && !strings.Contains(w.name, *only) {
 			continue
@@ -130,8 +132,9 @@ func main() {
 		if w.mib {
 			unit = " MiB/s"
 		}
-		fmt.Printf("| %s | %.0f%s | %.0f%s | %.2f | %.0f%s | %.2f | %.1f | %.1f | %.1f |\n", w.name, t.value, unit,
-			o.value, unit, o.value/t.value, o1.value, unit, o1.value/t.value, t.cpuPerIO, o.cpuPerIO, o1.cpuPerIO)
+		fmt.Printf("| %s | %.0f%s | %.0f%s | %.2f | %.0f%s | %.2f | %.1f | %.1f | %.1f | %.2f, %.2f, %.2f | %.2f, %.2f, %.2f |\n", w.name, t.value, unit,
+			o.value, unit, o.value/t.value, o1.value, unit, o1.value/t.value, t.cpuPerIO, o.cpuPerIO, o1.cpuPerIO,
+			t.sysPerIO, o.sysPerIO, o1.sysPerIO, t.csPerIO, o.csPerIO, o1.csPerIO)
 	}
 }
 
@@ -164,8 +167,63 @@ func cpuOf(c *exec.Cmd) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// perfCmd runs argv under perf stat, which counts the system calls and
+// context switches of the process and its threads into the returned file.
+func perfCmd(ctx context.Context, argv ...string) (*exec.Cmd, string) {
+	f, err := os.CreateTemp("", "gosan-perf-*.csv")
+	if err != nil {
+		log.Fatalf("benchrun: %v", err)
+	}
+	f.Close()
+	args := append([]string{"stat", "-x,", "-e", "raw_syscalls:sys_enter,context-switches", "-o", f.Name(), "--"}, argv...)
+	return exec.CommandContext(ctx, "perf", args...), f.Name()
+}
+
+// perfCounts reads perf stat's CSV output: system calls, context switches.
+func perfCounts(path string) (syscalls, switches float64, err error) {
+	defer os.Remove(path)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	found := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Split(line, ",")
+		if len(f) < 3 {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(f[0], &v); err != nil {
+			continue
+		}
+		switch f[2] {
+		case "raw_syscalls:sys_enter":
+			syscalls = v
+			found++
+		case "context-switches":
+			switches = v
+			found++
+		}
+	}
+	if found != 2 {
+		return 0, 0, fmt.Errorf("perf stat gave no counts: %q", b)
+	}
+	return syscalls, switches, nil
+}
+
+func (s *sample) setCounts(path string, ios int64) error {
+	sys, cs, err := perfCounts(path)
+	if err != nil {
+		return err
+	}
+	if ios > 0 {
+		s.sysPerIO, s.csPerIO = sys/float64(ios), cs/float64(ios)
+	}
+	return nil
+}
+
 func runFio(ctx context.Context, fio, url string, w workload, dur time.Duration) (sample, error) {
-	c := exec.CommandContext(ctx, fio, "--name=bench", "--ioengine=libiscsi", "--filename="+url,
+	c, counts := perfCmd(ctx, fio, "--name=bench", "--ioengine=libiscsi", "--filename="+url,
 		"--rw="+w.rw, "--bs="+w.bs, fmt.Sprintf("--iodepth=%d", w.qd),
 		fmt.Sprintf("--runtime=%d", int(dur.Seconds())), "--time_based", "--output-format=json")
 	out, err := c.Output()
@@ -199,12 +257,12 @@ func runFio(ctx context.Context, fio, url string, w workload, dur time.Duration)
 	if st.TotalIO > 0 {
 		s.cpuPerIO = float64(cpuOf(c).Microseconds()) / float64(st.TotalIO)
 	}
-	return s, nil
+	return s, s.setCounts(counts, st.TotalIO)
 }
 
 // runOurs runs iscsictl bench; procs > 0 sets GOMAXPROCS.
 func runOurs(ctx context.Context, ctl, url string, w workload, dur time.Duration, procs int) (sample, error) {
-	c := exec.CommandContext(ctx, ctl, "bench", url, "--rw", w.rw, "--bs", w.bs,
+	c, counts := perfCmd(ctx, ctl, "bench", url, "--rw", w.rw, "--bs", w.bs,
 		"--qd", fmt.Sprint(w.qd), "--duration", dur.String(), "--json")
 	if procs > 0 {
 		c.Env = append(os.Environ(), fmt.Sprintf("GOMAXPROCS=%d", procs))
@@ -229,5 +287,5 @@ func runOurs(ctx context.Context, ctl, url string, w workload, dur time.Duration
 	if r.IOs > 0 {
 		s.cpuPerIO = float64(cpuOf(c).Microseconds()) / float64(r.IOs)
 	}
-	return s, nil
+	return s, s.setCounts(counts, r.IOs)
 }
