@@ -1,0 +1,27 @@
+module github.com/gosan/iscsi/examples/csi
+
+go 1.26.0
+
+replace github.com/gosan/iscsi => ../..
+
+require (
+	github.com/container-storage-interface/spec v1.13.0
+	github.com/gosan/iscsi v0.0.0-00010101000000-000000000000
+	github.com/prometheus/client_golang v1.25.0
+	golang.org/x/sys v0.50.0
+	google.golang.org/grpc v1.83.1
+	google.golang.org/protobuf v1.36.12
+)
+
+require (
+	github.com/beorn7/perks v1.0.1 // indirect
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
+	github.com/prometheus/client_model v0.6.3 // indirect
+	github.com/prometheus/common v0.72.0 // indirect
+	github.com/prometheus/procfs v0.22.0 // indirect
+	github.com/u-root/u-root v0.16.0 // indirect
+	golang.org/x/net v0.59.0 // indirect
+	golang.org/x/text v0.42.0 // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20260526163538-3dc84a4a5aaa // indirect
+)
