@@ -46,11 +46,7 @@ func openCHAPStore(dir string) (*chapStore, error) {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("credentials directory: %w", err)
 	}
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		return nil, fmt.Errorf("credentials directory %s: %w", dir, err)
-	}
-	if st.Type != unix.TMPFS_MAGIC && st.Type != unix.RAMFS_MAGIC {
+	if !onTmpfs(dir) {
 		return nil, fmt.Errorf("credentials directory %s %w", dir, errNotTmpfs)
 	}
 	return &chapStore{dir: dir}, nil
@@ -132,4 +128,10 @@ func samePortal(a, b string) bool {
 	na, err1 := portal.Normalize(a)
 	nb, err2 := portal.Normalize(b)
 	return err1 == nil && err2 == nil && na == nb
+}
+
+// onTmpfs says whether dir is on tmpfs or ramfs.
+func onTmpfs(dir string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(dir, &st) == nil && (st.Type == unix.TMPFS_MAGIC || st.Type == unix.RAMFS_MAGIC)
 }
