@@ -94,7 +94,10 @@ func (m *Manager) PublishAt(ctx context.Context, volumeID, stagingPath, target s
 	if cleanPath(st.StagingPath) != cleanPath(stagingPath) {
 		return fmt.Errorf("publish: volume %q is staged at %s, not %s: %w", volumeID, st.StagingPath, stagingPath, ErrNotStaged)
 	}
-	return m.Publish(ctx, st.Volume, target, o)
+	// Publish only binds what Stage attached: it needs no credentials.
+	v := st.Volume
+	v.SessionCHAPAuth, v.DiscoveryCHAPAuth = false, false
+	return m.Publish(ctx, v, target, o)
 }
 
 // UnstageAt undoes StageAt: it refuses (ErrInUse) while the device is

@@ -1,0 +1,196 @@
+package driver
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/gosan/iscsi/internal/testenv/tgtd"
+	"github.com/gosan/iscsi/internal/testenv/vmtest"
+)
+
+// Host side of the guest tests: tgtd runs here with pools of LUNs; the
+// plugin runs in the qemu guest (Debian's kernel, iscsi_tcp) and reaches
+// tgtd at vmtest.HostIP.
+
+// Pools the guest's test-only controller hands out.
+const (
+	tidPlain = 1
+	tidCHAP  = 2
+	tidGrow  = 3
+	poolLUNs = 3
+	lunSize  = 32 << 20
+	chapUser = "gosan-csi-user"
+	chapPass = "gosan-csi-secret-0123"
+)
+
+// guestTarget is one pool target as the guest sees it.
+type guestTarget struct {
+	IQN  string
+	LUNs []int
+	// Backing files on the host (the harness checks data there).
+	Paths map[int]string
+}
+
+// guestEnv is what the guest gets in CSI_ENV (JSON).
+type guestEnv struct {
+	Portal      string
+	Plain, CHAP guestTarget
+	// Grow is the harness's target: its one LUN is grown through Admin.
+	Grow             guestTarget
+	User, Secret     string
+	Admin            string // host helper: "drop <tid>", "grow <tid> <lun> <bytes>"
+	GrowSize         int64
+	HostBackingCheck bool
+}
+
+func addPool(t *testing.T, srv *tgtd.Server, tid int, name string, luns int) guestTarget {
+	t.Helper()
+	ctx := context.Background()
+	g := guestTarget{IQN: tgtd.IQNPrefix + name, Paths: map[int]string{}}
+	require.NoError(t, srv.NewTarget(ctx, tid, g.IQN))
+	for l := 1; l <= luns; l++ {
+		p, err := tgtd.CreateBackingFile(srv.Dir(), lunSize)
+		require.NoError(t, err)
+		require.NoError(t, srv.AddLUN(ctx, tid, l, p, 512))
+		g.LUNs = append(g.LUNs, l)
+		g.Paths[l] = p
+	}
+	require.NoError(t, srv.BindAddress(ctx, tid, "ALL"))
+	return g
+}
+
+// startTargets starts tgtd with the plain, CHAP and grow pools and the
+// admin helper, and returns the guest's environment.
+func startTargets(t *testing.T) (*tgtd.Server, guestEnv, map[string]string) {
+	t.Helper()
+	srv := tgtd.Start(t)
+	e := guestEnv{Portal: net.JoinHostPort(vmtest.HostIP, strconv.Itoa(srv.Port())), User: chapUser, Secret: chapPass}
+	e.Plain = addPool(t, srv, tidPlain, "csi-plain", poolLUNs)
+	e.CHAP = addPool(t, srv, tidCHAP, "csi-chap", 2)
+	e.Grow = addPool(t, srv, tidGrow, "csi-grow", 1)
+	ctx := context.Background()
+	require.NoError(t, srv.NewAccount(ctx, chapUser, chapPass))
+	require.NoError(t, srv.BindAccount(ctx, tidCHAP, chapUser, false))
+	e.Admin = net.JoinHostPort(vmtest.HostIP, strconv.Itoa(serveAdmin(t, srv, e)))
+	b, err := json.Marshal(e)
+	require.NoError(t, err)
+	return srv, e, map[string]string{"CSI_ENV": string(b)}
+}
+
+// serveAdmin answers the guest's requests to act on the target: "drop
+// <tid>" drops the target's connections, "grow <tid> <lun> <bytes>" grows
+// the LUN's backing file and re-adds the LUN so tgtd reads the new size.
+func serveAdmin(t *testing.T, srv *tgtd.Server, e guestEnv) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	paths := map[int]map[int]string{tidPlain: e.Plain.Paths, tidCHAP: e.CHAP.Paths, tidGrow: e.Grow.Paths}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
+				line, err := bufio.NewReader(io.LimitReader(c, 128)).ReadString('\n')
+				if err != nil {
+					return
+				}
+				f := strings.Fields(line)
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				reply := "error: bad request"
+				switch {
+				case len(f) == 2 && f[0] == "drop":
+					tid, _ := strconv.Atoi(f[1])
+					n, err := srv.DropConnections(ctx, tid)
+					reply = fmt.Sprintf("ok %d", n)
+					if err != nil {
+						reply = "error: " + err.Error()
+					}
+				case len(f) == 4 && f[0] == "grow":
+					tid, _ := strconv.Atoi(f[1])
+					lun, _ := strconv.Atoi(f[2])
+					size, _ := strconv.ParseInt(f[3], 10, 64)
+					reply = "ok"
+					if err := growLUN(ctx, srv, tid, lun, paths[tid][lun], size); err != nil {
+						reply = "error: " + err.Error()
+					}
+				}
+				fmt.Fprintln(c, reply)
+			}()
+		}
+	}()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// growLUN grows a LUN: tgtd reads a backing file's size when the LUN is
+// added, so the file is extended and the LUN deleted and added again (the
+// session stays; the initiator sees the new capacity after a rescan).
+func growLUN(ctx context.Context, srv *tgtd.Server, tid, lun int, path string, size int64) error {
+	if path == "" {
+		return fmt.Errorf("no LUN %d on target %d", lun, tid)
+	}
+	if err := os.Truncate(path, size); err != nil {
+		return err
+	}
+	var err error
+	for i := 0; i < 50; i++ { // tgtd refuses while commands are in flight
+		if err = srv.DeleteLUN(ctx, tid, lun); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		return fmt.Errorf("delete LUN: %w", err)
+	}
+	return srv.AddLUN(ctx, tid, lun, path, 512)
+}
+
+// sanityCounts is the line the guest prints after the suite.
+var sanityCounts = regexp.MustCompile(`csi-sanity (\w+): ran (\d+), passed (\d+), failed (\d+), skipped (\d+)`)
+
+// TestSanity runs csi-sanity (github.com/kubernetes-csi/csi-test/v5,
+// Identity and Node services) against the real plugin inside the qemu
+// guest: real iscsi_tcp sessions to tgtd here, real mkfs and mounts, once
+// without CHAP and once with CHAP through sanity's secrets file.
+func TestSanity(t *testing.T) {
+	_, _, env := startTargets(t)
+	res := vmtest.RunTestInGuestWith(t, ".", "^TestGuestSanity$", vmtest.Config{
+		Env:  env,
+		Sets: []vmtest.ModuleSet{vmtest.SetISCSI},
+		Files: vmtest.HostTools(t, "mkfs.ext4", "resize2fs"),
+		Args: []string{"-test.timeout=12m"},
+	})
+	require.NotNil(t, res)
+	require.Equal(t, 0, res.ExitCode)
+	assert.Contains(t, res.Output, "--- PASS: TestGuestSanity")
+	ms := sanityCounts.FindAllStringSubmatch(res.Output, -1)
+	require.NotEmpty(t, ms, "the guest printed no sanity counts")
+	for _, m := range ms {
+		t.Logf("csi-sanity %s: ran %s, passed %s, failed %s, skipped %s", m[1], m[2], m[3], m[4], m[5])
+		assert.Equal(t, "0", m[4], "failed specs")
+		assert.Equal(t, m[2], m[3], "every spec that ran passed")
+	}
+	for _, l := range strings.Split(res.Output, "\n") {
+		if strings.Contains(l, "csi-sanity skipped:") {
+			t.Log(strings.TrimSpace(l))
+		}
+	}
+}
