@@ -173,10 +173,10 @@ var sanityCounts = regexp.MustCompile(`csi-sanity (\w+): ran (\d+), passed (\d+)
 func TestSanity(t *testing.T) {
 	_, _, env := startTargets(t)
 	res := vmtest.RunTestInGuestWith(t, ".", "^TestGuestSanity$", vmtest.Config{
-		Env:  env,
-		Sets: []vmtest.ModuleSet{vmtest.SetISCSI},
+		Env:   env,
+		Sets:  []vmtest.ModuleSet{vmtest.SetISCSI},
 		Files: vmtest.HostTools(t, "mkfs.ext4", "resize2fs"),
-		Args: []string{"-test.timeout=12m"},
+		Args:  []string{"-test.timeout=12m"},
 	})
 	require.NotNil(t, res)
 	require.Equal(t, 0, res.ExitCode)
