@@ -406,7 +406,8 @@ func TestServeIdentity(t *testing.T) {
 	for _, c := range caps.GetCapabilities() {
 		got = append(got, c.GetRpc().GetType().String())
 	}
-	assert.ElementsMatch(t, []string{"STAGE_UNSTAGE_VOLUME", "GET_VOLUME_STATS", "EXPAND_VOLUME", "VOLUME_MOUNT_GROUP", "GET_VOLUME_HEALTH"}, got)
+	assert.ElementsMatch(t, []string{"STAGE_UNSTAGE_VOLUME", "GET_VOLUME_STATS", "EXPAND_VOLUME", "VOLUME_MOUNT_GROUP", "GET_VOLUME_HEALTH",
+		"GET_STORAGE_HEALTH", "SINGLE_NODE_MULTI_WRITER"}, got)
 	cancel()
 	require.NoError(t, <-served)
 }

@@ -263,3 +263,58 @@ func (n node) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolumeReq
 	log.InfoContext(ctx, "expanded", "device", st.DevicePath, "bytes", size)
 	return &csi.NodeExpandVolumeResponse{CapacityBytes: size}, nil
 }
+
+// publishedElsewhere lists the mount points that show the volume's device
+// other than its global directory, the staging path and target: a
+// filesystem bind (same device number) or a block bind (the device node,
+// a devtmpfs mount whose root is the node's name).
+func publishedElsewhere(st *volume.Staged, staging, target string) ([]string, error) {
+	dev, err := rdev(st.DevicePath)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	mi, err := volume.ParseMountInfo(f)
+	if err != nil {
+		return nil, err
+	}
+	skip := map[string]bool{filepath.Clean(st.GlobalPath): true, filepath.Clean(staging): true, filepath.Clean(target): true}
+	var out []string
+	for _, m := range mi {
+		fsBind := m.Major == unix.Major(dev) && m.Minor == unix.Minor(dev)
+		blockBind := m.FSType == "devtmpfs" && m.Root == "/"+filepath.Base(st.DevicePath)
+		if (fsBind || blockBind) && !skip[m.MountPoint] {
+			out = append(out, m.MountPoint)
+		}
+	}
+	return out, nil
+}
+
+// NodeGetStorageHealth reports the node's iSCSI storage: unreachable when
+// the kernel binding is not usable (Probe's reason), degraded for every
+// session that is not logged in.
+func (n node) NodeGetStorageHealth(ctx context.Context, _ *csi.NodeGetStorageHealthRequest) (*csi.NodeGetStorageHealthResponse, error) {
+	var out []*csi.NodeGetStorageHealthResponse_StorageBackendHealth
+	if n.d.cfg.Ready != nil {
+		if err := n.d.cfg.Ready(ctx); err != nil {
+			out = append(out, &csi.NodeGetStorageHealthResponse_StorageBackendHealth{
+				Status: csi.StorageHealthErrorType_STORAGE_UNREACHABLE, Reason: "KernelBindingUnavailable", Message: err.Error()})
+		}
+	}
+	ss, err := blockdev.Sysfs{Root: n.d.cfg.SysfsRoot}.Sessions()
+	if err != nil && len(out) == 0 {
+		return nil, status.Errorf(codes.Internal, "list iSCSI sessions: %v", err)
+	}
+	for _, s := range ss {
+		if s.State != "LOGGED_IN" {
+			out = append(out, &csi.NodeGetStorageHealthResponse_StorageBackendHealth{
+				Status: csi.StorageHealthErrorType_STORAGE_DEGRADED, Reason: reasonSessionFailed,
+				Message: fmt.Sprintf("session %d to %s at %s is %s", s.SID, s.TargetName, s.Portal, s.State)})
+		}
+	}
+	return &csi.NodeGetStorageHealthResponse{BackendHealth: out}, nil
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
@@ -33,6 +34,8 @@ func (n node) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesReque
 		csi.NodeServiceCapability_RPC_EXPAND_VOLUME,
 		csi.NodeServiceCapability_RPC_VOLUME_MOUNT_GROUP,
 		csi.NodeServiceCapability_RPC_GET_VOLUME_HEALTH,
+		csi.NodeServiceCapability_RPC_GET_STORAGE_HEALTH,
+		csi.NodeServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
 	} {
 		caps = append(caps, &csi.NodeServiceCapability{Type: &csi.NodeServiceCapability_Rpc{
 			Rpc: &csi.NodeServiceCapability_RPC{Type: t}}})
@@ -219,6 +222,16 @@ func (n node) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeR
 	}
 	if st.Volume.VolumeMode != mode {
 		return nil, status.Errorf(codes.InvalidArgument, "volume %q is staged as %s, the capability asks for %s", id, st.Volume.VolumeMode, mode)
+	}
+	if req.GetVolumeCapability().GetAccessMode().GetMode() == csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER {
+		others, err := publishedElsewhere(st, staging, target)
+		if err != nil {
+			return nil, status.Error(codes.Internal, err.Error())
+		}
+		if len(others) > 0 {
+			return nil, status.Errorf(codes.FailedPrecondition,
+				"volume %q has access mode SINGLE_NODE_SINGLE_WRITER and is already published at %s", id, strings.Join(others, ", "))
+		}
 	}
 	if err := n.d.cfg.Volumes.PublishAt(ctx, id, staging, target, o); err != nil {
 		return nil, toStatus("publish", err)
