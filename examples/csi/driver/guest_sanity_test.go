@@ -186,10 +186,11 @@ func serveSanity(t *testing.T, p *guestPlugin, e guestEnv) string {
 
 // The two sanity configurations, filled in by TestGuestSanity before the
 // suite runs (sanity keeps the pointers).
-var plainConfig, chapConfig sanity.TestConfig
+var plainConfig, chapConfig, blockConfig sanity.TestConfig
 
 var _ = Describe("plain", func() { sanity.GinkgoTest(&plainConfig) })
 var _ = Describe("chap", func() { sanity.GinkgoTest(&chapConfig) })
+var _ = Describe("block", func() { sanity.GinkgoTest(&blockConfig) })
 
 // The counts per configuration and the reason of every skip, for the
 // host to check and report.
@@ -257,7 +258,7 @@ func TestGuestSanity(t *testing.T) {
 	for _, c := range []struct {
 		cfg  *sanity.TestConfig
 		name string
-	}{{&plainConfig, "plain"}, {&chapConfig, "chap"}} {
+	}{{&plainConfig, "plain"}, {&chapConfig, "chap"}, {&blockConfig, "block"}} {
 		*c.cfg = sanity.NewTestConfig()
 		c.cfg.Address = addr
 		c.cfg.TargetPath = filepath.Join(dir, c.name+"-target")
@@ -270,6 +271,8 @@ func TestGuestSanity(t *testing.T) {
 		c.cfg.TestVolumeParameters = map[string]string{"pool": c.name}
 	}
 	chapConfig.SecretsFile = secrets
+	blockConfig.TestVolumeAccessType = "block" // raw block volumes from the plain pool
+	blockConfig.TestVolumeParameters = map[string]string{"pool": "plain"}
 
 	RegisterFailHandler(Fail)
 	suite, reporter := GinkgoConfiguration()

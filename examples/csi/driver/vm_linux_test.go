@@ -169,7 +169,8 @@ var sanityCounts = regexp.MustCompile(`csi-sanity (\w+): ran (\d+), passed (\d+)
 // TestSanity runs csi-sanity (github.com/kubernetes-csi/csi-test/v5,
 // Identity and Node services) against the real plugin inside the qemu
 // guest: real iscsi_tcp sessions to tgtd here, real mkfs and mounts, once
-// without CHAP and once with CHAP through sanity's secrets file.
+// without CHAP, once with CHAP through sanity's secrets file, and once
+// with raw block volumes.
 func TestSanity(t *testing.T) {
 	_, _, env := startTargets(t)
 	res := vmtest.RunTestInGuestWith(t, ".", "^TestGuestSanity$", vmtest.Config{
