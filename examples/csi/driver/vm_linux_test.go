@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -84,6 +87,8 @@ func startTargets(t *testing.T) (*tgtd.Server, guestEnv, map[string]string) {
 	ctx := context.Background()
 	require.NoError(t, srv.NewAccount(ctx, chapUser, chapPass))
 	require.NoError(t, srv.BindAccount(ctx, tidCHAP, chapUser, false))
+	require.NoError(t, srv.BindAccount(ctx, tidGrow, chapUser, false))
+	e.GrowSize = 2 * lunSize
 	e.Admin = net.JoinHostPort(vmtest.HostIP, strconv.Itoa(serveAdmin(t, srv, e)))
 	b, err := json.Marshal(e)
 	require.NoError(t, err)
@@ -194,4 +199,67 @@ func TestSanity(t *testing.T) {
 			t.Log(strings.TrimSpace(l))
 		}
 	}
+}
+
+// harnessData is the file the harness writes: deterministic from the seed,
+// so the host can check it in the backing file.
+func harnessData(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, seed^0x5bd1e995))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// buildPlugin builds the plugin binary as the image does (static).
+func buildPlugin(t *testing.T) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "gosan-iscsi-csi")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.version=harness", "-o", out, ".")
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	b, err := cmd.CombinedOutput()
+	require.NoError(t, err, "go build: %s", b)
+	return out
+}
+
+// debugfsCat reads a file out of an ext4 image without mounting it.
+func debugfsCat(t *testing.T, image, path string) []byte {
+	t.Helper()
+	out, err := exec.Command("debugfs", "-R", "cat "+path, image).Output()
+	require.NoError(t, err, "debugfs cat %s %s", image, path)
+	return out
+}
+
+// TestHarness replays kubelet's calls and paths in the guest against the
+// plugin binary (see TestGuestHarness): stage with CHAP, publish into two
+// pods, write, kill and restart the plugin (it adopts the CHAP session),
+// drop the connection on the target during writes (recovered), stats
+// against statfs, grow the LUN here and expand online, unpublish,
+// unstage, nothing left. The written files are then read back here from
+// the target's backing file.
+func TestHarness(t *testing.T) {
+	_, e, env := startTargets(t)
+	seed := rand.Uint64()
+	env["CSI_SEED"] = strconv.FormatUint(seed, 10)
+	files := vmtest.HostTools(t, "mkfs.ext4", "resize2fs")
+	files["/usr/sbin/gosan-iscsi-csi"] = buildPlugin(t)
+	res := vmtest.RunTestInGuestWith(t, ".", "^TestGuestHarness$", vmtest.Config{
+		Env: env, Sets: []vmtest.ModuleSet{vmtest.SetISCSI}, Files: files, Args: []string{"-test.timeout=9m"},
+	})
+	require.NotNil(t, res)
+	require.Equal(t, 0, res.ExitCode)
+	assert.Contains(t, res.Output, "--- PASS: TestGuestHarness")
+	for _, l := range strings.Split(res.Output, "\n") {
+		if strings.Contains(l, "harness timings:") {
+			t.Log(strings.TrimSpace(l))
+		}
+	}
+	img := e.Grow.Paths[1]
+	fi, err := os.Stat(img)
+	require.NoError(t, err)
+	assert.Equal(t, e.GrowSize, fi.Size())
+	assert.Equal(t, harnessData(seed, 1<<20), debugfsCat(t, img, "/first.bin"), "first.bin in the backing file")
+	assert.Equal(t, harnessData(seed+1, 8<<20), debugfsCat(t, img, "/second.bin"), "second.bin (written across the drop) in the backing file")
 }

@@ -1,0 +1,306 @@
+//go:build vmguest
+
+package driver
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/gosan/iscsi/blockdev"
+)
+
+// The kubelet-less harness: kubelet's calls and paths, replayed against
+// the plugin binary (the one the image ships) run as a process of its
+// own, which is killed and started again half-way.
+
+// Kubelet's layout (pkg/volume/csi): the staging path is
+// <root>/plugins/kubernetes.io/csi/<driver>/<sha256(volume handle)>/globalmount,
+// a pod's path <root>/pods/<uid>/volumes/kubernetes.io~csi/<pv>/mount.
+const (
+	kubeletRoot   = "/var/lib/kubelet"
+	pluginBinary  = "/usr/sbin/gosan-iscsi-csi"
+	harnessPV     = "pv-harness"
+	harnessHandle = "iscsi-harness-volume"
+)
+
+func stagingPathFor(driverName, handle string) string {
+	sum := sha256.Sum256([]byte(handle))
+	return filepath.Join(kubeletRoot, "plugins", "kubernetes.io", "csi", driverName, hex.EncodeToString(sum[:]), "globalmount")
+}
+
+func podPath(uid, pv string) string {
+	return filepath.Join(kubeletRoot, "pods", uid, "volumes", "kubernetes.io~csi", pv, "mount")
+}
+
+// pluginProc is one run of the plugin binary.
+type pluginProc struct {
+	cmd  *exec.Cmd
+	log  string
+	conn *grpc.ClientConn
+}
+
+func startPluginProc(t *testing.T, sock, logFile string) *pluginProc {
+	t.Helper()
+	lf, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	require.NoError(t, err)
+	defer lf.Close()
+	cmd := exec.Command(pluginBinary, "-endpoint", "unix://"+sock, "-node-id", "harness-node",
+		"-state-dir", "/var/lib/gosan-iscsi-csi", "-run-dir", "/run/gosan-iscsi-csi",
+		"-initiator-name", "iqn.2026-11.org.gosan.test:harness", "-metrics-address", "127.0.0.1:9808")
+	cmd.Stdout, cmd.Stderr = lf, lf
+	require.NoError(t, cmd.Start())
+	p := &pluginProc{cmd: cmd, log: logFile}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the plugin did not listen on %s:\n%s", sock, readFile(logFile))
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.conn, err = grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	return p
+}
+
+// kill ends the process with SIGKILL, as a crashed or evicted pod.
+func (p *pluginProc) kill() {
+	p.conn.Close()
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	_ = p.cmd.Wait()
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
+// waitLog waits until the plugin's log has a line containing s.
+func waitLog(t *testing.T, file, s string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !strings.Contains(readFile(file), s) {
+		require.True(t, time.Now().Before(deadline), "no %q in the plugin log within %v:\n%s", s, d, readFile(file))
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// admin sends one request to the host helper.
+func admin(t *testing.T, addr, req string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	require.NoError(t, err)
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Minute))
+	_, err = fmt.Fprintln(c, req)
+	require.NoError(t, err)
+	line, err := bufio.NewReader(c).ReadString('\n')
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(line, "ok"), "host helper %q: %s", req, line)
+}
+
+// writeSynced writes data to p in 256 KiB chunks, each fsync'd, counting
+// the bytes on disk in progress.
+func writeSynced(p string, data []byte, progress *atomic.Int64) error {
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for off := 0; off < len(data); off += 256 << 10 {
+		end := min(off+256<<10, len(data))
+		if _, err := f.Write(data[off:end]); err != nil {
+			return err
+		}
+		if err := f.Sync(); err != nil {
+			return err
+		}
+		if progress != nil {
+			progress.Store(int64(end))
+		}
+	}
+	return nil
+}
+
+func scrape(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get("http://127.0.0.1:9808/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(b)
+}
+
+func TestGuestHarness(t *testing.T) {
+	e := loadGuestEnv(t)
+	seed, err := strconv.ParseUint(os.Getenv("CSI_SEED"), 10, 64)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "csi.sock")
+	logFile := filepath.Join(dir, "plugin.log")
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	timings := map[string]time.Duration{}
+	timed := func(name string, f func()) {
+		start := time.Now()
+		f()
+		timings[name] = time.Since(start)
+	}
+
+	a := startPluginProc(t, sock, logFile)
+	defer func() {
+		if t.Failed() {
+			t.Logf("plugin log:\n%s", readFile(logFile))
+		}
+	}()
+	staging := stagingPathFor(DefaultName, harnessHandle)
+	pods := []string{podPath("11111111-aaaa", harnessPV), podPath("22222222-bbbb", harnessPV)}
+	// kubelet creates the parent of the staging path and of the pod paths.
+	require.NoError(t, os.MkdirAll(filepath.Dir(staging), 0o750))
+	for _, p := range pods {
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o750))
+	}
+	mountCap := &csi.VolumeCapability{AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_MULTI_WRITER},
+		AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{FsType: "ext4", MountFlags: []string{"noatime"}}}}
+	vc := map[string]string{"targetPortal": e.Portal, "iqn": e.Grow.IQN, "lun": "1", "chapAuthSession": "true"}
+	secrets := map[string]string{"node.session.auth.username": e.User, "node.session.auth.password": e.Secret}
+	stageReq := &csi.NodeStageVolumeRequest{VolumeId: harnessHandle, StagingTargetPath: staging, VolumeCapability: mountCap,
+		VolumeContext: vc, Secrets: secrets}
+
+	node := csi.NewNodeClient(a.conn)
+	timed("stage", func() {
+		_, err = node.NodeStageVolume(ctx, stageReq)
+	})
+	require.NoError(t, err)
+	// kubelet stages again for the second pod: a no-op.
+	_, err = node.NodeStageVolume(ctx, stageReq)
+	require.NoError(t, err)
+	timed("publish", func() {
+		for _, p := range pods {
+			_, err = node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: harnessHandle, StagingTargetPath: staging,
+				TargetPath: p, VolumeCapability: mountCap, VolumeContext: vc})
+			require.NoError(t, err)
+		}
+	})
+	first := harnessData(seed, 1<<20)
+	require.NoError(t, writeSynced(filepath.Join(pods[0], "first.bin"), first, nil))
+	got, err := os.ReadFile(filepath.Join(pods[1], "first.bin"))
+	require.NoError(t, err)
+	require.Equal(t, first, got, "both pods see one filesystem")
+
+	// The plugin process dies and comes back: it adopts the CHAP
+	// session with the credentials kept on tmpfs.
+	a.kill()
+	timed("restart", func() {
+		a = startPluginProc(t, sock, logFile)
+		waitLog(t, logFile, "supervising a session found in sysfs", 30*time.Second)
+	})
+	node = csi.NewNodeClient(a.conn)
+	assert.NotContains(t, readFile(logFile), "session not supervised", "the CHAP session was adopted")
+
+	// tgtd drops the connection while a pod writes; the new plugin
+	// process recovers the session and the writes complete.
+	second := harnessData(seed+1, 8<<20)
+	werr := make(chan error, 1)
+	var progress atomic.Int64
+	go func() { werr <- writeSynced(filepath.Join(pods[1], "second.bin"), second, &progress) }()
+	for progress.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	dropped := time.Now()
+	admin(t, e.Admin, fmt.Sprintf("drop %d", tidGrow))
+	atDrop := progress.Load()
+	require.Less(t, atDrop, int64(len(second)), "the writes were still running when the connection dropped")
+	waitLog(t, logFile, "blockdev: session recovered", 2*time.Minute)
+	timings["recovery"] = time.Since(dropped)
+	require.NoError(t, <-werr)
+	t.Logf("connection dropped after %d of %d bytes were on disk", atDrop, len(second))
+	m := scrape(t)
+	assert.Contains(t, m, "gosan_iscsi_reconnects_total 1")
+	assert.Contains(t, m, `gosan_iscsi_session_up{iface="default"`)
+
+	// NodeGetVolumeStats against statfs.
+	stats, err := node.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: harnessHandle, VolumePath: pods[0]})
+	require.NoError(t, err)
+	var sfs unix.Statfs_t
+	require.NoError(t, unix.Statfs(pods[0], &sfs))
+	for _, u := range stats.GetUsage() {
+		switch u.GetUnit() {
+		case csi.VolumeUsage_BYTES:
+			assert.Equal(t, int64(sfs.Blocks)*int64(sfs.Bsize), u.GetTotal())
+			assert.InDelta(t, int64(sfs.Bavail)*int64(sfs.Bsize), u.GetAvailable(), float64(1<<20))
+		case csi.VolumeUsage_INODES:
+			assert.Equal(t, int64(sfs.Files), u.GetTotal())
+		}
+	}
+	health, err := node.NodeGetVolumeHealth(ctx, &csi.NodeGetVolumeHealthRequest{VolumeId: harnessHandle})
+	require.NoError(t, err)
+	assert.Empty(t, health.GetVolumeHealth().GetHealthStatuses(), "healthy after the recovery")
+
+	// The LUN grows on the target; NodeExpandVolume grows ext4 online.
+	before := int64(sfs.Blocks) * int64(sfs.Bsize)
+	admin(t, e.Admin, fmt.Sprintf("grow %d 1 %d", tidGrow, e.GrowSize))
+	var exp *csi.NodeExpandVolumeResponse
+	timed("expand", func() {
+		exp, err = node.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: harnessHandle, VolumePath: pods[0],
+			CapacityRange: &csi.CapacityRange{RequiredBytes: e.GrowSize}, VolumeCapability: mountCap})
+	})
+	require.NoError(t, err)
+	assert.Equal(t, e.GrowSize, exp.GetCapacityBytes())
+	require.NoError(t, unix.Statfs(pods[0], &sfs))
+	after := int64(sfs.Blocks) * int64(sfs.Bsize)
+	assert.Greater(t, after, before+(e.GrowSize-lunSize)/2, "the filesystem grew (%d -> %d bytes)", before, after)
+	got, err = os.ReadFile(filepath.Join(pods[0], "second.bin"))
+	require.NoError(t, err)
+	require.Equal(t, second, got)
+
+	// Unpublish both pods, unstage: nothing left.
+	for _, p := range pods {
+		_, err = node.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: harnessHandle, TargetPath: p})
+		require.NoError(t, err)
+		_, err = os.Stat(p)
+		assert.True(t, os.IsNotExist(err), "unpublish removes %s", p)
+	}
+	timed("unstage", func() {
+		_, err = node.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: harnessHandle, StagingTargetPath: staging})
+	})
+	require.NoError(t, err)
+	a.kill()
+	ss, err := blockdev.Sysfs{}.Sessions()
+	require.NoError(t, err)
+	assert.Empty(t, ss, "no session left")
+	mi := readFile("/proc/self/mountinfo")
+	assert.NotContains(t, mi, kubeletRoot)
+	assert.NotContains(t, mi, "/var/lib/gosan-iscsi-csi")
+	ents, err := os.ReadDir("/run/gosan-iscsi-csi")
+	require.NoError(t, err)
+	assert.Empty(t, ents, "CHAP credentials removed at unstage")
+	assert.NotContains(t, readFile(logFile), e.Secret, "the secret never reaches the log")
+	fmt.Printf("harness timings: stage %v, publish (2 pods) %v, restart and adopt %v, recovery after the drop %v, expand %v, unstage %v\n",
+		timings["stage"].Round(time.Millisecond), timings["publish"].Round(time.Millisecond), timings["restart"].Round(time.Millisecond),
+		timings["recovery"].Round(time.Millisecond), timings["expand"].Round(time.Millisecond), timings["unstage"].Round(time.Millisecond))
+}
