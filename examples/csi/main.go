@@ -42,57 +42,75 @@ func main() {
 	}
 }
 
-func run(args []string) error {
+// options are the command-line flags.
+type options struct {
+	endpoint, name, nodeID, stateDir, runDir, initiator, metricsAddr, level string
+	maxVolumes                                                              int64
+}
+
+func parseFlags(args []string) (*options, error) {
+	var o options
 	fs := flag.NewFlagSet("gosan-iscsi-csi", flag.ContinueOnError)
-	endpoint := fs.String("endpoint", defaultEndpoint, "CSI endpoint (unix:///path)")
-	name := fs.String("driver-name", driver.DefaultName, "driver name (the CSIDriver object's name)")
-	nodeID := fs.String("node-id", os.Getenv("NODE_NAME"), "node id (default $NODE_NAME, the Kubernetes node name)")
-	stateDir := fs.String("state-dir", defaultStateDir, "attach and staging records and global mounts (a hostPath with Bidirectional propagation)")
-	runDir := fs.String("run-dir", defaultRunDir, "CHAP credentials of staged volumes (must be on tmpfs: the host's /run)")
-	initiator := fs.String("initiator-name", "", "default initiator name (default: /etc/iscsi/initiatorname.iscsi, else one derived from the machine id)")
-	metricsAddr := fs.String("metrics-address", "", "serve Prometheus /metrics on this address (e.g. :9808); off when empty")
-	maxVolumes := fs.Int64("max-volumes-per-node", 0, "NodeGetInfo's max_volumes_per_node (0: no limit)")
-	level := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.endpoint, "endpoint", defaultEndpoint, "CSI endpoint (unix:///path)")
+	fs.StringVar(&o.name, "driver-name", driver.DefaultName, "driver name (the CSIDriver object's name)")
+	fs.StringVar(&o.nodeID, "node-id", os.Getenv("NODE_NAME"), "node id (default $NODE_NAME, the Kubernetes node name)")
+	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir, "attach and staging records and global mounts (a hostPath with Bidirectional propagation)")
+	fs.StringVar(&o.runDir, "run-dir", defaultRunDir, "CHAP credentials of staged volumes (must be on tmpfs: the host's /run)")
+	fs.StringVar(&o.initiator, "initiator-name", "", "default initiator name (default: /etc/iscsi/initiatorname.iscsi, else one derived from the machine id)")
+	fs.StringVar(&o.metricsAddr, "metrics-address", "", "serve Prometheus /metrics on this address (e.g. :9808); off when empty")
+	fs.Int64Var(&o.maxVolumes, "max-volumes-per-node", 0, "NodeGetInfo's max_volumes_per_node (0: no limit)")
+	fs.StringVar(&o.level, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	return &o, nil
+}
+
+func run(args []string) error {
+	o, err := parseFlags(args)
+	if err != nil {
 		return err
 	}
 	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+	if err := lvl.UnmarshalText([]byte(o.level)); err != nil {
 		return fmt.Errorf("-log-level: %w", err)
 	}
 	var h slog.Handler = slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})
 	var metrics *driver.Metrics
-	if *metricsAddr != "" {
+	if o.metricsAddr != "" {
 		metrics = driver.NewMetrics("/sys")
 		h = metrics.LogHandler(h)
 	}
 	log := slog.New(driver.ContextHandler(h))
-	if *nodeID == "" {
+	if o.nodeID == "" {
 		host, err := os.Hostname()
 		if err != nil {
 			return fmt.Errorf("-node-id is empty and the host name is unknown: %w", err)
 		}
-		*nodeID = host
+		o.nodeID = host
 	}
-	if *initiator == "" {
-		*initiator = iscsi.DefaultInitiatorName()
+	if o.initiator == "" {
+		o.initiator = iscsi.DefaultInitiatorName()
 	}
-	sock, ok := strings.CutPrefix(*endpoint, "unix://")
+	sock, ok := strings.CutPrefix(o.endpoint, "unix://")
 	if !ok || !filepath.IsAbs(sock) {
-		return fmt.Errorf("-endpoint %q: want unix:///absolute/path", *endpoint)
+		return fmt.Errorf("-endpoint %q: want unix:///absolute/path", o.endpoint)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	creds, err := driver.Credentials(*runDir)
+	creds, err := driver.Credentials(o.runDir)
 	if err != nil {
 		return err
 	}
 	// The kernel binding. If it cannot open (iscsi_tcp missing, iscsid
 	// running), the plugin still serves: Probe and every stage say why.
 	var att volume.Attacher
-	k, openErr := blockdev.Open(blockdev.Options{InitiatorName: *initiator, Credentials: creds, Logger: log})
+	k, openErr := blockdev.Open(blockdev.Options{InitiatorName: o.initiator, Credentials: creds, Logger: log})
 	if openErr != nil {
 		log.Error("kernel iSCSI binding unavailable; the plugin reports not ready", "err", openErr)
 		att = failingAttacher{openErr}
@@ -107,20 +125,20 @@ func run(args []string) error {
 			}
 		}()
 	}
-	m, err := volume.NewManager(*stateDir, att, volume.WithLogger(log))
+	m, err := volume.NewManager(o.stateDir, att, volume.WithLogger(log))
 	if err != nil {
 		return err
 	}
 	d, err := driver.New(driver.Config{
-		Name: *name, Version: version, NodeID: *nodeID, MaxVolumesPerNode: *maxVolumes,
-		Volumes: m, RunDir: *runDir, InitiatorName: *initiator, Logger: log, Metrics: metrics,
+		Name: o.name, Version: version, NodeID: o.nodeID, MaxVolumesPerNode: o.maxVolumes,
+		Volumes: m, RunDir: o.runDir, InitiatorName: o.initiator, Logger: log, Metrics: metrics,
 		Ready: func(context.Context) error { return ready(openErr) },
 	})
 	if err != nil {
 		return err
 	}
 	if metrics != nil {
-		srv := &http.Server{Addr: *metricsAddr, Handler: http.NewServeMux(), ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{Addr: o.metricsAddr, Handler: http.NewServeMux(), ReadHeaderTimeout: 10 * time.Second}
 		srv.Handler.(*http.ServeMux).Handle("/metrics", metrics.Handler())
 		go func() {
 			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -139,7 +157,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("serving", "endpoint", *endpoint, "metrics", *metricsAddr)
+	log.Info("serving", "endpoint", o.endpoint, "metrics", o.metricsAddr)
 	return d.Serve(ctx, l)
 }
 
