@@ -117,6 +117,9 @@ func run(args []string) error {
 	} else {
 		defer k.Close()
 		att = volume.KernelAttacher(k)
+		if metrics != nil {
+			metrics.SetConnStats(k.ConnStats)
+		}
 		go func() {
 			// Adopts the sessions an earlier instance left, then
 			// recovers every dropped connection until the process ends.

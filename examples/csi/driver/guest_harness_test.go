@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -242,6 +243,8 @@ func TestGuestHarness(t *testing.T) {
 	m := scrape(t)
 	assert.Contains(t, m, "gosan_iscsi_reconnects_total 1")
 	assert.Contains(t, m, `gosan_iscsi_session_up{iface="default"`)
+	assert.Regexp(t, `gosan_iscsi_conn_tx_bytes_total\{portal="[^"]+",sid="\d+",target="`+regexp.QuoteMeta(e.Grow.IQN)+`"\} [1-9]`, m,
+		"the kernel's connection counters (GET_STATS) of the session")
 
 	// NodeGetVolumeStats against statfs.
 	stats, err := node.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: harnessHandle, VolumePath: pods[0]})
