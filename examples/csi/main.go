@@ -135,7 +135,7 @@ func run(args []string) error {
 	d, err := driver.New(driver.Config{
 		Name: o.name, Version: version, NodeID: o.nodeID, MaxVolumesPerNode: o.maxVolumes,
 		Volumes: m, RunDir: o.runDir, InitiatorName: o.initiator, Logger: log, Metrics: metrics,
-		Ready: func(context.Context) error { return ready(openErr) },
+		Ready: func(context.Context) error { return ready(openErr, "/sys") },
 	})
 	if err != nil {
 		return err
@@ -166,11 +166,11 @@ func run(args []string) error {
 
 // ready is Probe's check: the kernel binding opened (NETLINK_ISCSI
 // answered, no other iSCSI daemon) and iscsi_tcp is loaded.
-func ready(openErr error) error {
+func ready(openErr error, sysfs string) error {
 	if openErr != nil {
 		return fmt.Errorf("%w (load iscsi_tcp: modprobe iscsi_tcp; stop iscsid: systemctl disable --now iscsid.socket iscsid)", openErr)
 	}
-	if _, err := os.Stat("/sys/class/iscsi_transport/tcp"); err != nil {
+	if _, err := os.Stat(filepath.Join(sysfs, "class", "iscsi_transport", "tcp")); err != nil {
 		return errors.New("kernel module iscsi_tcp is not loaded (modprobe iscsi_tcp; Talos: machine.kernel.modules)")
 	}
 	return nil

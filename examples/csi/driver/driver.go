@@ -158,7 +158,8 @@ func (d *Driver) acquire(volumeID string) (func(), error) {
 	}, nil
 }
 
-// volLog is the logger of one call for one volume.
-func (d *Driver) volLog(method, volumeID string) *slog.Logger {
-	return d.log.With("method", method, "volumeID", volumeID)
+// volLog is the logger of one call; log with the call's context (see
+// withVolumeID), which adds the volume id.
+func (d *Driver) volLog(method string) *slog.Logger {
+	return d.log.With("method", method)
 }

@@ -292,6 +292,7 @@ func TestLogsCarryVolumeID(t *testing.T) {
 		}
 		lines++
 		assert.Equal(t, "vol-log", m["volumeID"], "line %s", l)
+		assert.Equal(t, 1, strings.Count(l, `"volumeID"`), "one volumeID per line: %s", l)
 	}
 	assert.GreaterOrEqual(t, lines, 2, "the fake volume layer's line and the driver's")
 }

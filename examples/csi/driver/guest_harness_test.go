@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/gosan/iscsi/blockdev"
+	"github.com/gosan/iscsi/blockdev/volume"
 )
 
 // The kubelet-less harness: kubelet's calls and paths, replayed against
@@ -146,6 +147,46 @@ func writeSynced(p string, data []byte, progress *atomic.Int64) error {
 	return nil
 }
 
+// globalMountOf returns the plugin's global mount of the device that is
+// bound at a pod path.
+func globalMountOf(t *testing.T, podPath string) volume.MountInfo {
+	t.Helper()
+	f, err := os.Open("/proc/self/mountinfo")
+	require.NoError(t, err)
+	defer f.Close()
+	mi, err := volume.ParseMountInfo(f)
+	require.NoError(t, err)
+	var src string
+	for _, m := range mi {
+		if m.MountPoint == podPath {
+			src = m.Source
+		}
+	}
+	require.NotEmpty(t, src, "nothing mounted at %s", podPath)
+	for _, m := range mi {
+		if m.Source == src && m.Root == "/" && strings.HasPrefix(m.MountPoint, "/var/lib/gosan-iscsi-csi/") {
+			return m
+		}
+	}
+	t.Fatalf("no global mount of %s", src)
+	return volume.MountInfo{}
+}
+
+// requireHealth checks that NodeGetVolumeHealth reports reason.
+func requireHealth(t *testing.T, node csi.NodeClient, want csi.VolumeHealthErrorType, reason string) {
+	t.Helper()
+	h, err := node.NodeGetVolumeHealth(context.Background(), &csi.NodeGetVolumeHealthRequest{VolumeId: harnessHandle})
+	require.NoError(t, err)
+	for _, st := range h.GetVolumeHealth().GetHealthStatuses() {
+		if st.GetReason() == reason {
+			assert.Equal(t, want, st.GetStatus(), reason)
+			t.Logf("health: %s %s: %s", st.GetStatus(), reason, st.GetMessage())
+			return
+		}
+	}
+	t.Fatalf("health does not report %s: %v", reason, h.GetVolumeHealth().GetHealthStatuses())
+}
+
 func scrape(t *testing.T) string {
 	t.Helper()
 	resp, err := http.Get("http://127.0.0.1:9808/metrics")
@@ -236,8 +277,24 @@ func TestGuestHarness(t *testing.T) {
 	admin(t, e.Admin, fmt.Sprintf("drop %d", tidGrow))
 	atDrop := progress.Load()
 	require.Less(t, atDrop, int64(len(second)), "the writes were still running when the connection dropped")
-	waitLog(t, logFile, "blockdev: session recovered", 2*time.Minute)
+	// Until the supervisor says it recovered the session, poll the
+	// volume's health as the external health monitor would.
+	sawFailed := ""
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(readFile(logFile), "blockdev: session recovered") {
+		require.True(t, time.Now().Before(deadline), "no recovery within 2m:\n%s", readFile(logFile))
+		if h, err := node.NodeGetVolumeHealth(ctx, &csi.NodeGetVolumeHealthRequest{VolumeId: harnessHandle}); err == nil {
+			for _, st := range h.GetVolumeHealth().GetHealthStatuses() {
+				if st.GetReason() == reasonSessionFailed && st.GetStatus() == csi.VolumeHealthErrorType_INACCESSIBLE {
+					sawFailed = st.GetMessage()
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	timings["recovery"] = time.Since(dropped)
+	require.NotEmpty(t, sawFailed, "NodeGetVolumeHealth reported the session failed while it was recovering")
+	t.Logf("health while recovering: %s", sawFailed)
 	require.NoError(t, <-werr)
 	t.Logf("connection dropped after %d of %d bytes were on disk", atDrop, len(second))
 	m := scrape(t)
@@ -280,6 +337,21 @@ func TestGuestHarness(t *testing.T) {
 	got, err = os.ReadFile(filepath.Join(pods[0], "second.bin"))
 	require.NoError(t, err)
 	require.Equal(t, second, got)
+
+	// The mount options reached the global mount; health notices an
+	// offline device and a filesystem remounted read-only.
+	global := globalMountOf(t, pods[0])
+	assert.True(t, hasOpt(global.Options, "noatime"), "mount flags from the capability: %s", global.Options)
+	stateFile := filepath.Join("/sys/block", filepath.Base(global.Source), "device", "state")
+	require.NoError(t, os.WriteFile(stateFile, []byte("offline\n"), 0o200))
+	requireHealth(t, node, csi.VolumeHealthErrorType_INACCESSIBLE, reasonDeviceOffline)
+	require.NoError(t, os.WriteFile(stateFile, []byte("running\n"), 0o200))
+	require.NoError(t, unix.Mount("", global.MountPoint, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""))
+	requireHealth(t, node, csi.VolumeHealthErrorType_DEGRADED, reasonReadOnlyFS)
+	require.NoError(t, unix.Mount("", global.MountPoint, "", unix.MS_REMOUNT, ""))
+	health, err = node.NodeGetVolumeHealth(ctx, &csi.NodeGetVolumeHealthRequest{VolumeId: harnessHandle})
+	require.NoError(t, err)
+	assert.Empty(t, health.GetVolumeHealth().GetHealthStatuses(), "healthy again")
 
 	// Unpublish both pods, unstage: nothing left.
 	for _, p := range pods {

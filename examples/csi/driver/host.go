@@ -184,7 +184,7 @@ func (n node) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVolumeHea
 	}
 	h := n.health(st)
 	if len(h) > 0 {
-		n.d.volLog("NodeGetVolumeHealth", id).WarnContext(ctx, "volume abnormal", "conditions", len(h), "first", h[0].Reason)
+		n.d.volLog("NodeGetVolumeHealth").WarnContext(ctx, "volume abnormal", "conditions", len(h), "first", h[0].Reason)
 	}
 	return &csi.NodeGetVolumeHealthResponse{VolumeHealth: &csi.VolumeHealth{VolumeId: id, HealthStatuses: h}}, nil
 }
@@ -226,7 +226,7 @@ func (n node) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolumeReq
 	}
 	defer release()
 	ctx = withVolumeID(ctx, id)
-	log := n.d.volLog("NodeExpandVolume", id)
+	log := n.d.volLog("NodeExpandVolume")
 	for _, d := range st.Devices {
 		p := filepath.Join(n.d.cfg.SysfsRoot, "block", filepath.Base(d.Path), "device", "rescan")
 		if err := os.WriteFile(p, []byte("1"), 0o200); err != nil {

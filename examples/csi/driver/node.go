@@ -113,7 +113,7 @@ func (n node) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeReque
 	}
 	defer release()
 	ctx = withVolumeID(ctx, id)
-	log := n.d.volLog("NodeStageVolume", id)
+	log := n.d.volLog("NodeStageVolume")
 
 	v, err := parseVolumeContext(req.GetVolumeContext(), req.GetSecrets())
 	if err != nil {
@@ -177,7 +177,7 @@ func (n node) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeR
 	if err := n.d.chap.remove(id); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	n.d.volLog("NodeUnstageVolume", id).InfoContext(ctx, "unstaged", "stagingPath", path)
+	n.d.volLog("NodeUnstageVolume").InfoContext(ctx, "unstaged", "stagingPath", path)
 	return &csi.NodeUnstageVolumeResponse{}, nil
 }
 
@@ -236,7 +236,7 @@ func (n node) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeR
 	if err := n.d.cfg.Volumes.PublishAt(ctx, id, staging, target, o); err != nil {
 		return nil, toStatus("publish", err)
 	}
-	n.d.volLog("NodePublishVolume", id).InfoContext(ctx, "published", "targetPath", target, "readOnly", o.ReadOnly)
+	n.d.volLog("NodePublishVolume").InfoContext(ctx, "published", "targetPath", target, "readOnly", o.ReadOnly)
 	return &csi.NodePublishVolumeResponse{}, nil
 }
 
@@ -259,7 +259,7 @@ func (n node) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVol
 	if err := n.d.cfg.Volumes.Unpublish(ctx, target); err != nil {
 		return nil, toStatus("unpublish", err)
 	}
-	n.d.volLog("NodeUnpublishVolume", id).InfoContext(ctx, "unpublished", "targetPath", target)
+	n.d.volLog("NodeUnpublishVolume").InfoContext(ctx, "unpublished", "targetPath", target)
 	return &csi.NodeUnpublishVolumeResponse{}, nil
 }
 
