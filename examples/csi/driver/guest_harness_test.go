@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -378,4 +379,47 @@ func TestGuestHarness(t *testing.T) {
 	fmt.Printf("harness timings: stage %v, publish (2 pods) %v, restart and adopt %v, recovery after the drop %v, expand %v, unstage %v\n",
 		timings["stage"].Round(time.Millisecond), timings["publish"].Round(time.Millisecond), timings["restart"].Round(time.Millisecond),
 		timings["recovery"].Round(time.Millisecond), timings["expand"].Round(time.Millisecond), timings["unstage"].Round(time.Millisecond))
+}
+
+// TestGuestExpandXFS: an xfs volume grows online (xfs_growfs on the
+// mount) after its LUN grew on the target; block-layer size and statfs
+// show it. The plugin runs in-process here (TestGuestHarness ran the
+// binary).
+func TestGuestExpandXFS(t *testing.T) {
+	e := loadGuestEnv(t)
+	dir := t.TempDir()
+	p := startPlugin(t, filepath.Join(dir, "state"), filepath.Join(dir, "run"), slog.New(ContextHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+	defer p.stop()
+	n := p.d.Node()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	staging := filepath.Join(dir, "globalmount")
+	target := filepath.Join(dir, "pod", "mount")
+	c := &csi.VolumeCapability{AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
+		AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{FsType: "xfs"}}}
+	vc := map[string]string{"targetPortal": e.Portal, "iqn": e.XFS.IQN, "lun": "1"}
+	_, err := n.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: "xfs-vol", StagingTargetPath: staging, VolumeCapability: c, VolumeContext: vc})
+	require.NoError(t, err)
+	_, err = n.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: "xfs-vol", StagingTargetPath: staging, TargetPath: target,
+		VolumeCapability: c, VolumeContext: vc})
+	require.NoError(t, err)
+	var before, after unix.Statfs_t
+	require.NoError(t, unix.Statfs(target, &before))
+	admin(t, e.Admin, fmt.Sprintf("grow %d 1 %d", tidXFS, 2*xfsSize))
+	start := time.Now()
+	exp, err := n.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: "xfs-vol", VolumePath: target,
+		CapacityRange: &csi.CapacityRange{RequiredBytes: 2 * xfsSize}})
+	require.NoError(t, err)
+	fmt.Printf("xfs expand: %v\n", time.Since(start).Round(time.Millisecond))
+	assert.Equal(t, int64(2*xfsSize), exp.GetCapacityBytes())
+	require.NoError(t, unix.Statfs(target, &after))
+	assert.Greater(t, int64(after.Blocks)*int64(after.Bsize), int64(before.Blocks)*int64(before.Bsize)+xfsSize/2,
+		"xfs grew online")
+	_, err = n.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: "xfs-vol", TargetPath: target})
+	require.NoError(t, err)
+	_, err = n.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: "xfs-vol", StagingTargetPath: staging})
+	require.NoError(t, err)
+	ss, err := blockdev.Sysfs{}.Sessions()
+	require.NoError(t, err)
+	assert.Empty(t, ss)
 }

@@ -33,6 +33,9 @@ const (
 	tidPlain = 1
 	tidCHAP  = 2
 	tidGrow  = 3
+	tidXFS   = 4
+	// xfsSize: mkfs.xfs 6.x refuses filesystems under 300 MB.
+	xfsSize  = 512 << 20
 	poolLUNs = 3
 	lunSize  = 32 << 20
 	chapUser = "gosan-csi-user"
@@ -52,7 +55,9 @@ type guestEnv struct {
 	Portal      string
 	Plain, CHAP guestTarget
 	// Grow is the harness's target: its one LUN is grown through Admin.
-	Grow             guestTarget
+	Grow guestTarget
+	// XFS: one 512 MiB LUN for the xfs expansion test (TestHarness only).
+	XFS              guestTarget
 	User, Secret     string
 	Admin            string // host helper: "drop <tid>", "grow <tid> <lun> <bytes>"
 	GrowSize         int64
@@ -61,11 +66,16 @@ type guestEnv struct {
 
 func addPool(t *testing.T, srv *tgtd.Server, tid int, name string, luns int) guestTarget {
 	t.Helper()
+	return addPoolSized(t, srv, tid, name, luns, lunSize)
+}
+
+func addPoolSized(t *testing.T, srv *tgtd.Server, tid int, name string, luns int, size int64) guestTarget {
+	t.Helper()
 	ctx := context.Background()
 	g := guestTarget{IQN: tgtd.IQNPrefix + name, Paths: map[int]string{}}
 	require.NoError(t, srv.NewTarget(ctx, tid, g.IQN))
 	for l := 1; l <= luns; l++ {
-		p, err := tgtd.CreateBackingFile(srv.Dir(), lunSize)
+		p, err := tgtd.CreateBackingFile(srv.Dir(), size)
 		require.NoError(t, err)
 		require.NoError(t, srv.AddLUN(ctx, tid, l, p, 512))
 		g.LUNs = append(g.LUNs, l)
@@ -77,13 +87,16 @@ func addPool(t *testing.T, srv *tgtd.Server, tid int, name string, luns int) gue
 
 // startTargets starts tgtd with the plain, CHAP and grow pools and the
 // admin helper, and returns the guest's environment.
-func startTargets(t *testing.T) (*tgtd.Server, guestEnv, map[string]string) {
+func startTargets(t *testing.T, xfs bool) (*tgtd.Server, guestEnv, map[string]string) {
 	t.Helper()
 	srv := tgtd.Start(t)
 	e := guestEnv{Portal: net.JoinHostPort(vmtest.HostIP, strconv.Itoa(srv.Port())), User: chapUser, Secret: chapPass}
 	e.Plain = addPool(t, srv, tidPlain, "csi-plain", poolLUNs)
 	e.CHAP = addPool(t, srv, tidCHAP, "csi-chap", 2)
 	e.Grow = addPool(t, srv, tidGrow, "csi-grow", 1)
+	if xfs {
+		e.XFS = addPoolSized(t, srv, tidXFS, "csi-xfs", 1, xfsSize)
+	}
 	ctx := context.Background()
 	require.NoError(t, srv.NewAccount(ctx, chapUser, chapPass))
 	require.NoError(t, srv.BindAccount(ctx, tidCHAP, chapUser, false))
@@ -103,7 +116,7 @@ func serveAdmin(t *testing.T, srv *tgtd.Server, e guestEnv) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	t.Cleanup(func() { l.Close() })
-	paths := map[int]map[int]string{tidPlain: e.Plain.Paths, tidCHAP: e.CHAP.Paths, tidGrow: e.Grow.Paths}
+	paths := map[int]map[int]string{tidPlain: e.Plain.Paths, tidCHAP: e.CHAP.Paths, tidGrow: e.Grow.Paths, tidXFS: e.XFS.Paths}
 	go func() {
 		for {
 			c, err := l.Accept()
@@ -177,7 +190,7 @@ var sanityCounts = regexp.MustCompile(`csi-sanity (\w+): ran (\d+), passed (\d+)
 // without CHAP, once with CHAP through sanity's secrets file, and once
 // with raw block volumes.
 func TestSanity(t *testing.T) {
-	_, _, env := startTargets(t)
+	_, _, env := startTargets(t, false)
 	res := vmtest.RunTestInGuestWith(t, ".", "^TestGuestSanity$", vmtest.Config{
 		Env:   env,
 		Sets:  []vmtest.ModuleSet{vmtest.SetISCSI},
@@ -238,21 +251,23 @@ func debugfsCat(t *testing.T, image, path string) []byte {
 // drop the connection on the target during writes (recovered), stats
 // against statfs, grow the LUN here and expand online, unpublish,
 // unstage, nothing left. The written files are then read back here from
-// the target's backing file.
+// the target's backing file. In the same guest, TestGuestExpandXFS grows
+// an xfs volume online.
 func TestHarness(t *testing.T) {
-	_, e, env := startTargets(t)
+	_, e, env := startTargets(t, true)
 	seed := rand.Uint64()
 	env["CSI_SEED"] = strconv.FormatUint(seed, 10)
-	files := vmtest.HostTools(t, "mkfs.ext4", "resize2fs")
+	files := vmtest.HostTools(t, "mkfs.ext4", "resize2fs", "mkfs.xfs", "xfs_growfs")
 	files["/usr/sbin/gosan-iscsi-csi"] = buildPlugin(t)
-	res := vmtest.RunTestInGuestWith(t, ".", "^TestGuestHarness$", vmtest.Config{
-		Env: env, Sets: []vmtest.ModuleSet{vmtest.SetISCSI}, Files: files, Args: []string{"-test.timeout=9m"},
+	res := vmtest.RunTestInGuestWith(t, ".", "^TestGuest(Harness|ExpandXFS)$", vmtest.Config{
+		Env: env, Sets: []vmtest.ModuleSet{vmtest.SetISCSI, vmtest.SetXFS}, Files: files, Args: []string{"-test.timeout=9m"},
 	})
 	require.NotNil(t, res)
 	require.Equal(t, 0, res.ExitCode)
 	assert.Contains(t, res.Output, "--- PASS: TestGuestHarness")
+	assert.Contains(t, res.Output, "--- PASS: TestGuestExpandXFS")
 	for _, l := range strings.Split(res.Output, "\n") {
-		if strings.Contains(l, "harness timings:") {
+		if strings.Contains(l, "harness timings:") || strings.Contains(l, "xfs expand:") {
 			t.Log(strings.TrimSpace(l))
 		}
 	}
