@@ -24,12 +24,15 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/gosan/iscsi"
+	"github.com/gosan/iscsi/blockdev"
 	"github.com/gosan/iscsi/blockdev/volume"
 )
 
 // fakeVolumes records calls; stage can block (for ABORTED) or fail.
 type fakeVolumes struct {
 	mu       sync.Mutex
+	unstaged []string // UnstageAt calls
 	staged   map[string]*volume.Staged
 	stageErr error
 	block    chan struct{} // StageAt waits on it when non-nil
@@ -70,6 +73,7 @@ func (f *fakeVolumes) Unpublish(ctx context.Context, target string) error { retu
 func (f *fakeVolumes) UnstageAt(ctx context.Context, id, path string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.unstaged = append(f.unstaged, id)
 	delete(f.staged, id)
 	return nil
 }
@@ -411,4 +415,31 @@ func TestServeIdentity(t *testing.T) {
 		"GET_STORAGE_HEALTH", "SINGLE_NODE_MULTI_WRITER"}, got)
 	cancel()
 	require.NoError(t, <-served)
+}
+
+// TestFailedStageRollsBack: a final error undoes the attempt (kubelet will
+// not unstage it); a transient one or a conflict leaves everything as is.
+func TestFailedStageRollsBack(t *testing.T) {
+	vc := map[string]string{"targetPortal": "10.0.0.1", "iqn": "iqn.2024-01.x:a", "lun": "1"}
+	for _, tc := range []struct {
+		err      error
+		code     codes.Code
+		rollback bool
+	}{
+		{fmt.Errorf("attach: %w", iscsi.ErrAuthentication), codes.PermissionDenied, true},
+		{fmt.Errorf("attach: %w", iscsi.ErrTargetNotFound), codes.NotFound, true},
+		{fmt.Errorf("attach: %w", blockdev.ErrUnreachable), codes.Unavailable, false},
+		{fmt.Errorf("x: %w", volume.ErrIncompatible), codes.AlreadyExists, false},
+		{fmt.Errorf("x: %w", volume.ErrStagedElsewhere), codes.AlreadyExists, false},
+	} {
+		td := newTestDriver(t)
+		td.vols.stageErr = tc.err
+		_, err := td.d.Node().NodeStageVolume(context.Background(), stageReq("vol-f", vc, nil))
+		assert.Equal(t, tc.code, status.Code(err), "%v", tc.err)
+		if tc.rollback {
+			assert.Equal(t, []string{"vol-f"}, td.vols.unstaged, "%v", tc.err)
+		} else {
+			assert.Empty(t, td.vols.unstaged, "%v", tc.err)
+		}
+	}
 }

@@ -28,10 +28,13 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/gosan/iscsi/blockdev"
 	"github.com/gosan/iscsi/blockdev/volume"
+	"github.com/gosan/iscsi/internal/testenv/vmtest"
 )
 
 // The kubelet-less harness: kubelet's calls and paths, replayed against
@@ -423,3 +426,60 @@ func TestGuestExpandXFS(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, ss)
 }
+
+// TestGuestStageErrors: failed stages on the real kernel give the code
+// kubelet acts on, a message without secrets, and leave nothing behind:
+// a final error is rolled back by the plugin, a transient one by the
+// NodeUnstageVolume kubelet then sends.
+func TestGuestStageErrors(t *testing.T) {
+	e := loadGuestEnv(t)
+	dir := t.TempDir()
+	run := filepath.Join(dir, "run")
+	p := startPlugin(t, filepath.Join(dir, "state"), run, slog.New(ContextHandler(slog.NewJSONHandler(io.Discard, nil))))
+	defer p.stop()
+	n := p.d.Node()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const wrong = "not-the-secret-4711"
+	c := &csi.VolumeCapability{AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
+		AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}}}
+	for _, tc := range []struct {
+		name      string
+		vc        map[string]string
+		secrets   map[string]string
+		code      codes.Code
+		transient bool
+	}{
+		{"wrong CHAP secret", map[string]string{"targetPortal": e.Portal, "iqn": e.CHAP.IQN, "lun": "1", "sessionCHAPAuth": "true"},
+			map[string]string{"node.session.auth.username": e.User, "node.session.auth.password": wrong}, codes.PermissionDenied, false},
+		{"no such target", map[string]string{"targetPortal": e.Portal, "iqn": e.CHAP.IQN + "-missing", "lun": "1"}, nil, codes.NotFound, false},
+		{"portal refuses", map[string]string{"targetPortal": vmtestHostPort(1), "iqn": e.Plain.IQN, "lun": "1"}, nil, codes.Unavailable, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			staging := filepath.Join(dir, "staging-"+strings.ReplaceAll(tc.name, " ", "-"))
+			_, err := n.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: "err-vol", StagingTargetPath: staging,
+				VolumeCapability: c, VolumeContext: tc.vc, Secrets: tc.secrets})
+			require.Error(t, err)
+			assert.Equal(t, tc.code, status.Code(err), "%v", err)
+			assert.NotContains(t, err.Error(), wrong)
+			t.Logf("%s: %v", tc.name, err)
+			_, lerr := p.m.LookupStaged("err-vol")
+			if tc.transient {
+				require.NoError(t, lerr, "a transient error leaves the volume uncertain: kubelet unstages it")
+				_, err = n.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: "err-vol", StagingTargetPath: staging})
+				require.NoError(t, err)
+				_, lerr = p.m.LookupStaged("err-vol")
+			}
+			assert.True(t, os.IsNotExist(lerr), "no staging record left: %v", lerr)
+			ss, err := blockdev.Sysfs{}.Sessions()
+			require.NoError(t, err)
+			assert.Empty(t, ss, "no session left")
+			ents, err := os.ReadDir(run)
+			require.NoError(t, err)
+			assert.Empty(t, ents, "no credentials left")
+		})
+	}
+}
+
+// vmtestHostPort is the host's loopback port as the guest reaches it.
+func vmtestHostPort(port int) string { return net.JoinHostPort(vmtest.HostIP, strconv.Itoa(port)) }

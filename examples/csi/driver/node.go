@@ -144,10 +144,18 @@ func (n node) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeReque
 	}
 	res, err := n.d.cfg.Volumes.StageAt(ctx, id, path, v)
 	if err != nil {
+		serr := toStatus("stage", err)
+		if rollBack(err, status.Code(serr)) {
+			// kubelet treats a final error as "not staged" and will not
+			// call NodeUnstageVolume: undo what the attempt left.
+			if uerr := n.d.cfg.Volumes.UnstageAt(ctx, id, path); uerr != nil {
+				log.WarnContext(ctx, "rolling back a failed stage", "err", uerr)
+			}
+		}
 		if _, lerr := n.d.cfg.Volumes.LookupStaged(id); errors.Is(lerr, fs.ErrNotExist) {
 			_ = n.d.chap.remove(id) // nothing staged: nothing to recover
 		}
-		return nil, toStatus("stage", err)
+		return nil, serr
 	}
 	for _, f := range res.Failed {
 		log.WarnContext(ctx, "portal not attached; the volume works on the other paths", "portal", f.Portal, "err", f.Err)
@@ -287,4 +295,19 @@ func (n node) lookupAt(id, path string) (*volume.Staged, os.FileInfo, error) {
 		return nil, nil, status.Error(codes.Internal, err.Error())
 	}
 	return st, fi, nil
+}
+
+// rollBack says whether a failed StageAt is undone: when the error is final
+// for kubelet (it then considers the volume not staged; Unavailable,
+// DeadlineExceeded, Canceled, Aborted and ResourceExhausted leave it
+// "uncertain" and kubelet calls NodeUnstageVolume itself), and not a
+// refusal that touched nothing (a conflict with what is staged, an
+// invalid spec).
+func rollBack(err error, code codes.Code) bool {
+	switch code {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled, codes.Aborted, codes.ResourceExhausted:
+		return false
+	}
+	var ve *volume.ValidationError
+	return !errors.Is(err, volume.ErrStagedElsewhere) && !errors.Is(err, volume.ErrIncompatible) && !errors.As(err, &ve)
 }

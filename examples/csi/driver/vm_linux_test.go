@@ -252,20 +252,21 @@ func debugfsCat(t *testing.T, image, path string) []byte {
 // against statfs, grow the LUN here and expand online, unpublish,
 // unstage, nothing left. The written files are then read back here from
 // the target's backing file. In the same guest, TestGuestExpandXFS grows
-// an xfs volume online.
+// an xfs volume online and TestGuestStageErrors checks failed stages.
 func TestHarness(t *testing.T) {
 	_, e, env := startTargets(t, true)
 	seed := rand.Uint64()
 	env["CSI_SEED"] = strconv.FormatUint(seed, 10)
 	files := vmtest.HostTools(t, "mkfs.ext4", "resize2fs", "mkfs.xfs", "xfs_growfs")
 	files["/usr/sbin/gosan-iscsi-csi"] = buildPlugin(t)
-	res := vmtest.RunTestInGuestWith(t, ".", "^TestGuest(Harness|ExpandXFS)$", vmtest.Config{
+	res := vmtest.RunTestInGuestWith(t, ".", "^TestGuest(Harness|ExpandXFS|StageErrors)$", vmtest.Config{
 		Env: env, Sets: []vmtest.ModuleSet{vmtest.SetISCSI, vmtest.SetXFS}, Files: files, Args: []string{"-test.timeout=9m"},
 	})
 	require.NotNil(t, res)
 	require.Equal(t, 0, res.ExitCode)
 	assert.Contains(t, res.Output, "--- PASS: TestGuestHarness")
 	assert.Contains(t, res.Output, "--- PASS: TestGuestExpandXFS")
+	assert.Contains(t, res.Output, "--- PASS: TestGuestStageErrors")
 	for _, l := range strings.Split(res.Output, "\n") {
 		if strings.Contains(l, "harness timings:") || strings.Contains(l, "xfs expand:") {
 			t.Log(strings.TrimSpace(l))
