@@ -25,6 +25,8 @@ type Metrics struct {
 	// connStats reads the kernel's per-connection counters (set once,
 	// before the metrics are served).
 	connStats func(ctx context.Context, sid uint32) (*blockdev.ConnStats, error)
+	// sessions lists the node's sessions (sysfs; tests replace it).
+	sessions func() ([]blockdev.SessionInfo, error)
 }
 
 // SetConnStats gives the collector the kernel's per-connection counters
@@ -44,7 +46,8 @@ func NewMetrics(sysfsRoot string) *Metrics {
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "gosan_csi_operations_total",
 			Help: "CSI calls by method and gRPC code."}, []string{"method", "code"}),
 	}
-	m.reg.MustRegister(m.connFailed, m.recovered, m.calls, sessionCollector{sys: blockdev.Sysfs{Root: sysfsRoot}, m: m},
+	m.sessions = blockdev.Sysfs{Root: sysfsRoot}.Sessions
+	m.reg.MustRegister(m.connFailed, m.recovered, m.calls, sessionCollector{m: m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -124,10 +127,7 @@ func connDesc(name, help string) *prometheus.Desc {
 
 // sessionCollector reads the sessions from sysfs at each scrape, and
 // their connection counters from the kernel.
-type sessionCollector struct {
-	sys blockdev.Sysfs
-	m   *Metrics
-}
+type sessionCollector struct{ m *Metrics }
 
 func (c sessionCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- sessionDesc
@@ -137,7 +137,7 @@ func (c sessionCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c sessionCollector) Collect(ch chan<- prometheus.Metric) {
-	ss, err := c.sys.Sessions()
+	ss, err := c.m.sessions()
 	if err != nil {
 		return
 	}
