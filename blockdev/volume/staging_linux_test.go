@@ -63,3 +63,21 @@ func TestStageAt(t *testing.T) {
 	assert.Zero(t, mountCount(t, staging))
 	e.assertClean(t, res.GlobalPath)
 }
+
+// TestStageAtKeepsNoSecret: neither the staging record nor the attach
+// record holds CHAP credentials.
+func TestStageAtKeepsNoSecret(t *testing.T) {
+	e := newEnv(t, smallDisk)
+	v := testVolume(0, "ext4")
+	v.SessionCHAPAuth = true
+	v.Secrets = Secrets{SecretSessionUser: "chap-user-x", SecretSessionPassword: "chap-secret-never-stored"}
+	staging := filepath.Join(t.TempDir(), "globalmount")
+	res, err := e.m.StageAt(e.ctx, "vol-secret", staging, v)
+	require.NoError(t, err)
+	b, err := os.ReadFile(e.m.stagedFile("vol-secret"))
+	require.NoError(t, err)
+	assert.NotContains(t, string(b), "chap-secret-never-stored")
+	assert.Contains(t, string(b), `"chapAuthSession": true`, "the flag is kept, the values are not")
+	require.NoError(t, e.m.UnstageAt(e.ctx, "vol-secret", staging))
+	e.assertClean(t, res.GlobalPath)
+}
