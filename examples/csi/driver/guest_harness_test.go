@@ -390,12 +390,8 @@ func TestGuestHarness(t *testing.T) {
 // binary).
 func TestGuestExpandXFS(t *testing.T) {
 	e := loadGuestEnv(t)
-	dir := t.TempDir()
-	p := startPlugin(t, filepath.Join(dir, "state"), filepath.Join(dir, "run"), slog.New(ContextHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
-	defer p.stop()
+	dir, p, ctx := inProcessPlugin(t)
 	n := p.d.Node()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
 	staging := filepath.Join(dir, "globalmount")
 	target := filepath.Join(dir, "pod", "mount")
 	c := &csi.VolumeCapability{AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
@@ -483,3 +479,96 @@ func TestGuestStageErrors(t *testing.T) {
 
 // vmtestHostPort is the host's loopback port as the guest reaches it.
 func vmtestHostPort(port int) string { return net.JoinHostPort(vmtest.HostIP, strconv.Itoa(port)) }
+
+// TestGuestMultipath: a volume on two portals under a dm-multipath map
+// (built with dmsetup, as multipathd would on the paths' uevents): stage
+// uses the map, health is DEGRADED (not INACCESSIBLE) with one path
+// offline, the LUN grows on the target and NodeExpandVolume rescans both
+// paths, reloads the map with the new length and grows ext4; unstage
+// removes the map and both sessions.
+func TestGuestMultipath(t *testing.T) {
+	e := loadGuestEnv(t)
+	dir, p, ctx := inProcessPlugin(t)
+	n := p.d.Node()
+
+	a, err := p.k.Attach(ctx, blockdev.Spec{Portal: e.Portal, TargetName: e.MP.IQN, LUN: 1})
+	require.NoError(t, err)
+	b, err := p.k.Attach(ctx, blockdev.Spec{Portal: e.Portal2, TargetName: e.MP.IQN, LUN: 1})
+	require.NoError(t, err)
+	table := fmt.Sprintf("0 %d multipath 0 0 1 1 round-robin 0 2 1 %s 1000 %s 1000", a.Size/512, devNum(t, a.Path), devNum(t, b.Path))
+	out, err := exec.CommandContext(ctx, "dmsetup", "create", "mpathcsi", "--noudevsync", "--uuid", "mpath-gosan-csi-test", "--table", table).CombinedOutput()
+	require.NoError(t, err, "dmsetup create: %s", out)
+
+	staging := filepath.Join(dir, "globalmount")
+	target := filepath.Join(dir, "pod", "mount")
+	c := &csi.VolumeCapability{AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
+		AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}}}
+	vc := map[string]string{"targetPortal": e.Portal, "portals": e.Portal2, "iqn": e.MP.IQN, "lun": "1"}
+	_, err = n.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: "mp-vol", StagingTargetPath: staging, VolumeCapability: c, VolumeContext: vc})
+	require.NoError(t, err)
+	st, err := p.m.LookupStaged("mp-vol")
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(filepath.Base(st.DevicePath), "dm-"), "staged on the map: %s", st.DevicePath)
+	require.Len(t, st.Devices, 2)
+	_, err = n.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: "mp-vol", StagingTargetPath: staging, TargetPath: target,
+		VolumeCapability: c, VolumeContext: vc})
+	require.NoError(t, err)
+	data := []byte(fmt.Sprintf("multipath data %d", time.Now().UnixNano()))
+	require.NoError(t, os.WriteFile(filepath.Join(target, "mp.txt"), data, 0o644))
+
+	state := filepath.Join("/sys/block", filepath.Base(b.Path), "device", "state")
+	require.NoError(t, os.WriteFile(state, []byte("offline\n"), 0o200))
+	h, err := n.NodeGetVolumeHealth(ctx, &csi.NodeGetVolumeHealthRequest{VolumeId: "mp-vol"})
+	require.NoError(t, err)
+	require.Len(t, h.GetVolumeHealth().GetHealthStatuses(), 1)
+	assert.Equal(t, csi.VolumeHealthErrorType_DEGRADED, h.GetVolumeHealth().GetHealthStatuses()[0].GetStatus(), "one of two paths offline")
+	assert.Equal(t, reasonDeviceOffline, h.GetVolumeHealth().GetHealthStatuses()[0].GetReason())
+	require.NoError(t, os.WriteFile(state, []byte("running\n"), 0o200))
+
+	var before, after unix.Statfs_t
+	require.NoError(t, unix.Statfs(target, &before))
+	admin(t, e.Admin, fmt.Sprintf("grow %d 1 %d", tidMP, 2*lunSize))
+	start := time.Now()
+	exp, err := n.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: "mp-vol", VolumePath: target,
+		CapacityRange: &csi.CapacityRange{RequiredBytes: 2 * lunSize}})
+	require.NoError(t, err)
+	fmt.Printf("multipath expand: %v\n", time.Since(start).Round(time.Millisecond))
+	assert.Equal(t, int64(2*lunSize), exp.GetCapacityBytes(), "the map has the new size")
+	require.NoError(t, unix.Statfs(target, &after))
+	assert.Greater(t, int64(after.Blocks)*int64(after.Bsize), int64(before.Blocks)*int64(before.Bsize)+lunSize/2, "ext4 on the map grew")
+	got, err := os.ReadFile(filepath.Join(target, "mp.txt"))
+	require.NoError(t, err)
+	assert.Equal(t, data, got)
+
+	_, err = n.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: "mp-vol", TargetPath: target})
+	require.NoError(t, err)
+	_, err = n.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: "mp-vol", StagingTargetPath: staging})
+	require.NoError(t, err)
+	_, err = os.Stat(filepath.Join("/sys/block", filepath.Base(st.DevicePath)))
+	assert.True(t, os.IsNotExist(err), "the map was removed")
+	ss, err := blockdev.Sysfs{}.Sessions()
+	require.NoError(t, err)
+	assert.Empty(t, ss, "both sessions logged out")
+}
+
+// devNum is a block device's "major:minor".
+func devNum(t *testing.T, p string) string {
+	t.Helper()
+	var st unix.Stat_t
+	require.NoError(t, unix.Stat(p, &st))
+	return fmt.Sprintf("%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+}
+
+// inProcessPlugin starts the plugin in this process (stopped at cleanup)
+// with its state under a temporary directory, returned with a context for
+// the test's calls.
+func inProcessPlugin(t *testing.T) (string, *guestPlugin, context.Context) {
+	t.Helper()
+	dir := t.TempDir()
+	p := startPlugin(t, filepath.Join(dir, "state"), filepath.Join(dir, "run"),
+		slog.New(ContextHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))))
+	t.Cleanup(p.stop)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	return dir, p, ctx
+}

@@ -114,34 +114,43 @@ func (n node) health(st *volume.Staged) []*csi.VolumeHealth_VolumeHealthEntry {
 		}
 		out = append(out, &csi.VolumeHealth_VolumeHealthEntry{Status: t, Reason: reason, Message: msg})
 	}
+	// A problem on some paths only is DEGRADED (the volume still works
+	// through the others), on every path INACCESSIBLE.
+	severity := func(bad, total int) csi.VolumeHealthErrorType {
+		if bad < total {
+			return csi.VolumeHealthErrorType_DEGRADED
+		}
+		return csi.VolumeHealthErrorType_INACCESSIBLE
+	}
 	sys := blockdev.Sysfs{Root: n.d.cfg.SysfsRoot}
-	bad := 0
-	for _, p := range st.Volume.AllPortals() {
+	var sessMsgs []string
+	portals := st.Volume.AllPortals()
+	for _, p := range portals {
 		s, err := sys.FindSession(p, st.Volume.IQN, st.Volume.ISCSIInterface)
 		switch {
 		case err != nil || s == nil:
-			bad++
-			add(csi.VolumeHealthErrorType_INACCESSIBLE, reasonSessionFailed, fmt.Sprintf("no session to %s at %s", st.Volume.IQN, p))
+			sessMsgs = append(sessMsgs, fmt.Sprintf("no session to %s at %s", st.Volume.IQN, p))
 		case s.State != "LOGGED_IN":
-			bad++
-			add(csi.VolumeHealthErrorType_INACCESSIBLE, reasonSessionFailed,
-				fmt.Sprintf("session %d to %s at %s is %s (the plugin is reconnecting; I/O is queued until the recovery timeout)", s.SID, st.Volume.IQN, p, s.State))
+			sessMsgs = append(sessMsgs, fmt.Sprintf("session %d to %s at %s is %s (the plugin is reconnecting; I/O is queued until the recovery timeout)", s.SID, st.Volume.IQN, p, s.State))
 		}
 	}
-	if bad > 0 && bad < len(st.Volume.AllPortals()) {
-		for _, e := range out {
-			e.Status = csi.VolumeHealthErrorType_DEGRADED // other paths still work
-		}
+	for _, m := range sessMsgs {
+		add(severity(len(sessMsgs), len(portals)), reasonSessionFailed, m)
 	}
+	type devProblem struct{ reason, msg string }
+	var devProbs []devProblem
 	for _, d := range st.Devices {
 		name := filepath.Base(d.Path)
 		b, err := os.ReadFile(filepath.Join(n.d.cfg.SysfsRoot, "block", name, "device", "state"))
 		switch {
 		case os.IsNotExist(err):
-			add(csi.VolumeHealthErrorType_INACCESSIBLE, reasonNoDevice, d.Path+" no longer exists")
+			devProbs = append(devProbs, devProblem{reasonNoDevice, d.Path + " no longer exists"})
 		case err == nil && strings.TrimSpace(string(b)) != "running":
-			add(csi.VolumeHealthErrorType_INACCESSIBLE, reasonDeviceOffline, fmt.Sprintf("%s is %s", d.Path, strings.TrimSpace(string(b))))
+			devProbs = append(devProbs, devProblem{reasonDeviceOffline, fmt.Sprintf("%s is %s", d.Path, strings.TrimSpace(string(b)))})
 		}
+	}
+	for _, p := range devProbs {
+		add(severity(len(devProbs), len(st.Devices)), p.reason, p.msg)
 	}
 	if st.Volume.VolumeMode == volume.ModeFilesystem && !st.Volume.ReadOnly {
 		if f, err := os.Open("/proc/self/mountinfo"); err == nil {
@@ -203,7 +212,54 @@ func run(ctx context.Context, name string, args ...string) error {
 	return nil
 }
 
-var toolPackage = map[string]string{"resize2fs": "e2fsprogs", "xfs_growfs": "xfsprogs", "multipathd": "multipath-tools"}
+var toolPackage = map[string]string{"resize2fs": "e2fsprogs", "xfs_growfs": "xfsprogs", "multipathd": "multipath-tools", "dmsetup": "dmsetup"}
+
+// resizeMultipath grows the multipath map over the volume's paths to the
+// paths' new size: through multipathd when it runs (it owns the map),
+// otherwise by reloading the map's table with the new length (what
+// multipathd does), after checking that every path agrees on the size.
+func (n node) resizeMultipath(ctx context.Context, st *volume.Staged) error {
+	dm := filepath.Base(st.DevicePath)
+	nameB, err := os.ReadFile(filepath.Join(n.d.cfg.SysfsRoot, "block", dm, "dm", "name"))
+	if err != nil {
+		return fmt.Errorf("name of %s: %w", st.DevicePath, err)
+	}
+	name := strings.TrimSpace(string(nameB))
+	if _, err := os.Stat("/run/multipathd.sock"); err == nil {
+		return run(ctx, "multipathd", "resize", "map", name)
+	}
+	var sectors string
+	for _, d := range st.Devices {
+		b, err := os.ReadFile(filepath.Join(n.d.cfg.SysfsRoot, "block", filepath.Base(d.Path), "size"))
+		if err != nil {
+			return fmt.Errorf("size of %s: %w", d.Path, err)
+		}
+		sz := strings.TrimSpace(string(b))
+		if sectors != "" && sz != sectors {
+			return fmt.Errorf("the paths disagree on the size after the rescan (%s and %s sectors); rescan again", sectors, sz)
+		}
+		sectors = sz
+	}
+	out, err := exec.CommandContext(ctx, "dmsetup", "table", name).Output()
+	if err != nil {
+		if _, lerr := exec.LookPath("dmsetup"); lerr != nil {
+			return &volume.ToolMissingError{Tool: "dmsetup", Package: "dmsetup"}
+		}
+		return fmt.Errorf("dmsetup table %s: %w", name, err)
+	}
+	f := strings.Fields(strings.TrimSpace(string(out)))
+	if len(f) < 3 || f[0] != "0" || f[2] != "multipath" || strings.Count(strings.TrimSpace(string(out)), "\n") > 0 {
+		return fmt.Errorf("map %s is not a single multipath target: %q", name, strings.TrimSpace(string(out)))
+	}
+	if f[1] == sectors {
+		return nil
+	}
+	f[1] = sectors
+	if err := run(ctx, "dmsetup", "reload", name, "--table", strings.Join(f, " ")); err != nil {
+		return err
+	}
+	return run(ctx, "dmsetup", "resume", name)
+}
 
 // NodeExpandVolume rescans the capacity on every path, grows a multipath
 // map, and grows ext2/3/4 (resize2fs) or xfs (xfs_growfs) online. It
@@ -234,7 +290,7 @@ func (n node) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolumeReq
 		}
 	}
 	if strings.HasPrefix(filepath.Base(st.DevicePath), "dm-") {
-		if err := run(ctx, "multipathd", "resize", "map", filepath.Base(st.DevicePath)); err != nil {
+		if err := n.resizeMultipath(ctx, st); err != nil {
 			return nil, toStatus("expand: multipath map", err)
 		}
 	}

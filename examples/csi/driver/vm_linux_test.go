@@ -34,6 +34,7 @@ const (
 	tidCHAP  = 2
 	tidGrow  = 3
 	tidXFS   = 4
+	tidMP    = 5
 	// xfsSize: mkfs.xfs 6.x refuses filesystems under 300 MB.
 	xfsSize  = 512 << 20
 	poolLUNs = 3
@@ -56,8 +57,11 @@ type guestEnv struct {
 	Plain, CHAP guestTarget
 	// Grow is the harness's target: its one LUN is grown through Admin.
 	Grow guestTarget
-	// XFS: one 512 MiB LUN for the xfs expansion test (TestHarness only).
-	XFS              guestTarget
+	// XFS: one 512 MiB LUN for the xfs expansion test, MP: one LUN
+	// reached on both portals for the multipath test (TestHarness only).
+	XFS, MP guestTarget
+	// Portal2 is tgtd's second portal (TestHarness only).
+	Portal2          string
 	User, Secret     string
 	Admin            string // host helper: "drop <tid>", "grow <tid> <lun> <bytes>"
 	GrowSize         int64
@@ -87,15 +91,29 @@ func addPoolSized(t *testing.T, srv *tgtd.Server, tid int, name string, luns int
 
 // startTargets starts tgtd with the plain, CHAP and grow pools and the
 // admin helper, and returns the guest's environment.
-func startTargets(t *testing.T, xfs bool) (*tgtd.Server, guestEnv, map[string]string) {
+func startTargets(t *testing.T, harness bool) (*tgtd.Server, guestEnv, map[string]string) {
 	t.Helper()
-	srv := tgtd.Start(t)
-	e := guestEnv{Portal: net.JoinHostPort(vmtest.HostIP, strconv.Itoa(srv.Port())), User: chapUser, Secret: chapPass}
+	var srv *tgtd.Server
+	if harness {
+		srv = tgtd.Start(t, tgtd.WithPortals(2))
+	} else {
+		srv = tgtd.Start(t)
+	}
+	var ps []string
+	for _, p := range srv.Portals() {
+		_, port, err := net.SplitHostPort(p)
+		require.NoError(t, err)
+		ps = append(ps, net.JoinHostPort(vmtest.HostIP, port))
+	}
+	e := guestEnv{Portal: ps[0], User: chapUser, Secret: chapPass}
 	e.Plain = addPool(t, srv, tidPlain, "csi-plain", poolLUNs)
 	e.CHAP = addPool(t, srv, tidCHAP, "csi-chap", 2)
 	e.Grow = addPool(t, srv, tidGrow, "csi-grow", 1)
-	if xfs {
+	if harness {
+		require.Len(t, ps, 2)
+		e.Portal2 = ps[1]
 		e.XFS = addPoolSized(t, srv, tidXFS, "csi-xfs", 1, xfsSize)
+		e.MP = addPool(t, srv, tidMP, "csi-multipath", 1)
 	}
 	ctx := context.Background()
 	require.NoError(t, srv.NewAccount(ctx, chapUser, chapPass))
@@ -116,7 +134,7 @@ func serveAdmin(t *testing.T, srv *tgtd.Server, e guestEnv) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	t.Cleanup(func() { l.Close() })
-	paths := map[int]map[int]string{tidPlain: e.Plain.Paths, tidCHAP: e.CHAP.Paths, tidGrow: e.Grow.Paths, tidXFS: e.XFS.Paths}
+	paths := map[int]map[int]string{tidPlain: e.Plain.Paths, tidCHAP: e.CHAP.Paths, tidGrow: e.Grow.Paths, tidXFS: e.XFS.Paths, tidMP: e.MP.Paths}
 	go func() {
 		for {
 			c, err := l.Accept()
@@ -252,23 +270,25 @@ func debugfsCat(t *testing.T, image, path string) []byte {
 // against statfs, grow the LUN here and expand online, unpublish,
 // unstage, nothing left. The written files are then read back here from
 // the target's backing file. In the same guest, TestGuestExpandXFS grows
-// an xfs volume online and TestGuestStageErrors checks failed stages.
+// an xfs volume online, TestGuestStageErrors checks failed stages and
+// TestGuestMultipath a volume on two portals under a dm-multipath map.
 func TestHarness(t *testing.T) {
 	_, e, env := startTargets(t, true)
 	seed := rand.Uint64()
 	env["CSI_SEED"] = strconv.FormatUint(seed, 10)
-	files := vmtest.HostTools(t, "mkfs.ext4", "resize2fs", "mkfs.xfs", "xfs_growfs")
+	files := vmtest.HostTools(t, "mkfs.ext4", "resize2fs", "mkfs.xfs", "xfs_growfs", "dmsetup")
 	files["/usr/sbin/gosan-iscsi-csi"] = buildPlugin(t)
-	res := vmtest.RunTestInGuestWith(t, ".", "^TestGuest(Harness|ExpandXFS|StageErrors)$", vmtest.Config{
-		Env: env, Sets: []vmtest.ModuleSet{vmtest.SetISCSI, vmtest.SetXFS}, Files: files, Args: []string{"-test.timeout=9m"},
+	res := vmtest.RunTestInGuestWith(t, ".", "^TestGuest(Harness|ExpandXFS|StageErrors|Multipath)$", vmtest.Config{
+		Env: env, Sets: []vmtest.ModuleSet{vmtest.SetISCSI, vmtest.SetXFS, vmtest.SetMultipath}, Files: files, Args: []string{"-test.timeout=9m"},
 	})
 	require.NotNil(t, res)
 	require.Equal(t, 0, res.ExitCode)
 	assert.Contains(t, res.Output, "--- PASS: TestGuestHarness")
 	assert.Contains(t, res.Output, "--- PASS: TestGuestExpandXFS")
 	assert.Contains(t, res.Output, "--- PASS: TestGuestStageErrors")
+	assert.Contains(t, res.Output, "--- PASS: TestGuestMultipath")
 	for _, l := range strings.Split(res.Output, "\n") {
-		if strings.Contains(l, "harness timings:") || strings.Contains(l, "xfs expand:") {
+		if strings.Contains(l, "harness timings:") || strings.Contains(l, "xfs expand:") || strings.Contains(l, "multipath expand:") {
 			t.Log(strings.TrimSpace(l))
 		}
 	}
