@@ -31,6 +31,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/gosan/iscsi/blockdev"
 	"github.com/gosan/iscsi/blockdev/volume"
@@ -245,13 +246,24 @@ func TestGuestHarness(t *testing.T) {
 	// kubelet stages again for the second pod: a no-op.
 	_, err = node.NodeStageVolume(ctx, stageReq)
 	require.NoError(t, err)
+	// The second pod has an fsGroup (volume_mount_group, fsGroupPolicy File).
+	groupCap := proto.Clone(mountCap).(*csi.VolumeCapability)
+	groupCap.GetMount().VolumeMountGroup = "4321"
 	timed("publish", func() {
-		for _, p := range pods {
+		for i, p := range pods {
+			c := mountCap
+			if i == 1 {
+				c = groupCap
+			}
 			_, err = node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: harnessHandle, StagingTargetPath: staging,
-				TargetPath: p, VolumeCapability: mountCap, VolumeContext: vc})
+				TargetPath: p, VolumeCapability: c, VolumeContext: vc})
 			require.NoError(t, err)
 		}
 	})
+	var root unix.Stat_t
+	require.NoError(t, unix.Stat(pods[1], &root))
+	assert.Equal(t, uint32(4321), root.Gid, "volume_mount_group applied as kubelet's fsGroup")
+	assert.NotZero(t, root.Mode&unix.S_ISGID, "setgid on the volume's directories")
 	first := harnessData(seed, 1<<20)
 	require.NoError(t, writeSynced(filepath.Join(pods[0], "first.bin"), first, nil))
 	got, err := os.ReadFile(filepath.Join(pods[1], "first.bin"))
