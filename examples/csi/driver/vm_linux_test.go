@@ -219,11 +219,14 @@ func TestSanity(t *testing.T) {
 	require.Equal(t, 0, res.ExitCode)
 	assert.Contains(t, res.Output, "--- PASS: TestGuestSanity")
 	ms := sanityCounts.FindAllStringSubmatch(res.Output, -1)
-	require.NotEmpty(t, ms, "the guest printed no sanity counts")
+	require.Len(t, ms, 3, "the guest printed the counts of the three configurations")
 	for _, m := range ms {
 		t.Logf("csi-sanity %s: ran %s, passed %s, failed %s, skipped %s", m[1], m[2], m[3], m[4], m[5])
 		assert.Equal(t, "0", m[4], "failed specs")
 		assert.Equal(t, m[2], m[3], "every spec that ran passed")
+		assert.Equal(t, "0", m[5], "no node or identity spec skipped (every capability they test is advertised)")
+		ran, _ := strconv.Atoi(m[2])
+		assert.GreaterOrEqual(t, ran, 30, "csi-test v5.6.0 has 30 node and identity specs")
 	}
 	for _, l := range strings.Split(res.Output, "\n") {
 		if strings.Contains(l, "csi-sanity skipped:") {
