@@ -3,7 +3,10 @@
 GO ?= go
 FUZZTIME ?= 10s
 
-.PHONY: demo test deps check cross unit fuzz wirecheck bench
+.PHONY: demo test deps check cross unit csi fuzz wirecheck bench
+
+# Nested modules (own go.mod): vetted and tested like the root module.
+NESTED ?= examples/csi
 
 demo:
 	$(GO) run ./examples/quickstart
@@ -15,6 +18,7 @@ check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt -l lists:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@set -e; for d in $(NESTED); do echo "vet: $$d"; (cd $$d && $(GO) vet ./...); done
 
 # Every package builds and vets on darwin, freebsd and windows (blockdev and
 # blockdev/volume answer "not supported" there), and the portable packages'
@@ -23,8 +27,13 @@ check:
 cross:
 	bash scripts/cross.sh
 
-unit:
+unit: csi
 	$(GO) test -race -count=1 -timeout 30m ./...
+
+# The CSI node plugin (examples/csi, a nested module): unit tests, then
+# csi-sanity and the kubelet-less harness in a qemu guest.
+csi:
+	@set -e; for d in $(NESTED); do echo "test: $$d"; (cd $$d && $(GO) test -race -count=1 -timeout 20m ./...); done
 
 fuzz:
 	bash scripts/fuzz.sh $(FUZZTIME)

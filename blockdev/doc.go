@@ -57,7 +57,8 @@
 // STOP_CONN(recover), a new socket bound to the same session, login again,
 // START_CONN; the block device stays and queued I/O resumes. It first
 // adopts the sessions an earlier process left in sysfs, so a restarted
-// daemon keeps them alive.
+// daemon keeps them alive. [Kernel.ConnStats] reads the kernel's counters
+// of a session's connection (ISCSI_UEVENT_GET_STATS) for monitoring.
 //
 // # Host requirements
 //

@@ -44,3 +44,8 @@ func (k *Kernel) LogoutSession(ctx context.Context, sid uint32) error { return E
 
 // Supervise returns ErrNotSupported.
 func (k *Kernel) Supervise(ctx context.Context) error { return ErrNotSupported }
+
+// ConnStats returns ErrNotSupported.
+func (k *Kernel) ConnStats(ctx context.Context, sid uint32) (*ConnStats, error) {
+	return nil, ErrNotSupported
+}

@@ -26,6 +26,12 @@
 //	<root>/iscsi/<iface>/<portal>-<iqn>-lun-<n>/             global mount point
 //	<root>/iscsi/<iface>/<portal>-<iqn>-lun-<n>/iscsi.json   attach record (under the mount)
 //	<root>/iscsi/.locks/<iqn>.lock                           per-target lock file
+//	<root>/iscsi/.staged/<sha256(volume id)>.json             staging record (StageAt)
+//
+// StageAt, PublishAt and UnstageAt run the same lifecycle for a caller
+// that names the staging path and a volume id (a CSI node plugin): the
+// global directory is bind-mounted at the staging path, and the staging
+// record maps the volume id and staging path to the attach record.
 //
 // [KernelAttacher] makes the kernel binding (package blockdev) an
 // [Attacher]; tests use a fake backed by loop devices and need no iSCSI
