@@ -9,8 +9,11 @@
 // users reported fixed:
 //
 //   - a lock per target IQN, both in-process and across processes (flock on
-//     a file under the root directory), around attach, format, mount and
-//     logout, so two volumes on one target never race;
+//     a file under the root directory), around the session work only
+//     (attach, device delete, logout), so two volumes on one target never
+//     race a login against a logout; and a lock per LUN around the global
+//     directory, format and mount, so the LUNs of one target format and
+//     mount in parallel (the LUN lock is always taken first);
 //   - a device is formatted only if neither this package (filesystem magics,
 //     MBR, GPT at 512 and 4096 byte sectors, LVM2, swap, LUKS, ...) nor
 //     `blkid -p` finds any signature; a read-only volume is never formatted;
@@ -26,6 +29,7 @@
 //	<root>/iscsi/<iface>/<portal>-<iqn>-lun-<n>/             global mount point
 //	<root>/iscsi/<iface>/<portal>-<iqn>-lun-<n>/iscsi.json   attach record (under the mount)
 //	<root>/iscsi/.locks/<iqn>.lock                           per-target lock file
+//	<root>/iscsi/.locks/<iqn>-lun-<n>.lock                   per-LUN lock file
 //
 // [KernelAttacher] makes the kernel binding (package blockdev) an
 // [Attacher]; tests use a fake backed by loop devices and need no iSCSI

@@ -359,6 +359,102 @@ func TestParallelStagesSameTarget(t *testing.T) {
 	assert.Len(t, e.att.logouts, 2)
 }
 
+// TestFormatDoesNotHoldTarget: while one LUN of a target is being
+// formatted (held in the step after mkfs), another LUN of the same target
+// stages completely: the target lock covers only the session work.
+func TestFormatDoesNotHoldTarget(t *testing.T) {
+	e := newEnv(t, smallDisk)
+	inFormat, otherDone := make(chan struct{}), make(chan struct{})
+	var first sync.Once
+	e.m.fault = func(step string) error {
+		if step != "stage:format" {
+			return nil
+		}
+		blocked := false
+		first.Do(func() { blocked = true })
+		if !blocked {
+			return nil
+		}
+		close(inFormat)
+		select {
+		case <-otherDone:
+			return nil
+		case <-time.After(20 * time.Second):
+			return errors.New("the other LUN never finished staging")
+		}
+	}
+	errA := make(chan error, 1)
+	go func() {
+		_, err := e.m.Stage(e.ctx, testVolume(0, "ext4"))
+		errA <- err
+	}()
+	<-inFormat
+	ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
+	defer cancel()
+	res, err := e.m.Stage(ctx, testVolume(1, "ext4"))
+	close(otherDone)
+	require.NoError(t, err, "LUN 1 blocked behind LUN 0's format")
+	assert.True(t, res.Formatted)
+	require.NoError(t, <-errA)
+	assert.Equal(t, 1, e.att.maxInflight[testIQN], "attaches on one IQN still never overlap")
+	for _, lun := range []int32{0, 1} {
+		g, _ := e.m.GlobalPath(testVolume(lun, "ext4"))
+		require.NoError(t, e.m.Unstage(e.ctx, g))
+	}
+	assert.Equal(t, 0, e.att.sessionCount())
+}
+
+// TestParallelStageEightLUNs stages eight LUNs of one target at once (the
+// common layout) and logs how long that took; the attaches never overlap,
+// the formats do. `go test -run TestParallelStageEightLUNs -v` prints the time.
+func TestParallelStageEightLUNs(t *testing.T) {
+	e := newEnv(t, smallDisk)
+	e.att.delay = 50 * time.Millisecond // a login and scan
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	start := time.Now()
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = e.m.Stage(e.ctx, testVolume(int32(i), "ext4"))
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	t.Logf("staged %d LUNs of one target in parallel in %v", n, elapsed.Round(time.Millisecond))
+	assert.Equal(t, 1, e.att.maxInflight[testIQN], "attaches on one IQN overlapped")
+	for i := range n {
+		g, _ := e.m.GlobalPath(testVolume(int32(i), "ext4"))
+		require.NoError(t, e.m.Unstage(e.ctx, g))
+	}
+}
+
+func TestParseGlobalName(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		iqn  string
+		lun  int32
+		isOK bool
+	}{
+		{"127.0.0.1:3260-" + testIQN + "-lun-7", testIQN, 7, true},
+		{"my-host.example:3260-iqn.2024-01.org.x:a-lun-1-lun-12", "iqn.2024-01.org.x:a-lun-1", 12, true},
+		{"[fe80::1]:3260-eui.0123456789abcdef-lun-0", "eui.0123456789abcdef", 0, true},
+		{"127.0.0.1:3260-" + testIQN, "", 0, false},
+		{"127.0.0.1:3260-foo-lun-1", "", 0, false},
+		{"127.0.0.1:3260-" + testIQN + "-lun-x", "", 0, false},
+	} {
+		iqn, lun, ok := parseGlobalName(tc.in)
+		assert.Equal(t, tc.isOK, ok, tc.in)
+		assert.Equal(t, tc.iqn, iqn, tc.in)
+		assert.Equal(t, tc.lun, lun, tc.in)
+	}
+}
+
 func TestTargetLockAcrossFiles(t *testing.T) {
 	// Two flocks on the same file (as two processes would take) exclude each other.
 	p := filepath.Join(t.TempDir(), "x", "t.lock")

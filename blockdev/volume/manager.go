@@ -116,6 +116,30 @@ func (m *Manager) globalPath(n Volume) string {
 	return filepath.Join(m.root, "iscsi", n.ISCSIInterface, n.TargetPortal+"-"+n.IQN+"-lun-"+strconv.Itoa(int(n.LUN)))
 }
 
+// parseGlobalName splits a global directory's name, <portal>-<iqn>-lun-<n>,
+// into the target name and the LUN.
+func parseGlobalName(name string) (iqn string, lun int32, ok bool) {
+	i := strings.LastIndex(name, "-lun-")
+	if i < 0 {
+		return "", 0, false
+	}
+	n, err := strconv.ParseInt(name[i+len("-lun-"):], 10, 32)
+	if err != nil || n < 0 {
+		return "", 0, false
+	}
+	rest := name[:i]
+	start := -1
+	for _, p := range []string{"-iqn.", "-eui.", "-naa."} {
+		if j := strings.Index(rest, p); j >= 0 && (start < 0 || j < start) {
+			start = j
+		}
+	}
+	if start < 0 {
+		return "", 0, false
+	}
+	return rest[start+1:], int32(n), true
+}
+
 // PublishOptions are per-consumer settings.
 type PublishOptions struct {
 	ReadOnly bool   // bind read-only (also implied by Volume.ReadOnly)

@@ -52,17 +52,33 @@ func (m *Manager) step(name string) error {
 	return nil
 }
 
-// lockTarget serializes work on one target IQN: in this process, then
-// across processes with an flock on <root>/iscsi/.locks/<iqn>.lock.
+// lockTarget serializes session work on one target IQN (login, scan,
+// device delete, logout): in this process, then across processes with an
+// flock on <root>/iscsi/.locks/<iqn>.lock. It is never held across mkfs,
+// fsck or mount (see lockLUN), so the LUNs of one target format and mount
+// in parallel, as kubelet's targetLocks allow.
 func (m *Manager) lockTarget(ctx context.Context, iqn string) (func(), error) {
-	unlock, err := m.locks.Lock(ctx, iqn)
+	return m.lock(ctx, "target "+iqn, iqn)
+}
+
+// lockLUN serializes everything on one LUN of one target (the global
+// directory, the record, format and mount): in this process, then across
+// processes with an flock on <root>/iscsi/.locks/<iqn>-lun-<n>.lock. It is
+// taken before lockTarget, never after it.
+func (m *Manager) lockLUN(ctx context.Context, iqn string, lun int32) (func(), error) {
+	name := iqn + "-lun-" + strconv.Itoa(int(lun))
+	return m.lock(ctx, "LUN "+name, name)
+}
+
+func (m *Manager) lock(ctx context.Context, what, name string) (func(), error) {
+	unlock, err := m.locks.Lock(ctx, name)
 	if err != nil {
-		return nil, fmt.Errorf("waiting for lock on target %s: %w", iqn, err)
+		return nil, fmt.Errorf("waiting for lock on %s: %w", what, err)
 	}
-	unlockFile, err := lockFile(ctx, filepath.Join(m.root, "iscsi", ".locks", iqn+".lock"))
+	unlockFile, err := lockFile(ctx, filepath.Join(m.root, "iscsi", ".locks", name+".lock"))
 	if err != nil {
 		unlock()
-		return nil, fmt.Errorf("lock target %s: %w", iqn, err)
+		return nil, fmt.Errorf("lock %s: %w", what, err)
 	}
 	return func() { unlockFile(); unlock() }, nil
 }
@@ -77,7 +93,7 @@ func (m *Manager) Stage(ctx context.Context, v Volume) (*StageResult, error) {
 		return nil, err
 	}
 	dir := m.globalPath(n)
-	unlock, err := m.lockTarget(ctx, n.IQN)
+	unlock, err := m.lockLUN(ctx, n.IQN, n.LUN)
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +129,13 @@ func (m *Manager) Stage(ctx context.Context, v Volume) (*StageResult, error) {
 	}
 
 	res := &StageResult{GlobalPath: dir}
-	if err := m.attachAll(ctx, n, res); err != nil {
+	unlockTarget, err := m.lockTarget(ctx, n.IQN)
+	if err != nil {
+		return nil, err
+	}
+	err = m.attachAll(ctx, n, res)
+	unlockTarget()
+	if err != nil {
 		return nil, err
 	}
 	if err := m.step("stage:attach"); err != nil {
@@ -413,6 +435,15 @@ func (m *Manager) Unstage(ctx context.Context, globalPath string) error {
 	dir := filepath.Clean(globalPath)
 	if !filepath.IsAbs(dir) || !strings.HasPrefix(dir, filepath.Join(m.root, "iscsi")+string(filepath.Separator)) {
 		return fmt.Errorf("unstage: %q is not under %s", globalPath, filepath.Join(m.root, "iscsi"))
+	}
+	// The record is under the mount, so the LUN lock is named from the
+	// directory (<portal>-<iqn>-lun-<n>), which Stage derived from them.
+	if iqn, lun, ok := parseGlobalName(filepath.Base(dir)); ok {
+		unlock, err := m.lockLUN(ctx, iqn, lun)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 	}
 	mi, err := readMountInfo()
 	if err != nil {
