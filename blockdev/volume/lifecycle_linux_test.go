@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -186,8 +187,11 @@ func TestFSGroup(t *testing.T) {
 	require.NoError(t, err)
 	_, err = e.m.Stage(e.ctx, v)
 	require.NoError(t, err)
+	// Modes without the owner's bits: kubelet adds u+rw(x) too.
 	require.NoError(t, os.MkdirAll(filepath.Join(global, "sub"), 0o700))
 	require.NoError(t, os.WriteFile(filepath.Join(global, "sub", "f"), nil, 0o600))
+	require.NoError(t, os.Chmod(filepath.Join(global, "sub", "f"), 0o004))
+	require.NoError(t, os.Chmod(filepath.Join(global, "sub"), 0o050))
 	require.NoError(t, os.Symlink("/etc/passwd", filepath.Join(global, "link")))
 
 	target := filepath.Join(t.TempDir(), "t")
@@ -196,13 +200,14 @@ func TestFSGroup(t *testing.T) {
 	for _, tc := range []struct {
 		p    string
 		mode os.FileMode
-	}{{"", os.ModeSetgid | 0o070}, {"sub", os.ModeSetgid | 0o070}, {"sub/f", 0o060}} {
+	}{{"", os.ModeSetgid | 0o770}, {"sub", os.ModeSetgid | 0o770}, {"sub/f", 0o660}} {
 		var st unix.Stat_t
 		require.NoError(t, unix.Lstat(filepath.Join(target, tc.p), &st))
 		assert.Equal(t, uint32(gid), st.Gid, tc.p)
 		fi, err := os.Stat(filepath.Join(target, tc.p))
 		require.NoError(t, err)
-		assert.Equal(t, tc.mode, fi.Mode()&(os.ModeSetgid|0o070), tc.p)
+		// kubelet's masks: ug+rw on files, ug+rwx and setgid on directories.
+		assert.Equal(t, tc.mode, fi.Mode()&(os.ModeSetgid|0o770), tc.p)
 	}
 	var st unix.Stat_t
 	require.NoError(t, unix.Stat("/etc/passwd", &st))
@@ -210,6 +215,84 @@ func TestFSGroup(t *testing.T) {
 	require.NoError(t, e.m.Unpublish(e.ctx, target))
 	require.NoError(t, e.m.Unstage(e.ctx, global))
 	e.assertClean(t, global)
+}
+
+// TestFSGroupPolicy: OnRootMismatch leaves a volume whose root already
+// matches alone; Always walks it; a file that cannot be changed is logged,
+// not fatal (an immutable file refuses chown and chmod even to root).
+func TestFSGroupPolicy(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	gid := 4322
+	sub := filepath.Join(dir, "f")
+	require.NoError(t, os.WriteFile(sub, nil, 0o600))
+	require.NoError(t, os.Chown(dir, -1, gid))
+	require.NoError(t, os.Chmod(dir, 0o770|os.ModeSetgid))
+	var logBuf strings.Builder
+	log := slog.New(slog.NewTextHandler(&logBuf, nil))
+
+	setVolumeOwnership(ctx, log, dir, gid, false, FSGroupChangeOnRootMismatch)
+	fi, err := os.Stat(sub)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "OnRootMismatch walked a matching volume")
+
+	setVolumeOwnership(ctx, log, dir, gid, false, FSGroupChangeAlways)
+	fi, err = os.Stat(sub)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o660), fi.Mode().Perm(), "Always walks")
+
+	// The root no longer matches (another group): OnRootMismatch walks.
+	require.NoError(t, os.Chown(dir, -1, 0))
+	require.NoError(t, os.Chmod(sub, 0o600))
+	setVolumeOwnership(ctx, log, dir, gid, false, FSGroupChangeOnRootMismatch)
+	fi, err = os.Stat(sub)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o660), fi.Mode().Perm())
+	assert.True(t, ownershipMismatch(filepath.Join(dir, "missing"), gid, false))
+	assert.False(t, ownershipMismatch(dir, gid, false))
+
+	// Errors are logged and the walk goes on.
+	e := newEnv(t, smallDisk)
+	v := testVolume(0, "ext4")
+	global, _ := e.m.GlobalPath(v)
+	_, err = e.m.Stage(e.ctx, v)
+	require.NoError(t, err)
+	e.m.log = log
+	stuck := filepath.Join(global, "a-immutable")
+	other := filepath.Join(global, "b-other")
+	require.NoError(t, os.WriteFile(stuck, nil, 0o600))
+	require.NoError(t, os.WriteFile(other, nil, 0o600))
+	setImmutable(t, stuck, true)
+	target := filepath.Join(t.TempDir(), "t")
+	g := int64(gid)
+	require.NoError(t, e.m.Publish(e.ctx, v, target, PublishOptions{FSGroup: &g}), "a file that cannot be changed fails Publish")
+	fi, err = os.Stat(filepath.Join(target, "b-other"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o660), fi.Mode().Perm(), "the walk stopped at the failing file")
+	assert.Contains(t, logBuf.String(), "a-immutable")
+	require.Error(t, e.m.Publish(e.ctx, v, target, PublishOptions{FSGroup: &g, FSGroupChangePolicy: "Sometimes"}))
+	setImmutable(t, stuck, false)
+	require.NoError(t, e.m.Unpublish(e.ctx, target))
+	require.NoError(t, e.m.Unstage(e.ctx, global))
+}
+
+// fsImmutableFL is FS_IMMUTABLE_FL (linux/fs.h).
+const fsImmutableFL = 0x10
+
+// setImmutable sets or clears a file's immutable attribute (chattr +i).
+func setImmutable(t *testing.T, p string, on bool) {
+	t.Helper()
+	f, err := os.Open(p)
+	require.NoError(t, err)
+	defer f.Close()
+	flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
+	require.NoError(t, err)
+	if on {
+		flags |= fsImmutableFL
+	} else {
+		flags &^= fsImmutableFL
+	}
+	require.NoError(t, unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(flags)))
 }
 
 func TestBlockMode(t *testing.T) {

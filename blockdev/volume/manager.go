@@ -142,6 +142,14 @@ func parseGlobalName(name string) (iqn string, lun int32, ok bool) {
 
 // PublishOptions are per-consumer settings.
 type PublishOptions struct {
-	ReadOnly bool   // bind read-only (also implied by Volume.ReadOnly)
-	FSGroup  *int64 // filesystem mode: give this group access, as kubelet's fsGroup
+	ReadOnly bool // bind read-only (also implied by Volume.ReadOnly)
+	// FSGroup (filesystem mode, not read-only): give this group access as
+	// kubelet's SetVolumeOwnership does, right after the bind: group
+	// ownership, ug+rw on files, ug+rwx and setgid on directories.
+	// Failures on single files are logged, never returned.
+	FSGroup *int64
+	// FSGroupChangePolicy: "" or FSGroupChangeAlways walks the volume on
+	// every Publish; FSGroupChangeOnRootMismatch only when the root does
+	// not match yet.
+	FSGroupChangePolicy FSGroupChangePolicy
 }

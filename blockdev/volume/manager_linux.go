@@ -281,6 +281,11 @@ func (m *Manager) Publish(ctx context.Context, v Volume, target string, o Publis
 	if !filepath.IsAbs(target) {
 		return fmt.Errorf("publish: target %q is not absolute", target)
 	}
+	switch o.FSGroupChangePolicy {
+	case "", FSGroupChangeAlways, FSGroupChangeOnRootMismatch:
+	default:
+		return fmt.Errorf("publish: fsGroupChangePolicy %q is neither %q nor %q", o.FSGroupChangePolicy, FSGroupChangeAlways, FSGroupChangeOnRootMismatch)
+	}
 	dir := m.globalPath(n)
 	ro := o.ReadOnly || n.ReadOnly
 
@@ -335,9 +340,7 @@ func (m *Manager) Publish(ctx context.Context, v Volume, target string, o Publis
 			return err
 		}
 		if !ro && o.FSGroup != nil && n.VolumeMode == ModeFilesystem {
-			if err := setVolumeOwnership(target, int(*o.FSGroup), false); err != nil {
-				return fmt.Errorf("publish: fsGroup: %w", err)
-			}
+			setVolumeOwnership(ctx, m.log, target, int(*o.FSGroup), false, o.FSGroupChangePolicy)
 		}
 	}
 	if ro {
