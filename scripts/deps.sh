@@ -21,6 +21,7 @@ need tgt tgtd tgtadm   # internal/testenv/tgtd: userspace iSCSI target for integ
 need iproute2 ip       # internal/testenv/tgtd: StartInNetns (netns + veth link cuts)
 need e2fsprogs mkfs.ext4 mkfs.ext3        # blockdev/volume: format and detection tests
 need xfsprogs mkfs.xfs
+need btrfs-progs mkfs.btrfs               # blockdev/volume: any fsType with a mkfs.<fsType>
 need dosfstools mkfs.vfat
 need fdisk sfdisk                         # blockdev/volume: partition-table refusal tests
 need gdisk sgdisk

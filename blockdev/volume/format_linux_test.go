@@ -15,6 +15,7 @@ import (
 const (
 	smallDisk = 64 << 20  // ext4, vfat, partition tables
 	xfsDisk   = 320 << 20 // mkfs.xfs wants at least 300 MiB
+	btrfsDisk = 256 << 20 // mkfs.btrfs wants at least 114 MiB
 )
 
 func run(t *testing.T, name string, args ...string) {
@@ -94,12 +95,15 @@ func TestPrepareFilesystemRefuses(t *testing.T) {
 }
 
 func TestPrepareFilesystemFormatsBlank(t *testing.T) {
-	requirePrereqs(t, "mkfs.ext4", "mkfs.xfs", "blkid")
-	for _, fs := range []string{"ext4", "xfs", "ext3"} {
+	requirePrereqs(t, "mkfs.ext4", "mkfs.xfs", "mkfs.btrfs", "blkid")
+	for _, fs := range []string{"ext4", "xfs", "ext3", "btrfs"} {
 		t.Run(fs, func(t *testing.T) {
 			size := int64(smallDisk)
-			if fs == "xfs" {
+			switch fs {
+			case "xfs":
 				size = xfsDisk
+			case "btrfs":
+				size = btrfsDisk
 			}
 			dev := newLoopDev(t, size)
 			ctx := context.Background()
@@ -141,4 +145,23 @@ func TestMkfsToolMissing(t *testing.T) {
 	require.True(t, errors.As(err, &tm))
 	assert.Equal(t, "xfsprogs", tm.Package)
 	assert.Contains(t, err.Error(), "install xfsprogs")
+
+	// Any other fsType needs mkfs.<fsType>.
+	err = mkfs(context.Background(), "/dev/null", "zzfs")
+	require.True(t, errors.As(err, &tm))
+	assert.Equal(t, "mkfs.zzfs", tm.Tool)
+	require.Error(t, mkfs(context.Background(), "/dev/null", "../../bin/true"))
+}
+
+// TestBtrfsNeverOverSignature: a device with ext4 on it is not formatted
+// as btrfs, by our probe and by mkfs.btrfs itself (no -f).
+func TestBtrfsNeverOverSignature(t *testing.T) {
+	requirePrereqs(t, "mkfs.ext4", "mkfs.btrfs", "blkid")
+	dev := newLoopDev(t, btrfsDisk)
+	run(t, "mkfs.ext4", "-q", "-F", dev)
+	before := hashHead(t, dev, 1<<20)
+	_, _, err := prepareFilesystem(context.Background(), dev, "btrfs", false)
+	require.ErrorIs(t, err, ErrNotBlank)
+	require.Error(t, mkfs(context.Background(), dev, "btrfs"), "mkfs.btrfs without -f formatted over ext4")
+	assert.Equal(t, before, hashHead(t, dev, 1<<20))
 }

@@ -27,7 +27,7 @@ func requirePrereqs(t *testing.T, tools ...string) {
 	_, err := os.Stat("/dev/loop-control")
 	require.NoError(t, err, "loop devices unavailable: load the loop module (modprobe loop)")
 	pkgs := map[string]string{
-		"mkfs.ext4": "e2fsprogs", "mkfs.xfs": "xfsprogs", "mkfs.vfat": "dosfstools",
+		"mkfs.ext4": "e2fsprogs", "mkfs.xfs": "xfsprogs", "mkfs.vfat": "dosfstools", "mkfs.btrfs": "btrfs-progs",
 		"sfdisk": "fdisk", "sgdisk": "gdisk", "blkid": "util-linux", "mkswap": "util-linux",
 	}
 	for _, tool := range tools {

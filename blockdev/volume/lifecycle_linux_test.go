@@ -38,12 +38,15 @@ func requireEROFS(t *testing.T, err error) {
 // unstage, stage again (no reformat: data still there), unstage; every step
 // repeated to check idempotence.
 func TestLifecycle(t *testing.T) {
-	requirePrereqs(t, "mkfs.ext4", "mkfs.xfs", "blkid")
-	for _, fs := range []string{"ext4", "xfs"} {
+	requirePrereqs(t, "mkfs.ext4", "mkfs.xfs", "mkfs.btrfs", "blkid")
+	for _, fs := range []string{"ext4", "xfs", "btrfs"} {
 		t.Run(fs, func(t *testing.T) {
 			size := int64(smallDisk)
-			if fs == "xfs" {
+			switch fs {
+			case "xfs":
 				size = xfsDisk
+			case "btrfs":
+				size = btrfsDisk
 			}
 			e := newEnv(t, size)
 			v := testVolume(0, fs)

@@ -263,7 +263,7 @@ func (m *Manager) checkMountedDevice(dir string, res *StageResult) error {
 		cands = append(cands, d.Path)
 	}
 	for _, c := range cands {
-		if maj, min, err := devNumber(c); err == nil && maj == top.Major && min == top.Minor {
+		if maj, min, err := devNumber(c); err == nil && (maj == top.Major && min == top.Minor || sourceIsDevice(top, maj, min)) {
 			return nil
 		}
 	}
