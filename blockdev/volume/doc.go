@@ -17,6 +17,9 @@
 //   - a device is formatted only if neither this package (filesystem magics,
 //     MBR, GPT at 512 and 4096 byte sectors, LVM2, swap, LUKS, ...) nor
 //     `blkid -p` finds any signature; a read-only volume is never formatted;
+//   - an existing filesystem is checked with `fsck -a` before a read-write
+//     mount, as mount-utils does: corrected errors are logged, exit 4 and
+//     above refuse the mount ([FsckError]);
 //   - a session is logged out only when the Attacher reports no other device
 //     on it and no device of it is mounted anywhere on the node;
 //   - every step is idempotent and may be repeated after a crash at any

@@ -28,6 +28,7 @@ func requirePrereqs(t *testing.T, tools ...string) {
 	require.NoError(t, err, "loop devices unavailable: load the loop module (modprobe loop)")
 	pkgs := map[string]string{
 		"mkfs.ext4": "e2fsprogs", "mkfs.xfs": "xfsprogs", "mkfs.vfat": "dosfstools", "mkfs.btrfs": "btrfs-progs",
+		"fsck": "util-linux", "debugfs": "e2fsprogs",
 		"sfdisk": "fdisk", "sgdisk": "gdisk", "blkid": "util-linux", "mkswap": "util-linux",
 	}
 	for _, tool := range tools {

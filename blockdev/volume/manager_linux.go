@@ -183,6 +183,13 @@ func (m *Manager) Stage(ctx context.Context, v Volume) (*StageResult, error) {
 	if err := m.step("stage:format"); err != nil {
 		return nil, err
 	}
+	if !formatted && !n.ReadOnly {
+		// As mount-utils: repair what fsck -a can before a read-write
+		// mount of an existing filesystem, refuse at exit 4 and above.
+		if err := checkFilesystem(ctx, m.log, res.DevicePath, fsType); err != nil {
+			return nil, fmt.Errorf("stage %s lun %d: %w", n.IQN, n.LUN, err)
+		}
+	}
 	flags, data := mountFlagsData(n.MountOptions)
 	if n.ReadOnly {
 		flags |= unix.MS_RDONLY
