@@ -25,12 +25,18 @@
 //   - every step is idempotent and may be repeated after a crash at any
 //     point; the attach record (iscsi.json, without secrets) is written
 //     atomically before the first attach, so Unstage can always clean up;
-//   - secrets (CHAP) are never serialized, logged or printed.
+//   - secrets (CHAP) are never serialized, logged or printed;
+//   - Unstage also reads the iscsi.json kubelet's in-tree plugin writes, and
+//     without any iscsi.json takes the portal, target, LUN and iface from
+//     the path as kubelet does, so volumes the in-tree plugin staged can be
+//     unstaged here (a migration).
 //
-// Layout under the root directory (kubelet's, with the iface as a directory):
+// Layout under the root directory (kubelet's: the root is kubelet's
+// plugins/kubernetes.io directory):
 //
-//	<root>/iscsi/<iface>/<portal>-<iqn>-lun-<n>/             global mount point
-//	<root>/iscsi/<iface>/<portal>-<iqn>-lun-<n>/iscsi.json   attach record (under the mount)
+//	<root>/iscsi/iface-<iface>/<portal>-<iqn>-lun-<n>/                 global mount point
+//	<root>/iscsi/iface-<iface>/<portal>-<iqn>-lun-<n>/iscsi.json       attach record (under the mount)
+//	<root>/iscsi/volumeDevices/iface-<iface>/<portal>-<iqn>-lun-<n>/   block volume (record only)
 //	<root>/iscsi/.locks/<iqn>.lock                           per-target lock file
 //	<root>/iscsi/.locks/<iqn>-lun-<n>.lock                   per-LUN lock file
 //

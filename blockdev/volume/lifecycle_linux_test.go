@@ -61,7 +61,7 @@ func TestLifecycle(t *testing.T) {
 			global, err := e.m.GlobalPath(v)
 			require.NoError(t, err)
 			assert.Equal(t, global, res.GlobalPath)
-			assert.Equal(t, filepath.Join(e.root, "iscsi", "default", "127.0.0.1:3260-"+testIQN+"-lun-0"), global)
+			assert.Equal(t, filepath.Join(e.root, "iscsi", "iface-default", "127.0.0.1:3260-"+testIQN+"-lun-0"), global)
 
 			res2, err := e.m.Stage(ctx, v) // idempotent
 			require.NoError(t, err)
@@ -522,20 +522,21 @@ func TestParallelStageEightLUNs(t *testing.T) {
 
 func TestParseGlobalName(t *testing.T) {
 	for _, tc := range []struct {
-		in   string
-		iqn  string
-		lun  int32
-		isOK bool
+		in, portal, iqn string
+		lun             int32
+		isOK            bool
 	}{
-		{"127.0.0.1:3260-" + testIQN + "-lun-7", testIQN, 7, true},
-		{"my-host.example:3260-iqn.2024-01.org.x:a-lun-1-lun-12", "iqn.2024-01.org.x:a-lun-1", 12, true},
-		{"[fe80::1]:3260-eui.0123456789abcdef-lun-0", "eui.0123456789abcdef", 0, true},
-		{"127.0.0.1:3260-" + testIQN, "", 0, false},
-		{"127.0.0.1:3260-foo-lun-1", "", 0, false},
-		{"127.0.0.1:3260-" + testIQN + "-lun-x", "", 0, false},
+		{"127.0.0.1:3260-" + testIQN + "-lun-7", "127.0.0.1:3260", testIQN, 7, true},
+		{"my-host.example:3260-iqn.2024-01.org.x:a-lun-1-lun-12", "my-host.example:3260", "iqn.2024-01.org.x:a-lun-1", 12, true},
+		{"[fe80::1]:3260-eui.0123456789abcdef-lun-0", "[fe80::1]:3260", "eui.0123456789abcdef", 0, true},
+		{"127.0.0.1:3260-" + testIQN, "", "", 0, false},
+		{"127.0.0.1:3260-foo-lun-1", "", "", 0, false},
+		{testIQN + "-lun-1", "", "", 0, false},
+		{"127.0.0.1:3260-" + testIQN + "-lun-x", "", "", 0, false},
 	} {
-		iqn, lun, ok := parseGlobalName(tc.in)
+		portal, iqn, lun, ok := parseGlobalName(tc.in)
 		assert.Equal(t, tc.isOK, ok, tc.in)
+		assert.Equal(t, tc.portal, portal, tc.in)
 		assert.Equal(t, tc.iqn, iqn, tc.in)
 		assert.Equal(t, tc.lun, lun, tc.in)
 	}
@@ -662,7 +663,10 @@ func TestGlobalPath(t *testing.T) {
 	require.NoError(t, err)
 	p, err := m.GlobalPath(Volume{TargetPortal: "10.0.0.1", IQN: testIQN, LUN: 7})
 	require.NoError(t, err)
-	assert.Equal(t, "/var/lib/kubelet/plugins/kubernetes.io/iscsi/default/10.0.0.1:3260-"+testIQN+"-lun-7", p)
+	assert.Equal(t, "/var/lib/kubelet/plugins/kubernetes.io/iscsi/iface-default/10.0.0.1:3260-"+testIQN+"-lun-7", p, "kubelet's makePDNameInternal")
+	p, err = m.GlobalPath(Volume{TargetPortal: "10.0.0.1", IQN: testIQN, LUN: 7, ISCSIInterface: "eth1", VolumeMode: ModeBlock})
+	require.NoError(t, err)
+	assert.Equal(t, "/var/lib/kubelet/plugins/kubernetes.io/iscsi/volumeDevices/iface-eth1/10.0.0.1:3260-"+testIQN+"-lun-7", p, "kubelet's makeVDPDNameInternal")
 	_, err = m.GlobalPath(Volume{})
 	assert.Error(t, err)
 	_, err = NewManager("relative", &fakeAttacher{})
@@ -670,4 +674,51 @@ func TestGlobalPath(t *testing.T) {
 	_, err = NewManager("/x", nil)
 	assert.Error(t, err)
 	assert.True(t, errors.Is(&ToolMissingError{Tool: "mkfs.xfs", Package: "xfsprogs"}, ErrToolMissing))
+}
+
+// kubeletJSON is an iscsi.json as kubelet's in-tree plugin writes it
+// (json.Encoder on its iscsiDisk: exported fields, Go names, Lun a string).
+func kubeletJSON(lun int) string {
+	return fmt.Sprintf(`{"VolName":"pv-1","Portals":["127.0.0.1:3260"],"Iqn":%q,"Lun":"%d",`+
+		`"InitIface":"default","Iface":"default","InitiatorName":"","MetricsProvider":{}}`+"\n", testIQN, lun)
+}
+
+// TestUnstageKubeletVolume: volumes staged by kubelet's in-tree plugin
+// (its paths, its iscsi.json, or no iscsi.json at all) are unstaged: the
+// mount, the devices and the session go.
+func TestUnstageKubeletVolume(t *testing.T) {
+	e := newEnv(t, smallDisk)
+	name := func(lun int) string { return fmt.Sprintf("127.0.0.1:3260-%s-lun-%d", testIQN, lun) }
+	fsDir := filepath.Join(e.root, "iscsi", "iface-default", name(0))
+	blockDir := filepath.Join(e.root, "iscsi", "volumeDevices", "iface-default", name(1))
+	noRecord := filepath.Join(e.root, "iscsi", "iface-default", name(2))
+	key := SessionKey{Portal: "127.0.0.1:3260", TargetName: testIQN, Iface: "default"}
+	for lun, dir := range []string{fsDir, blockDir, noRecord} {
+		// What kubelet's AttachDisk and MountDevice leave behind.
+		d, err := e.att.Attach(e.ctx, AttachSpec{SessionKey: key, LUN: uint64(lun)})
+		require.NoError(t, err)
+		require.NoError(t, os.MkdirAll(dir, 0o750))
+		if dir != noRecord {
+			require.NoError(t, os.WriteFile(filepath.Join(dir, RecordFile), []byte(kubeletJSON(lun)), 0o640))
+		}
+		if dir != blockDir {
+			run(t, "mkfs.ext4", "-q", "-F", d.Path)
+			require.NoError(t, unix.Mount(d.Path, dir, "ext4", 0, ""))
+		}
+	}
+	rec, err := readRecord(blockDir, ModeBlock)
+	require.NoError(t, err)
+	assert.Equal(t, &Record{Portals: []string{"127.0.0.1:3260"}, TargetName: testIQN, LUN: 1, Iface: "default", VolumeMode: ModeBlock}, rec)
+
+	require.NoError(t, e.m.Unstage(e.ctx, fsDir))
+	assert.Zero(t, mountCount(t, fsDir))
+	assert.NoDirExists(t, fsDir)
+	assert.Empty(t, e.att.logouts, "logged out while LUNs 1 and 2 are staged")
+	require.NoError(t, e.m.Unstage(e.ctx, blockDir))
+	assert.NoDirExists(t, blockDir)
+	require.NoError(t, e.m.Unstage(e.ctx, noRecord), "no iscsi.json: the path says what to tear down")
+	assert.NoDirExists(t, noRecord)
+	assert.Len(t, e.att.deleted, 3)
+	assert.Equal(t, []SessionKey{key}, e.att.logouts)
+	e.assertClean(t, noRecord)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -103,7 +104,12 @@ type StageResult struct {
 	Formatted  bool          // true if this Stage created the filesystem
 }
 
-// GlobalPath returns <root>/iscsi/<iface>/<portal>-<iqn>-lun-<n> for v.
+// GlobalPath returns v's global directory, kubelet's layout:
+// <root>/iscsi/iface-<iface>/<portal>-<iqn>-lun-<n> for a filesystem
+// volume, <root>/iscsi/volumeDevices/iface-<iface>/<portal>-<iqn>-lun-<n>
+// for a block volume. A volume staged by an earlier version at
+// <root>/iscsi/<iface>/<portal>-<iqn>-lun-<n> keeps that directory until
+// it is unstaged.
 func (m *Manager) GlobalPath(v Volume) (string, error) {
 	n, err := v.Normalize()
 	if err != nil {
@@ -113,19 +119,33 @@ func (m *Manager) GlobalPath(v Volume) (string, error) {
 }
 
 func (m *Manager) globalPath(n Volume) string {
-	return filepath.Join(m.root, "iscsi", n.ISCSIInterface, n.TargetPortal+"-"+n.IQN+"-lun-"+strconv.Itoa(int(n.LUN)))
+	name := n.TargetPortal + "-" + n.IQN + "-lun-" + strconv.Itoa(int(n.LUN))
+	legacy := filepath.Join(m.root, "iscsi", n.ISCSIInterface, name)
+	if _, err := os.Stat(legacy); err == nil {
+		return legacy
+	}
+	if n.VolumeMode == ModeBlock {
+		return filepath.Join(m.root, "iscsi", blockDir, ifacePrefix+n.ISCSIInterface, name)
+	}
+	return filepath.Join(m.root, "iscsi", ifacePrefix+n.ISCSIInterface, name)
 }
 
+// Path elements of kubelet's layout.
+const (
+	ifacePrefix = "iface-"        // before the iface name
+	blockDir    = "volumeDevices" // block volumes' tree
+)
+
 // parseGlobalName splits a global directory's name, <portal>-<iqn>-lun-<n>,
-// into the target name and the LUN.
-func parseGlobalName(name string) (iqn string, lun int32, ok bool) {
+// into the portal, the target name and the LUN.
+func parseGlobalName(name string) (portal, iqn string, lun int32, ok bool) {
 	i := strings.LastIndex(name, "-lun-")
 	if i < 0 {
-		return "", 0, false
+		return "", "", 0, false
 	}
 	n, err := strconv.ParseInt(name[i+len("-lun-"):], 10, 32)
 	if err != nil || n < 0 {
-		return "", 0, false
+		return "", "", 0, false
 	}
 	rest := name[:i]
 	start := -1
@@ -134,10 +154,33 @@ func parseGlobalName(name string) (iqn string, lun int32, ok bool) {
 			start = j
 		}
 	}
-	if start < 0 {
-		return "", 0, false
+	if start <= 0 {
+		return "", "", 0, false
 	}
-	return rest[start+1:], int32(n), true
+	return rest[:start], rest[start+1:], int32(n), true
+}
+
+// recordFromPath is what kubelet falls back to when a global directory has
+// no iscsi.json: the portal, target and LUN from the directory's name, the
+// iface from its parent (iface-<name>, or <name> in this package's earlier
+// layout), the mode from the tree it is in.
+func recordFromPath(root, dir string) (*Record, bool) {
+	portal, iqn, lun, ok := parseGlobalName(filepath.Base(dir))
+	if !ok {
+		return nil, false
+	}
+	parent := filepath.Dir(dir)
+	r := &Record{Portals: []string{portal}, TargetName: iqn, LUN: lun,
+		Iface: strings.TrimPrefix(filepath.Base(parent), ifacePrefix), VolumeMode: modeOfPath(root, dir)}
+	return r, true
+}
+
+// modeOfPath says which tree of kubelet's layout dir is in.
+func modeOfPath(root, dir string) Mode {
+	if strings.HasPrefix(dir, filepath.Join(root, "iscsi", blockDir)+string(filepath.Separator)) {
+		return ModeBlock
+	}
+	return ModeFilesystem
 }
 
 // PublishOptions are per-consumer settings.

@@ -117,7 +117,7 @@ func (m *Manager) Stage(ctx context.Context, v Volume) (*StageResult, error) {
 	// the sessions whatever happens next. Never write it while mounted: it
 	// would land in the user's filesystem (the record lives under the mount).
 	if !mounted {
-		if old, err := readRecord(dir); err == nil {
+		if old, err := readRecord(dir, n.VolumeMode); err == nil {
 			rec.Devices, rec.DevicePath = old.Devices, old.DevicePath
 		}
 		if err := writeRecord(dir, rec); err != nil {
@@ -298,7 +298,7 @@ func (m *Manager) Publish(ctx context.Context, v Volume, target string, o Publis
 
 	var src string
 	if n.VolumeMode == ModeBlock {
-		rec, err := readRecord(dir)
+		rec, err := readRecord(dir, ModeBlock)
 		if err != nil || rec.DevicePath == "" {
 			return fmt.Errorf("publish: %s: %w", dir, ErrNotStaged)
 		}
@@ -448,7 +448,7 @@ func (m *Manager) Unstage(ctx context.Context, globalPath string) error {
 	}
 	// The record is under the mount, so the LUN lock is named from the
 	// directory (<portal>-<iqn>-lun-<n>), which Stage derived from them.
-	if iqn, lun, ok := parseGlobalName(filepath.Base(dir)); ok {
+	if _, iqn, lun, ok := parseGlobalName(filepath.Base(dir)); ok {
 		unlock, err := m.lockLUN(ctx, iqn, lun)
 		if err != nil {
 			return err
@@ -478,15 +478,24 @@ func (m *Manager) Unstage(ctx context.Context, globalPath string) error {
 		return err
 	}
 
-	rec, err := readRecord(dir)
+	rec, err := readRecord(dir, modeOfPath(m.root, dir))
 	if isNotExist(err) {
-		// Never staged, or fully unstaged before a crash.
-		if err := os.Remove(dir); err != nil && !isNotExist(err) {
-			return fmt.Errorf("unstage: %w", err)
+		if _, err := os.Stat(dir); isNotExist(err) {
+			return nil // never staged, or fully unstaged
 		}
-		return nil
-	}
-	if err != nil {
+		// No record in the directory (kubelet's in-tree plugin lost it, or
+		// a crash came before or after it): as kubelet, take the portal,
+		// target, LUN and iface from the path. Nothing of the LUN left
+		// means nothing to do but the rmdir.
+		var ok bool
+		if rec, ok = recordFromPath(m.root, dir); !ok {
+			if err := os.Remove(dir); err != nil && !isNotExist(err) {
+				return fmt.Errorf("unstage: %w", err)
+			}
+			return nil
+		}
+		m.log.InfoContext(ctx, "no attach record; using the path", "path", dir, "iqn", rec.TargetName, "lun", rec.LUN)
+	} else if err != nil {
 		return fmt.Errorf("unstage: %w", err)
 	}
 
