@@ -722,3 +722,102 @@ func TestUnstageKubeletVolume(t *testing.T) {
 	assert.Equal(t, []SessionKey{key}, e.att.logouts)
 	e.assertClean(t, noRecord)
 }
+
+// TestAttachPasses: as kubelet, a portal that fails is tried again in up
+// to five passes; the passes stop at every path, or at two paths after the
+// second pass; a portal that never answers is reported in Failed.
+func TestAttachPasses(t *testing.T) {
+	e := newEnv(t, smallDisk)
+	v := testVolume(0, "ext4")
+	v.VolumeMode = ModeBlock
+	v.Portals = []string{"127.0.0.2:3260"}
+	e.att.failTimes["127.0.0.2:3260"] = 2
+	res, err := e.m.Stage(e.ctx, v)
+	require.NoError(t, err)
+	require.Len(t, res.Devices, 2, "the second path came up in the third pass")
+	assert.Empty(t, res.Failed)
+	assert.Equal(t, 3, res.Passes)
+	assert.False(t, res.Multipath)
+	require.NoError(t, e.m.Unstage(e.ctx, res.GlobalPath))
+
+	// Three portals, one dead: two paths after the second pass are enough.
+	v.Portals = []string{"127.0.0.2:3260", "127.0.0.3:3260"}
+	e.att.failPortal["127.0.0.3:3260"] = errors.New("connection refused")
+	res, err = e.m.Stage(e.ctx, v)
+	require.NoError(t, err)
+	assert.Len(t, res.Devices, 2)
+	assert.Equal(t, 2, res.Passes)
+	require.Len(t, res.Failed, 1)
+	assert.Equal(t, "127.0.0.3:3260", res.Failed[0].Portal)
+	require.NoError(t, e.m.Unstage(e.ctx, res.GlobalPath))
+
+	// One portal that never answers: five passes, then the error.
+	one := testVolume(1, "ext4")
+	one.TargetPortal = "127.0.0.3:3260"
+	_, err = e.m.Stage(e.ctx, one)
+	require.ErrorContains(t, err, "no path after 5 passes")
+	g, _ := e.m.GlobalPath(one)
+	require.NoError(t, e.m.Unstage(e.ctx, g))
+	e.assertClean(t, g)
+}
+
+// TestMultipathWait: multipathd builds its map some time after the paths
+// appear; Stage waits for it (bounded) while multipathd runs, and uses the
+// first path at once when it does not.
+func TestMultipathWait(t *testing.T) {
+	e := newEnv(t, smallDisk)
+	sysfs := t.TempDir()
+	e.m.sysfs = sysfs
+	e.m.multipathd = func() bool { return true }
+	v := testVolume(0, "ext4")
+	v.VolumeMode = ModeBlock
+	v.Portals = []string{"127.0.0.2:3260"}
+
+	// multipathd: 300 ms after both paths exist, a map over them.
+	built := make(chan struct{})
+	go func() {
+		defer close(built)
+		for e.ctx.Err() == nil {
+			devs, _ := e.att.SessionDevices(e.ctx, SessionKey{Portal: "127.0.0.2:3260", TargetName: testIQN, Iface: "default"})
+			if len(devs) == 1 {
+				time.Sleep(300 * time.Millisecond)
+				assert.NoError(t, os.MkdirAll(filepath.Join(sysfs, "block", filepath.Base(devs[0].Path), "holders", "dm-9"), 0o755))
+				assert.NoError(t, os.MkdirAll(filepath.Join(sysfs, "block", "dm-9", "dm"), 0o755))
+				assert.NoError(t, os.WriteFile(filepath.Join(sysfs, "block", "dm-9", "dm", "uuid"), []byte("mpath-36001405abc\n"), 0o644))
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	res, err := e.m.Stage(e.ctx, v)
+	require.NoError(t, err)
+	<-built
+	assert.Equal(t, "/dev/dm-9", res.DevicePath, "the map multipathd built after the attach")
+	assert.True(t, res.Multipath)
+	require.Len(t, res.Devices, 2, "both paths are reported")
+	rec, err := readRecord(res.GlobalPath, ModeBlock)
+	require.NoError(t, err)
+	assert.Equal(t, "/dev/dm-9", rec.DevicePath)
+	require.NoError(t, os.RemoveAll(filepath.Join(sysfs, "block"))) // the map is gone before Unstage (no multipath -f here)
+	require.NoError(t, e.m.Unstage(e.ctx, res.GlobalPath))
+
+	// No map ever: the wait is bounded.
+	e.m.multipathWait = 300 * time.Millisecond
+	start := time.Now()
+	res, err = e.m.Stage(e.ctx, v)
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond, "did not wait for multipathd")
+	assert.False(t, res.Multipath)
+	assert.Equal(t, res.Devices[0].Path, res.DevicePath)
+	require.NoError(t, e.m.Unstage(e.ctx, res.GlobalPath))
+
+	// multipathd not running: no wait.
+	e.m.multipathd = func() bool { return false }
+	e.m.multipathWait = time.Minute
+	start = time.Now()
+	res, err = e.m.Stage(e.ctx, v)
+	require.NoError(t, err)
+	assert.Less(t, time.Since(start), 10*time.Second)
+	require.NoError(t, e.m.Unstage(e.ctx, res.GlobalPath))
+	e.assertClean(t, res.GlobalPath)
+}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/gosan/iscsi/internal/keymutex"
 )
@@ -22,6 +23,12 @@ type Manager struct {
 	log   *slog.Logger
 	sysfs string
 	locks keymutex.Mutex
+
+	// passDelay separates attach passes; multipathWait bounds the wait for
+	// multipathd's map, multipathd says whether it runs (tests set them).
+	passDelay     time.Duration
+	multipathWait time.Duration
+	multipathd    func() bool
 
 	// fault, when set (tests), is called after each named step; a non-nil
 	// result aborts the operation there, as a crash would.
@@ -96,10 +103,14 @@ func (e *PortalError) Unwrap() error { return e.Err }
 
 // StageResult describes a staged volume.
 type StageResult struct {
-	GlobalPath string        // the global directory (mount point in filesystem mode)
-	DevicePath string        // the device in use: /dev/dm-N (multipath) or the first path
-	Devices    []Device      // one per attached portal
-	Failed     []PortalError // portals that could not be attached (the volume works without them)
+	GlobalPath string // the global directory (mount point in filesystem mode)
+	// DevicePath is the device chosen: the dm multipath map over the
+	// paths (Multipath true) or, without one, the first path.
+	DevicePath string
+	Multipath  bool
+	Devices    []Device      // the paths: one per attached portal, in portal order
+	Failed     []PortalError // portals not attached after every pass (the volume works without them)
+	Passes     int           // attach passes made over the portals (at most 5, as kubelet)
 	FSType     string        // filesystem mode only
 	Formatted  bool          // true if this Stage created the filesystem
 }

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gosan/iscsi"
 	"github.com/u-root/u-root/pkg/mount"
@@ -26,7 +28,8 @@ func NewManager(root string, att Attacher, opts ...Option) (*Manager, error) {
 	if att == nil {
 		return nil, errors.New("volume: nil Attacher")
 	}
-	m := &Manager{root: filepath.Clean(root), att: att, log: slog.Default(), sysfs: "/sys"}
+	m := &Manager{root: filepath.Clean(root), att: att, log: slog.Default(), sysfs: "/sys",
+		passDelay: time.Second, multipathWait: multipathWait, multipathd: multipathdRunning}
 	for _, o := range opts {
 		o(m)
 	}
@@ -138,6 +141,7 @@ func (m *Manager) Stage(ctx context.Context, v Volume) (*StageResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.chooseDevice(ctx, n, res)
 	if err := m.step("stage:attach"); err != nil {
 		return nil, err
 	}
@@ -206,7 +210,31 @@ func (m *Manager) Stage(ctx context.Context, v Volume) (*StageResult, error) {
 	return res, nil
 }
 
-// attachAll attaches every portal; one success is enough.
+// Kubelet's AttachDisk: up to maxAttachPasses passes over the portals not
+// attached yet, stopping when every portal is attached, or when at least
+// two are after the second pass.
+const maxAttachPasses = 5
+
+// multipathWait bounds the wait for multipathd's map (kubelet's
+// waitForMultiPathToExist: 10 s).
+const multipathWait = 10 * time.Second
+
+// multipathdSocket is multipathd's abstract unix socket: something that
+// builds maps is running when it accepts a connection.
+const multipathdSocket = "@/org/kernel/linux/storage/multipathd"
+
+// multipathdRunning says whether multipathd listens on its socket.
+func multipathdRunning() bool {
+	c, err := net.DialTimeout("unix", multipathdSocket, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// attachAll attaches every portal, in passes (see maxAttachPasses); one
+// path is enough.
 func (m *Manager) attachAll(ctx context.Context, n Volume, res *StageResult) error {
 	var sessCHAP, discCHAP *iscsi.CHAP
 	if n.SessionCHAPAuth {
@@ -215,40 +243,101 @@ func (m *Manager) attachAll(ctx context.Context, n Volume, res *StageResult) err
 	if n.DiscoveryCHAPAuth {
 		discCHAP, _ = n.Secrets.discoveryCHAP()
 	}
-	var errs []error
-	for _, p := range n.AllPortals() {
-		spec := AttachSpec{
-			SessionKey:    SessionKey{Portal: p, TargetName: n.IQN, Iface: n.ISCSIInterface},
-			LUN:           uint64(n.LUN),
-			InitiatorName: n.InitiatorName,
-			SessionCHAP:   sessCHAP,
-			DiscoveryCHAP: discCHAP,
+	portals := n.AllPortals()
+	devs := make([]*Device, len(portals))
+	lastErr := make([]error, len(portals))
+	attached := 0
+	for pass := 1; pass <= maxAttachPasses; pass++ {
+		res.Passes = pass
+		for i, p := range portals {
+			if devs[i] != nil {
+				continue
+			}
+			spec := AttachSpec{
+				SessionKey:    SessionKey{Portal: p, TargetName: n.IQN, Iface: n.ISCSIInterface},
+				LUN:           uint64(n.LUN),
+				InitiatorName: n.InitiatorName,
+				SessionCHAP:   sessCHAP,
+				DiscoveryCHAP: discCHAP,
+			}
+			dev, err := m.att.Attach(ctx, spec)
+			if err != nil {
+				lastErr[i] = err
+				m.log.WarnContext(ctx, "attach failed", "portal", p, "iqn", n.IQN, "lun", n.LUN, "pass", pass, "err", err)
+				continue
+			}
+			if dev.Portal == "" {
+				dev.Portal = p
+			}
+			devs[i] = &dev
+			attached++
 		}
-		dev, err := m.att.Attach(ctx, spec)
-		if err != nil {
-			pe := PortalError{Portal: p, Err: err}
-			res.Failed = append(res.Failed, pe)
-			errs = append(errs, &pe)
-			m.log.WarnContext(ctx, "attach failed", "portal", p, "iqn", n.IQN, "lun", n.LUN, "err", err)
+		if attached == len(portals) || attached >= 2 && pass >= 2 || ctx.Err() != nil {
+			break
+		}
+		if pass < maxAttachPasses {
+			select {
+			case <-ctx.Done():
+			case <-time.After(m.passDelay):
+			}
+		}
+	}
+	var errs []error
+	for i, p := range portals {
+		if devs[i] != nil {
+			res.Devices = append(res.Devices, *devs[i])
 			continue
 		}
-		if dev.Portal == "" {
-			dev.Portal = p
+		pe := PortalError{Portal: p, Err: lastErr[i]}
+		if pe.Err == nil {
+			pe.Err = ctx.Err()
 		}
-		res.Devices = append(res.Devices, dev)
+		res.Failed = append(res.Failed, pe)
+		errs = append(errs, &pe)
 	}
 	if len(res.Devices) == 0 {
-		return fmt.Errorf("attach %s lun %d: no path: %w", n.IQN, n.LUN, errors.Join(errs...))
+		return fmt.Errorf("attach %s lun %d: no path after %d passes: %w", n.IQN, n.LUN, res.Passes, errors.Join(errs...))
 	}
-	paths := make([]string, len(res.Devices))
-	for i, d := range res.Devices {
-		paths[i] = d.Path
-	}
+	return nil
+}
+
+// chooseDevice sets res.DevicePath: the dm multipath map over the paths,
+// or the first path. A volume with several portals gets the map
+// multipathd builds over its paths, waited for (without the target lock)
+// up to multipathWait while multipathd runs, as kubelet does.
+func (m *Manager) chooseDevice(ctx context.Context, n Volume, res *StageResult) {
+	paths := devicePaths(res.Devices)
+	portals := n.AllPortals()
 	res.DevicePath = findMultipath(m.sysfs, paths)
-	if res.DevicePath == "" {
-		res.DevicePath = paths[0]
-		if len(paths) > 1 {
-			m.log.WarnContext(ctx, "several paths but no multipath map; using the first", "paths", paths)
+	if res.DevicePath == "" && len(portals) > 1 && m.multipathd() {
+		// multipathd builds the map on the paths' uevents, some time after
+		// they appear: wait for it, bounded, as kubelet does.
+		wctx, cancel := context.WithTimeout(ctx, m.multipathWait)
+		_ = waitFor(wctx, 100*time.Millisecond, func() bool {
+			res.DevicePath = findMultipath(m.sysfs, paths)
+			return res.DevicePath != ""
+		})
+		cancel()
+	}
+	if res.DevicePath != "" {
+		res.Multipath = true
+		return
+	}
+	res.DevicePath = paths[0]
+	if len(paths) > 1 {
+		m.log.WarnContext(ctx, "several paths but no multipath map; using the first", "paths", paths)
+	}
+}
+
+// waitFor polls cond every interval until it holds or ctx ends.
+func waitFor(ctx context.Context, interval time.Duration, cond func() bool) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
 		}
 	}
 	return nil
