@@ -55,6 +55,7 @@ type AttachSpec struct {
 	SessionKey
 	LUN           uint64
 	InitiatorName string      // empty => the attacher's default
+	NetDev        string      // bind the session's socket to this network device ("" => none)
 	SessionCHAP   *iscsi.CHAP // nil => AuthMethod=None
 	DiscoveryCHAP *iscsi.CHAP // for a SendTargets discovery the attacher may run first; nil => none
 }

@@ -19,7 +19,7 @@ type kernelAttacher struct{ k *blockdev.Kernel }
 
 func (a kernelAttacher) Attach(ctx context.Context, spec AttachSpec) (Device, error) {
 	d, err := a.k.Attach(ctx, blockdev.Spec{Portal: spec.Portal, TargetName: spec.TargetName, LUN: spec.LUN,
-		Iface: spec.Iface, InitiatorName: spec.InitiatorName, CHAP: spec.SessionCHAP})
+		Iface: spec.Iface, NetDev: spec.NetDev, InitiatorName: spec.InitiatorName, CHAP: spec.SessionCHAP})
 	if err != nil {
 		return Device{}, err
 	}

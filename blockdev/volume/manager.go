@@ -18,11 +18,12 @@ import (
 // for one node. It is safe for concurrent use; several processes may share
 // one root directory.
 type Manager struct {
-	root  string
-	att   Attacher
-	log   *slog.Logger
-	sysfs string
-	locks keymutex.Mutex
+	root   string
+	att    Attacher
+	log    *slog.Logger
+	sysfs  string
+	ifaces string
+	locks  keymutex.Mutex
 
 	// passDelay separates attach passes; multipathWait bounds the wait for
 	// multipathd's map, multipathd says whether it runs (tests set them).
@@ -41,8 +42,13 @@ type Option func(*Manager)
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(m *Manager) { m.log = l } }
 
-// WithSysfs sets where sysfs is mounted (default /sys), for multipath lookup.
+// WithSysfs sets where sysfs is mounted (default /sys), for multipath lookup
+// and network devices.
 func WithSysfs(dir string) Option { return func(m *Manager) { m.sysfs = dir } }
+
+// WithIfaceDir sets where open-iscsi iface records are read (default
+// DefaultIfaceDir).
+func WithIfaceDir(dir string) Option { return func(m *Manager) { m.ifaces = dir } }
 
 // Errors callers branch on (errors.Is).
 var (

@@ -28,7 +28,7 @@ func NewManager(root string, att Attacher, opts ...Option) (*Manager, error) {
 	if att == nil {
 		return nil, errors.New("volume: nil Attacher")
 	}
-	m := &Manager{root: filepath.Clean(root), att: att, log: slog.Default(), sysfs: "/sys",
+	m := &Manager{root: filepath.Clean(root), att: att, log: slog.Default(), sysfs: "/sys", ifaces: DefaultIfaceDir,
 		passDelay: time.Second, multipathWait: multipathWait, multipathd: multipathdRunning}
 	for _, o := range opts {
 		o(m)
@@ -95,6 +95,10 @@ func (m *Manager) Stage(ctx context.Context, v Volume) (*StageResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	netdev, err := resolveIface(m.ifaces, m.sysfs, n.ISCSIInterface)
+	if err != nil {
+		return nil, fmt.Errorf("stage: %w", err)
+	}
 	dir := m.globalPath(n)
 	unlock, err := m.lockLUN(ctx, n.IQN, n.LUN)
 	if err != nil {
@@ -136,7 +140,7 @@ func (m *Manager) Stage(ctx context.Context, v Volume) (*StageResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = m.attachAll(ctx, n, res)
+	err = m.attachAll(ctx, n, netdev, res)
 	unlockTarget()
 	if err != nil {
 		return nil, err
@@ -235,7 +239,7 @@ func multipathdRunning() bool {
 
 // attachAll attaches every portal, in passes (see maxAttachPasses); one
 // path is enough.
-func (m *Manager) attachAll(ctx context.Context, n Volume, res *StageResult) error {
+func (m *Manager) attachAll(ctx context.Context, n Volume, netdev string, res *StageResult) error {
 	var sessCHAP, discCHAP *iscsi.CHAP
 	if n.SessionCHAPAuth {
 		sessCHAP, _ = n.Secrets.sessionCHAP() // validated by Normalize
@@ -257,6 +261,7 @@ func (m *Manager) attachAll(ctx context.Context, n Volume, res *StageResult) err
 				SessionKey:    SessionKey{Portal: p, TargetName: n.IQN, Iface: n.ISCSIInterface},
 				LUN:           uint64(n.LUN),
 				InitiatorName: n.InitiatorName,
+				NetDev:        netdev,
 				SessionCHAP:   sessCHAP,
 				DiscoveryCHAP: discCHAP,
 			}

@@ -63,8 +63,14 @@ type Volume struct {
 	// ISCSIVolumeSource field (and its JSON key) so a pod spec's volume
 	// source decodes unchanged; everywhere else in this module, and in
 	// SessionKey and Record here, the target IQN is called TargetName.
-	IQN            string `json:"iqn"`
-	LUN            int32  `json:"lun"`
+	IQN string `json:"iqn"`
+	LUN int32  `json:"lun"`
+	// ISCSIInterface (default "default") names the sessions' iface and
+	// binds their sockets: an open-iscsi iface record (/etc/iscsi/ifaces)
+	// with transport tcp binds to its iface.net_ifacename, the name of a
+	// network device binds to that device. Offload transports (bnx2i,
+	// cxgb4i, qla4xxx, be2iscsi, ...) and unknown names fail Stage with an
+	// *IfaceError.
 	ISCSIInterface string `json:"iscsiInterface,omitempty"`
 	// FSType is the filesystem to mount, and to make on a blank device
 	// (default ext4): any type with an installed mkfs.<fsType> (ext2/3/4,
