@@ -31,7 +31,7 @@ func (a kernelAttacher) DeleteDevice(ctx context.Context, dev Device) error {
 }
 
 func (a kernelAttacher) SessionDevices(ctx context.Context, key SessionKey) ([]Device, error) {
-	disks, err := a.k.SessionDisks(ctx, key.Portal, key.TargetName, key.Iface)
+	disks, err := a.k.SessionDisks(ctx, key.Portal, key.TargetName, key.Iface, key.InitiatorName)
 	if err != nil {
 		return nil, err
 	}
@@ -43,7 +43,7 @@ func (a kernelAttacher) SessionDevices(ctx context.Context, key SessionKey) ([]D
 }
 
 func (a kernelAttacher) Logout(ctx context.Context, key SessionKey) error {
-	return a.k.Logout(ctx, key.Portal, key.TargetName, key.Iface)
+	return a.k.Logout(ctx, key.Portal, key.TargetName, key.Iface, key.InitiatorName)
 }
 
 // device is d as the Manager records it, with the portal as the volume

@@ -821,3 +821,33 @@ func TestMultipathWait(t *testing.T) {
 	require.NoError(t, e.m.Unstage(e.ctx, res.GlobalPath))
 	e.assertClean(t, res.GlobalPath)
 }
+
+// TestInitiatorNameIsolation: two volumes of one target with different
+// initiator names get a session each (never one logged in under the other
+// name), and unstaging one leaves the other's session alone.
+func TestInitiatorNameIsolation(t *testing.T) {
+	e := newEnv(t, smallDisk)
+	v1, v2 := testVolume(1, "ext4"), testVolume(2, "ext4")
+	v1.InitiatorName = "iqn.2026-11.org.gosan.test:app1"
+	v2.InitiatorName = "iqn.2026-11.org.gosan.test:app2"
+	r1, err := e.m.Stage(e.ctx, v1)
+	require.NoError(t, err)
+	r2, err := e.m.Stage(e.ctx, v2)
+	require.NoError(t, err)
+	assert.NotEqual(t, r1.Devices[0].SessionID, r2.Devices[0].SessionID, "one session per initiator name")
+	assert.Equal(t, 2, e.att.sessionCount())
+	for _, s := range e.att.specs {
+		want := v1.InitiatorName
+		if s.LUN == 2 {
+			want = v2.InitiatorName
+		}
+		assert.Equal(t, want, s.InitiatorName)
+		assert.Equal(t, want, s.SessionKey.InitiatorName)
+	}
+	require.NoError(t, e.m.Unstage(e.ctx, r1.GlobalPath))
+	require.Len(t, e.att.logouts, 1)
+	assert.Equal(t, v1.InitiatorName, e.att.logouts[0].InitiatorName, "logged out app1's session")
+	assert.Equal(t, 1, e.att.sessionCount())
+	require.NoError(t, e.m.Unstage(e.ctx, r2.GlobalPath))
+	e.assertClean(t, r2.GlobalPath)
+}

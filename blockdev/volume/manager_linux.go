@@ -258,9 +258,8 @@ func (m *Manager) attachAll(ctx context.Context, n Volume, netdev string, res *S
 				continue
 			}
 			spec := AttachSpec{
-				SessionKey:    SessionKey{Portal: p, TargetName: n.IQN, Iface: n.ISCSIInterface},
+				SessionKey:    SessionKey{Portal: p, TargetName: n.IQN, Iface: n.ISCSIInterface, InitiatorName: n.InitiatorName},
 				LUN:           uint64(n.LUN),
-				InitiatorName: n.InitiatorName,
 				NetDev:        netdev,
 				SessionCHAP:   sessCHAP,
 				DiscoveryCHAP: discCHAP,
@@ -606,7 +605,7 @@ func (m *Manager) Unstage(ctx context.Context, globalPath string) error {
 	// after a reboot: sdX names get reused).
 	var paths []Device
 	for _, p := range rec.Portals {
-		devs, err := m.att.SessionDevices(ctx, SessionKey{Portal: p, TargetName: rec.TargetName, Iface: rec.Iface})
+		devs, err := m.att.SessionDevices(ctx, SessionKey{Portal: p, TargetName: rec.TargetName, Iface: rec.Iface, InitiatorName: rec.InitiatorName})
 		if err != nil {
 			return fmt.Errorf("unstage: devices of %s: %w", p, err)
 		}
@@ -672,7 +671,7 @@ func (m *Manager) Unstage(ctx context.Context, globalPath string) error {
 	}
 
 	for _, p := range rec.Portals {
-		key := SessionKey{Portal: p, TargetName: rec.TargetName, Iface: rec.Iface}
+		key := SessionKey{Portal: p, TargetName: rec.TargetName, Iface: rec.Iface, InitiatorName: rec.InitiatorName}
 		busy, err := m.sessionBusy(ctx, key)
 		if err != nil {
 			return fmt.Errorf("unstage: %w", err)
