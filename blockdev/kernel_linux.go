@@ -109,6 +109,10 @@ func (k *Kernel) Close() error {
 	return k.nl.Close()
 }
 
+// InitiatorName returns the initiator name of sessions attached without
+// one (Options.InitiatorName or iscsi.DefaultInitiatorName()).
+func (k *Kernel) InitiatorName() string { return k.iname }
+
 // Sysfs returns the sysfs accessor the Kernel uses.
 func (k *Kernel) Sysfs() Sysfs { return k.sys }
 

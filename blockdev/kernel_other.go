@@ -29,6 +29,9 @@ func (k *Kernel) Detach(ctx context.Context, d *Disk) error { return ErrNotSuppo
 // DeleteDevice returns ErrNotSupported.
 func (k *Kernel) DeleteDevice(ctx context.Context, path string) error { return ErrNotSupported }
 
+// InitiatorName returns "".
+func (k *Kernel) InitiatorName() string { return "" }
+
 // SessionDisks returns ErrNotSupported.
 func (k *Kernel) SessionDisks(ctx context.Context, portal, targetName, iface, initiatorName string) ([]Disk, error) {
 	return nil, ErrNotSupported

@@ -64,11 +64,10 @@ func (k SessionKey) String() string {
 
 // AttachSpec is one Attach request: one path (portal) to one LUN.
 type AttachSpec struct {
-	SessionKey    // its InitiatorName: empty => the attacher's default
-	LUN           uint64
-	NetDev        string      // bind the session's socket to this network device ("" => none)
-	SessionCHAP   *iscsi.CHAP // nil => AuthMethod=None
-	DiscoveryCHAP *iscsi.CHAP // for a SendTargets discovery the attacher may run first; nil => none
+	SessionKey  // its InitiatorName: empty => the attacher's default
+	LUN         uint64
+	NetDev      string      // bind the session's socket to this network device ("" => none)
+	SessionCHAP *iscsi.CHAP // nil => AuthMethod=None
 }
 
 // String never prints secrets.

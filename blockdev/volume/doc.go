@@ -25,6 +25,10 @@
 //   - every step is idempotent and may be repeated after a crash at any
 //     point; the attach record (iscsi.json, without secrets) is written
 //     atomically before the first attach, so Unstage can always clean up;
+//   - as kubelet, Stage first runs a SendTargets discovery on each of the
+//     volume's portals (with discovery CHAP when chapAuthDiscovery asks for
+//     it) when the Attacher is a [Discoverer], and logs in on the portals
+//     the target advertises as well as on the volume's own;
 //   - secrets (CHAP) are never serialized, logged or printed;
 //   - Unstage also reads the iscsi.json kubelet's in-tree plugin writes, and
 //     without any iscsi.json takes the portal, target, LUN and iface from

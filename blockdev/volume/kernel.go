@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/gosan/iscsi/blockdev"
+	"github.com/gosan/iscsi/initiator"
 )
 
 // KernelAttacher returns k, the kernel binding, as an Attacher, so a
@@ -24,6 +25,33 @@ func (a kernelAttacher) Attach(ctx context.Context, spec AttachSpec) (Device, er
 		return Device{}, err
 	}
 	return device(spec.Portal, *d), nil
+}
+
+// Discover runs the SendTargets discovery from userspace (package
+// initiator): the kernel has no discovery sessions.
+func (a kernelAttacher) Discover(ctx context.Context, spec DiscoverySpec) ([]string, error) {
+	iname := spec.InitiatorName
+	if iname == "" {
+		iname = a.k.InitiatorName()
+	}
+	opts := []initiator.Option{initiator.WithInitiatorName(iname)}
+	if spec.CHAP != nil {
+		opts = append(opts, initiator.WithCHAP(*spec.CHAP))
+	}
+	targets, err := initiator.Discover(ctx, spec.Portal, opts...)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, t := range targets {
+		if t.TargetName != spec.TargetName {
+			continue
+		}
+		for _, p := range t.Portals {
+			out = append(out, p.String())
+		}
+	}
+	return out, nil
 }
 
 func (a kernelAttacher) DeleteDevice(ctx context.Context, dev Device) error {

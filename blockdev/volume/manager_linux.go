@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -115,8 +116,18 @@ func (m *Manager) Stage(ctx context.Context, v Volume) (*StageResult, error) {
 			return nil, fmt.Errorf("stage: %w", err)
 		}
 	}
+	// As kubelet, discover first (with discovery CHAP when asked) and log
+	// in on what the target advertises. The record names every portal a
+	// session may be made on, before the first login.
+	portals, discFailed := m.discoverPortals(ctx, n)
+	recPortals := append([]string{}, n.AllPortals()...)
+	for _, p := range portals {
+		if !slices.Contains(recPortals, p) {
+			recPortals = append(recPortals, p)
+		}
+	}
 	rec := &Record{
-		Portals: n.AllPortals(), TargetName: n.IQN, LUN: n.LUN, Iface: n.ISCSIInterface,
+		Portals: recPortals, TargetName: n.IQN, LUN: n.LUN, Iface: n.ISCSIInterface,
 		InitiatorName: n.InitiatorName, FSType: n.FSType, VolumeMode: n.VolumeMode, ReadOnly: n.ReadOnly,
 		MountOptions: n.MountOptions,
 	}
@@ -126,6 +137,11 @@ func (m *Manager) Stage(ctx context.Context, v Volume) (*StageResult, error) {
 	if !mounted {
 		if old, err := readRecord(dir, n.VolumeMode); err == nil {
 			rec.Devices, rec.DevicePath = old.Devices, old.DevicePath
+			for _, p := range old.Portals { // sessions an earlier Stage may have made
+				if !slices.Contains(rec.Portals, p) {
+					rec.Portals = append(rec.Portals, p)
+				}
+			}
 		}
 		if err := writeRecord(dir, rec); err != nil {
 			return nil, err
@@ -135,12 +151,12 @@ func (m *Manager) Stage(ctx context.Context, v Volume) (*StageResult, error) {
 		return nil, err
 	}
 
-	res := &StageResult{GlobalPath: dir}
+	res := &StageResult{GlobalPath: dir, Failed: discFailed}
 	unlockTarget, err := m.lockTarget(ctx, n.IQN)
 	if err != nil {
 		return nil, err
 	}
-	err = m.attachAll(ctx, n, netdev, res)
+	err = m.attachAll(ctx, n, portals, netdev, res)
 	unlockTarget()
 	if err != nil {
 		return nil, err
@@ -239,15 +255,11 @@ func multipathdRunning() bool {
 
 // attachAll attaches every portal, in passes (see maxAttachPasses); one
 // path is enough.
-func (m *Manager) attachAll(ctx context.Context, n Volume, netdev string, res *StageResult) error {
-	var sessCHAP, discCHAP *iscsi.CHAP
+func (m *Manager) attachAll(ctx context.Context, n Volume, portals []string, netdev string, res *StageResult) error {
+	var sessCHAP *iscsi.CHAP
 	if n.SessionCHAPAuth {
 		sessCHAP, _ = n.Secrets.sessionCHAP() // validated by Normalize
 	}
-	if n.DiscoveryCHAPAuth {
-		discCHAP, _ = n.Secrets.discoveryCHAP()
-	}
-	portals := n.AllPortals()
 	devs := make([]*Device, len(portals))
 	lastErr := make([]error, len(portals))
 	attached := 0
@@ -258,11 +270,10 @@ func (m *Manager) attachAll(ctx context.Context, n Volume, netdev string, res *S
 				continue
 			}
 			spec := AttachSpec{
-				SessionKey:    SessionKey{Portal: p, TargetName: n.IQN, Iface: n.ISCSIInterface, InitiatorName: n.InitiatorName},
-				LUN:           uint64(n.LUN),
-				NetDev:        netdev,
-				SessionCHAP:   sessCHAP,
-				DiscoveryCHAP: discCHAP,
+				SessionKey:  SessionKey{Portal: p, TargetName: n.IQN, Iface: n.ISCSIInterface, InitiatorName: n.InitiatorName},
+				LUN:         uint64(n.LUN),
+				NetDev:      netdev,
+				SessionCHAP: sessCHAP,
 			}
 			dev, err := m.att.Attach(ctx, spec)
 			if err != nil {
@@ -286,7 +297,6 @@ func (m *Manager) attachAll(ctx context.Context, n Volume, netdev string, res *S
 			}
 		}
 	}
-	var errs []error
 	for i, p := range portals {
 		if devs[i] != nil {
 			res.Devices = append(res.Devices, *devs[i])
@@ -297,9 +307,12 @@ func (m *Manager) attachAll(ctx context.Context, n Volume, netdev string, res *S
 			pe.Err = ctx.Err()
 		}
 		res.Failed = append(res.Failed, pe)
-		errs = append(errs, &pe)
 	}
 	if len(res.Devices) == 0 {
+		errs := make([]error, len(res.Failed)) // discovery and attach failures
+		for i := range res.Failed {
+			errs[i] = &res.Failed[i]
+		}
 		return fmt.Errorf("attach %s lun %d: no path after %d passes: %w", n.IQN, n.LUN, res.Passes, errors.Join(errs...))
 	}
 	return nil
