@@ -6,7 +6,7 @@
 //
 // The model is the Kubernetes in-tree iscsi volume plugin (kubelet's
 // pkg/volume/iscsi) and mount-utils' SafeFormatAndMount, with the problems
-// users reported fixed:
+// users reported fixed (docs/kubelet.md compares the two row by row):
 //
 //   - a lock per target IQN, both in-process and across processes (flock on
 //     a file under the root directory), around the session work only
