@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -119,31 +122,39 @@ func addParityTargets(t *testing.T, srv *tgtd.Server) (parityEnv, string) {
 }
 
 // TestKernelKubeletParity runs, in one guest boot, the volume layer's
-// kubelet-parity scenarios on real iSCSI disks: eight LUNs of one target
-// staged in parallel (timed), initiator names under a tgtd ACL, discovery
-// CHAP with and without the right secret, btrfs, fsck before mounting, and
-// unstaging a volume staged with kubelet's paths and iscsi.json.
+// kubelet-parity scenarios on real iSCSI disks: a two-portal volume on the
+// map Debian's multipathd builds (TestGuestMultipathd); eight LUNs of one
+// target staged in parallel (timed), initiator names under a tgtd ACL,
+// discovery CHAP with and without the right secret, btrfs, fsck before
+// mounting, and unstaging a volume staged with kubelet's paths and
+// iscsi.json (TestGuestKubeletParity).
 func TestKernelKubeletParity(t *testing.T) {
-	srv, _ := tgtd.StartFixture(t)
+	srv, fix := tgtd.StartFixture(t, tgtd.WithPortals(2))
 	e, repairable := addParityTargets(t, srv)
-	e.Portal = net.JoinHostPort(vmtest.HostIP, strconv.Itoa(srv.Port()))
+	ps := guestPortals(t, srv)
+	e.Portal = ps[0]
+	mp, err := json.Marshal(map[string]string{"Portal": ps[0], "Portal2": ps[1], "IQN": fix.Plain.IQN})
+	require.NoError(t, err)
 
 	disc, dfix := tgtd.StartFixture(t)
 	ctx := context.Background()
 	e.DiscUser, e.DiscSecret = "discovery", fmt.Sprintf("disc%012d", rand.Uint64()%1e12)
 	require.NoError(t, disc.NewAccount(ctx, e.DiscUser, e.DiscSecret))
 	// An account bound without a tid is tgtd's discovery account.
-	_, err := disc.Admin(ctx, "--mode", "account", "--op", "bind", "--user", e.DiscUser)
+	_, err = disc.Admin(ctx, "--mode", "account", "--op", "bind", "--user", e.DiscUser)
 	require.NoError(t, err)
 	e.DiscPortal = net.JoinHostPort(vmtest.HostIP, strconv.Itoa(disc.Port()))
 	e.DiscIQN = dfix.Plain.IQN
 
 	b, err := json.Marshal(e)
 	require.NoError(t, err)
-	res := vmtest.RunTestInGuestWith(t, ".", "^TestGuestKubeletParity$", vmtest.Config{
-		Env:   map[string]string{"BD_PARITY": string(b)},
-		Sets:  []vmtest.ModuleSet{vmtest.SetISCSI, vmtest.SetBtrfs},
-		Files: vmtest.HostTools(t, "mkfs.ext4", "mkfs.btrfs", "blkid", "fsck", "fsck.ext4"),
+	files := vmtest.HostTools(t, "mkfs.ext4", "mkfs.btrfs", "blkid", "fsck", "fsck.ext4",
+		"multipathd", "multipath", "dmsetup")
+	multipathdFiles(t, files)
+	res := vmtest.RunTestInGuestWith(t, ".", "^TestGuest(KubeletParity|Multipathd)$", vmtest.Config{
+		Env:   map[string]string{"BD_PARITY": string(b), "BD_MPATH": string(mp)},
+		Sets:  []vmtest.ModuleSet{vmtest.SetISCSI, vmtest.SetBtrfs, vmtest.SetMultipath},
+		Files: files,
 		Args:  []string{"-test.timeout=8m"},
 	})
 	require.NotNil(t, res)
@@ -151,7 +162,43 @@ func TestKernelKubeletParity(t *testing.T) {
 	for _, name := range []string{"eight-luns-parallel", "initiator-names", "discovery-chap", "btrfs", "fsck", "kubelet-staged"} {
 		assert.Contains(t, res.Output, "--- PASS: TestGuestKubeletParity/"+name)
 	}
+	assert.Contains(t, res.Output, "--- PASS: TestGuestMultipathd")
 	// The repair reached the LUN: its backing file is clean now.
 	out, err := exec.Command("e2fsck", "-n", repairable).CombinedOutput()
 	require.NoError(t, err, "LUN not repaired: %s", out)
+}
+
+// multipathdConf is the guest's /etc/multipath.conf: no udev there, so
+// WWIDs come from sysfs (uid_attribute ""), at once (retrigger_tries 0),
+// and every path makes a map (find_multipaths greedy).
+const multipathdConf = `defaults {
+	user_friendly_names no
+	find_multipaths greedy
+	uid_attribute ""
+	retrigger_tries 0
+	enable_foreign "^$"
+}
+`
+
+// multipathdFiles adds what Debian's multipathd loads at run time (its
+// checker and prioritizer plugins, not in ldd's list) and its
+// configuration to a guest's files.
+func multipathdFiles(t *testing.T, files map[string]string) {
+	t.Helper()
+	plugins, err := filepath.Glob("/lib/multipath/lib*.so")
+	require.NoError(t, err)
+	require.NotEmpty(t, plugins, "multipath-tools plugins missing (scripts/deps.sh installs multipath-tools)")
+	for _, p := range plugins {
+		if strings.Contains(p, "foreign") {
+			continue
+		}
+		files[p] = p
+	}
+	// glibc loads libgcc_s for pthread_cancel, which multipathd uses.
+	libgcc, err := filepath.EvalSymlinks("/lib/x86_64-linux-gnu/libgcc_s.so.1")
+	require.NoError(t, err)
+	files["/lib/x86_64-linux-gnu/libgcc_s.so.1"] = libgcc
+	conf := filepath.Join(t.TempDir(), "multipath.conf")
+	require.NoError(t, os.WriteFile(conf, []byte(multipathdConf), 0o644))
+	files["/etc/multipath.conf"] = conf
 }

@@ -27,6 +27,7 @@ need fdisk sfdisk                         # blockdev/volume: partition-table ref
 need gdisk sgdisk
 need util-linux blkid mkswap fsck            # fsck -a before a read-write mount
 need dmsetup dmsetup                     # blockdev guest tests: a dm-multipath map over two paths
+need multipath-tools multipathd multipath # blockdev guest tests: multipathd builds the map, multipath -f removes it
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "deps: need root to install: ${need[*]}" >&2; exit 1; fi
