@@ -773,17 +773,28 @@ func TestMultipathWait(t *testing.T) {
 	v.VolumeMode = ModeBlock
 	v.Portals = []string{"127.0.0.2:3260"}
 
-	// multipathd: 300 ms after both paths exist, a map over them.
+	// multipathd: 300 ms after both paths exist, a map over the first;
+	// 300 ms later the second path joins it.
 	built := make(chan struct{})
+	var slept time.Time
 	go func() {
 		defer close(built)
 		for e.ctx.Err() == nil {
-			devs, _ := e.att.SessionDevices(e.ctx, SessionKey{Portal: "127.0.0.2:3260", TargetName: testIQN, Iface: "default"})
-			if len(devs) == 1 {
+			devs1, _ := e.att.SessionDevices(e.ctx, SessionKey{Portal: "127.0.0.1:3260", TargetName: testIQN, Iface: "default"})
+			devs2, _ := e.att.SessionDevices(e.ctx, SessionKey{Portal: "127.0.0.2:3260", TargetName: testIQN, Iface: "default"})
+			if len(devs1) == 1 && len(devs2) == 1 {
 				time.Sleep(300 * time.Millisecond)
-				assert.NoError(t, os.MkdirAll(filepath.Join(sysfs, "block", filepath.Base(devs[0].Path), "holders", "dm-9"), 0o755))
-				assert.NoError(t, os.MkdirAll(filepath.Join(sysfs, "block", "dm-9", "dm"), 0o755))
+				for _, d := range []string{
+					filepath.Join("block", filepath.Base(devs1[0].Path), "holders", "dm-9"),
+					filepath.Join("block", "dm-9", "dm"),
+					filepath.Join("block", "dm-9", "slaves", filepath.Base(devs1[0].Path)),
+				} {
+					assert.NoError(t, os.MkdirAll(filepath.Join(sysfs, d), 0o755))
+				}
 				assert.NoError(t, os.WriteFile(filepath.Join(sysfs, "block", "dm-9", "dm", "uuid"), []byte("mpath-36001405abc\n"), 0o644))
+				time.Sleep(300 * time.Millisecond)
+				slept = time.Now()
+				assert.NoError(t, os.MkdirAll(filepath.Join(sysfs, "block", "dm-9", "slaves", filepath.Base(devs2[0].Path)), 0o755))
 				return
 			}
 			time.Sleep(10 * time.Millisecond)
@@ -792,6 +803,7 @@ func TestMultipathWait(t *testing.T) {
 	res, err := e.m.Stage(e.ctx, v)
 	require.NoError(t, err)
 	<-built
+	assert.False(t, time.Now().Before(slept), "Stage returned before the map held both paths")
 	assert.Equal(t, "/dev/dm-9", res.DevicePath, "the map multipathd built after the attach")
 	assert.True(t, res.Multipath)
 	require.Len(t, res.Devices, 2, "both paths are reported")
@@ -799,6 +811,35 @@ func TestMultipathWait(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "/dev/dm-9", rec.DevicePath)
 	require.NoError(t, os.RemoveAll(filepath.Join(sysfs, "block"))) // the map is gone before Unstage (no multipath -f here)
+	require.NoError(t, e.m.Unstage(e.ctx, res.GlobalPath))
+
+	// A map over one path only: used when the bounded wait is over.
+	require.NoError(t, os.MkdirAll(filepath.Join(sysfs, "block", "dm-9", "dm"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(sysfs, "block", "dm-9", "dm", "uuid"), []byte("mpath-36001405abc\n"), 0o644))
+	e.m.multipathWait = 300 * time.Millisecond
+	var once sync.Once
+	e.m.fault = func(step string) error {
+		if step == "stage:record" { // paths are attached next: put the map above the first
+			once.Do(func() {
+				go func() {
+					for e.ctx.Err() == nil {
+						devs, _ := e.att.SessionDevices(e.ctx, SessionKey{Portal: "127.0.0.1:3260", TargetName: testIQN, Iface: "default"})
+						if len(devs) == 1 {
+							assert.NoError(t, os.MkdirAll(filepath.Join(sysfs, "block", filepath.Base(devs[0].Path), "holders", "dm-9"), 0o755))
+							return
+						}
+						time.Sleep(5 * time.Millisecond)
+					}
+				}()
+			})
+		}
+		return nil
+	}
+	res, err = e.m.Stage(e.ctx, v)
+	require.NoError(t, err)
+	assert.Equal(t, "/dev/dm-9", res.DevicePath, "a map over some of the paths, after the wait")
+	e.m.fault = nil
+	require.NoError(t, os.RemoveAll(filepath.Join(sysfs, "block")))
 	require.NoError(t, e.m.Unstage(e.ctx, res.GlobalPath))
 
 	// No map ever: the wait is bounded.

@@ -326,13 +326,16 @@ func (m *Manager) chooseDevice(ctx context.Context, n Volume, res *StageResult) 
 	paths := devicePaths(res.Devices)
 	portals := n.AllPortals()
 	res.DevicePath = findMultipath(m.sysfs, paths)
-	if res.DevicePath == "" && len(portals) > 1 && m.multipathd() {
+	complete := res.DevicePath != "" && mapHolds(m.sysfs, res.DevicePath, paths)
+	if !complete && len(portals) > 1 && m.multipathd() {
 		// multipathd builds the map on the paths' uevents, some time after
-		// they appear: wait for it, bounded, as kubelet does.
+		// they appear, and adds the later paths to it one by one: wait,
+		// bounded as kubelet does, for a map over every path (a map over
+		// some of them is used when the time is up).
 		wctx, cancel := context.WithTimeout(ctx, m.multipathWait)
 		_ = waitFor(wctx, 100*time.Millisecond, func() bool {
 			res.DevicePath = findMultipath(m.sysfs, paths)
-			return res.DevicePath != ""
+			return res.DevicePath != "" && mapHolds(m.sysfs, res.DevicePath, paths)
 		})
 		cancel()
 	}
