@@ -37,7 +37,8 @@ func (k *Kernel) Attach(ctx context.Context, spec Spec) (*Disk, error) {
 		return nil, &AttachError{Step: stepConnect, Portal: spec.Portal, TargetName: spec.TargetName, Err: err}
 	}
 	portal := portalString(addr)
-	key := sessionKey(portal, spec.TargetName, spec.Iface)
+	spec.InitiatorName = k.initiator(spec.InitiatorName)
+	key := sessionKey(portal, spec.TargetName, spec.Iface, spec.InitiatorName)
 	unlock, err := k.lock(ctx, key)
 	if err != nil {
 		return nil, err
@@ -62,12 +63,13 @@ func (k *Kernel) Attach(ctx context.Context, spec Spec) (*Disk, error) {
 	disk.Portal = portal
 	disk.TargetName = spec.TargetName
 	disk.Iface = normIface(spec.Iface)
+	disk.InitiatorName = spec.InitiatorName
 	return disk, nil
 }
 
 // session finds or creates the session for key.
 func (k *Kernel) session(ctx context.Context, spec Spec, addr *net.TCPAddr, portal, key string) (*session, bool, time.Duration, error) {
-	info, err := k.sys.FindSession(portal, spec.TargetName, spec.Iface)
+	info, err := k.sys.FindSession(portal, spec.TargetName, spec.Iface, spec.InitiatorName)
 	if err != nil {
 		return nil, false, 0, err
 	}
@@ -109,7 +111,7 @@ func (k *Kernel) register(info *SessionInfo, spec Spec, addr *net.TCPAddr, onlyN
 	}
 	if !ok {
 		s = &session{sid: info.SID, hostNo: info.HostNo, fd: -1,
-			key: sessionKey(portalString(addr), spec.TargetName, spec.Iface)}
+			key: sessionKey(portalString(addr), spec.TargetName, spec.Iface, k.initiator(info.InitiatorName))}
 		k.sessions[info.SID] = s
 		k.nl.Adopt(info.SID)
 	}

@@ -84,7 +84,7 @@ func (k *Kernel) Detach(ctx context.Context, d *Disk) error {
 	if a, err := resolvePortal(ctx, d.Portal); err == nil {
 		portal = portalString(a)
 	}
-	unlock, err := k.lock(ctx, sessionKey(portal, d.TargetName, d.Iface))
+	unlock, err := k.lock(ctx, sessionKey(portal, d.TargetName, d.Iface, k.initiator(d.InitiatorName)))
 	if err != nil {
 		return err
 	}
@@ -105,19 +105,21 @@ func (k *Kernel) Detach(ctx context.Context, d *Disk) error {
 	return k.logoutSID(ctx, d.SessionID)
 }
 
-// Logout ends the session for (portal, targetName, iface) if there is one.
-func (k *Kernel) Logout(ctx context.Context, portal, targetName, iface string) error {
+// Logout ends the session for (portal, targetName, iface, initiatorName;
+// "" is Options.InitiatorName) if there is one.
+func (k *Kernel) Logout(ctx context.Context, portal, targetName, iface, initiatorName string) error {
 	addr, err := resolvePortal(ctx, portal)
 	if err != nil {
 		return err
 	}
 	p := portalString(addr)
-	unlock, err := k.lock(ctx, sessionKey(p, targetName, iface))
+	iname := k.initiator(initiatorName)
+	unlock, err := k.lock(ctx, sessionKey(p, targetName, iface, iname))
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	info, err := k.sys.FindSession(p, targetName, iface)
+	info, err := k.sys.FindSession(p, targetName, iface, iname)
 	if err != nil || info == nil {
 		return err
 	}

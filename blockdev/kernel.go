@@ -128,6 +128,9 @@ type Disk struct {
 	Portal      string // as the kernel shows it (IP:port)
 	TargetName  string // target IQN
 	Iface       string
+	// InitiatorName is the session's initiator name: a session is found
+	// and reused only under the same name.
+	InitiatorName string
 	// NewSession is true when this Attach logged in; false when it reused
 	// a session that already existed.
 	NewSession bool

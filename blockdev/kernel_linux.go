@@ -109,11 +109,27 @@ func (k *Kernel) Close() error {
 	return k.nl.Close()
 }
 
+// InitiatorName returns the initiator name of sessions attached without
+// one (Options.InitiatorName or iscsi.DefaultInitiatorName()).
+func (k *Kernel) InitiatorName() string { return k.iname }
+
 // Sysfs returns the sysfs accessor the Kernel uses.
 func (k *Kernel) Sysfs() Sysfs { return k.sys }
 
-func sessionKey(portal, targetName, iface string) string {
-	return normIface(iface) + "|" + portal + "|" + targetName
+// sessionKey names one session: one per (portal, target, iface, initiator
+// name), so volumes with their own initiator name never share a session
+// (kubelet gives them their own iface clone for that).
+func sessionKey(portal, targetName, iface, initiatorName string) string {
+	return normIface(iface) + "|" + portal + "|" + targetName + "|" + initiatorName
+}
+
+// initiator is the initiator name of a session asked for with name ("" is
+// Options.InitiatorName).
+func (k *Kernel) initiator(name string) string {
+	if name == "" {
+		return k.iname
+	}
+	return name
 }
 
 func (k *Kernel) lock(ctx context.Context, key string) (func(), error) {
@@ -146,19 +162,21 @@ func (k *Kernel) lockInfo(ctx context.Context, info *SessionInfo) (func(), error
 	if a, err := resolvePortal(ctx, info.Portal); err == nil {
 		portal = portalString(a)
 	}
-	return k.lock(ctx, sessionKey(portal, info.TargetName, info.Iface))
+	return k.lock(ctx, sessionKey(portal, info.TargetName, info.Iface, k.initiator(info.InitiatorName)))
 }
 
 // SessionDisks lists the block devices that exist now on the session for
-// (portal, targetName, iface), every LUN, also of a session another process
-// created. No session is not an error: it returns none.
-func (k *Kernel) SessionDisks(ctx context.Context, portal, targetName, iface string) ([]Disk, error) {
+// (portal, targetName, iface, initiatorName; "" is Options.InitiatorName),
+// every LUN, also of a session another process created. No session is not
+// an error: it returns none.
+func (k *Kernel) SessionDisks(ctx context.Context, portal, targetName, iface, initiatorName string) ([]Disk, error) {
 	addr, err := resolvePortal(ctx, portal)
 	if err != nil {
 		return nil, err
 	}
 	p := portalString(addr)
-	info, err := k.sys.FindSession(p, targetName, iface)
+	iname := k.initiator(initiatorName)
+	info, err := k.sys.FindSession(p, targetName, iface, iname)
 	if err != nil || info == nil {
 		return nil, err
 	}
@@ -177,7 +195,7 @@ func (k *Kernel) SessionDisks(ctx context.Context, portal, targetName, iface str
 		size, _ := k.sys.BlockSize(d.Block)
 		out = append(out, Disk{Path: filepath.Join(k.sys.dev(), d.Block), Name: d.Block, SCSIAddress: d.Address(),
 			LUN: d.LUN, Size: size, SessionID: info.SID, HostNo: info.HostNo, Portal: p, TargetName: targetName,
-			Iface: normIface(iface)})
+			Iface: normIface(iface), InitiatorName: iname})
 	}
 	return out, nil
 }

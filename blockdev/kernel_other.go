@@ -29,13 +29,16 @@ func (k *Kernel) Detach(ctx context.Context, d *Disk) error { return ErrNotSuppo
 // DeleteDevice returns ErrNotSupported.
 func (k *Kernel) DeleteDevice(ctx context.Context, path string) error { return ErrNotSupported }
 
+// InitiatorName returns "".
+func (k *Kernel) InitiatorName() string { return "" }
+
 // SessionDisks returns ErrNotSupported.
-func (k *Kernel) SessionDisks(ctx context.Context, portal, targetName, iface string) ([]Disk, error) {
+func (k *Kernel) SessionDisks(ctx context.Context, portal, targetName, iface, initiatorName string) ([]Disk, error) {
 	return nil, ErrNotSupported
 }
 
 // Logout returns ErrNotSupported.
-func (k *Kernel) Logout(ctx context.Context, portal, targetName, iface string) error {
+func (k *Kernel) Logout(ctx context.Context, portal, targetName, iface, initiatorName string) error {
 	return ErrNotSupported
 }
 

@@ -204,10 +204,11 @@ func (s Sysfs) sessionHost(sid uint32) (uint32, error) {
 	return 0, fmt.Errorf("blockdev: session %d: no SCSI host above %s", sid, d)
 }
 
-// FindSession returns the session for (portal, target, iface), or nil. The
-// portal must be in net.JoinHostPort form with a literal IP, as the kernel
-// stores it; iface "" matches "default".
-func (s Sysfs) FindSession(portal, targetName, iface string) (*SessionInfo, error) {
+// FindSession returns the session for (portal, target, iface, initiator
+// name), or nil. The portal must be in net.JoinHostPort form with a literal
+// IP, as the kernel stores it; iface "" matches "default"; initiatorName ""
+// matches any (so does a session whose sysfs shows none).
+func (s Sysfs) FindSession(portal, targetName, iface, initiatorName string) (*SessionInfo, error) {
 	all, err := s.Sessions()
 	if err != nil {
 		return nil, err
@@ -215,7 +216,8 @@ func (s Sysfs) FindSession(portal, targetName, iface string) (*SessionInfo, erro
 	want := normIface(iface)
 	for i := range all {
 		si := &all[i]
-		if si.TargetName == targetName && samePortal(si.Portal, portal) && normIface(si.Iface) == want {
+		if si.TargetName == targetName && samePortal(si.Portal, portal) && normIface(si.Iface) == want &&
+			(initiatorName == "" || si.InitiatorName == "" || si.InitiatorName == initiatorName) {
 			return si, nil
 		}
 	}

@@ -118,18 +118,20 @@ func TestSysfsSessions(t *testing.T) {
 	assert.Equal(t, "node1", all[1].Username, "a CHAP session shows its user name")
 
 	for _, tc := range []struct {
-		portal, target, iface string
-		want                  uint32 // 0: none
+		portal, target, iface, initiator string
+		want                             uint32 // 0: none
 	}{
-		{"10.0.0.1:3260", "iqn.t:a", "", 3},
-		{"10.0.0.1:3260", "iqn.t:a", "default", 3},
-		{"10.0.0.1:3260", "iqn.t:a", "eth1", 0},
-		{"10.0.0.1:3261", "iqn.t:a", "", 0},
-		{"10.0.0.2:3260", "iqn.t:a", "", 0},
-		{"10.0.0.1:3260", "iqn.t:b", "", 0},
-		{"[fd00:0::1]:3261", "iqn.t:b", "eth1", 1},
+		{"10.0.0.1:3260", "iqn.t:a", "", "", 3},
+		{"10.0.0.1:3260", "iqn.t:a", "default", "", 3},
+		{"10.0.0.1:3260", "iqn.t:a", "default", "iqn.test:init", 3},
+		{"10.0.0.1:3260", "iqn.t:a", "default", "iqn.test:other", 0}, // another initiator's session is not ours
+		{"10.0.0.1:3260", "iqn.t:a", "eth1", "", 0},
+		{"10.0.0.1:3261", "iqn.t:a", "", "", 0},
+		{"10.0.0.2:3260", "iqn.t:a", "", "", 0},
+		{"10.0.0.1:3260", "iqn.t:b", "", "", 0},
+		{"[fd00:0::1]:3261", "iqn.t:b", "eth1", "", 1},
 	} {
-		got, err := f.sys().FindSession(tc.portal, tc.target, tc.iface)
+		got, err := f.sys().FindSession(tc.portal, tc.target, tc.iface, tc.initiator)
 		require.NoError(t, err)
 		if tc.want == 0 {
 			assert.Nil(t, got, "%+v", tc)
@@ -263,8 +265,9 @@ func TestDeleteDeviceTakesTheSessionLock(t *testing.T) {
 	require.NoError(t, err)
 	require.NotNil(t, info)
 	assert.Equal(t, uint32(4), info.SID)
-	// The key an Attach of iscsi://10.0.0.1/iqn.t:a/1 takes.
-	unlock, err := k.lock(ctx, sessionKey("10.0.0.1:3260", "iqn.t:a", ""))
+	// The key an Attach of iscsi://10.0.0.1/iqn.t:a/1 as the session's
+	// initiator takes.
+	unlock, err := k.lock(ctx, sessionKey("10.0.0.1:3260", "iqn.t:a", "", "iqn.test:init"))
 	require.NoError(t, err)
 	done := make(chan error, 1)
 	go func() { done <- k.DeleteDevice(ctx, "/dev/sdb") }()

@@ -19,13 +19,15 @@ need() {
 
 need tgt tgtd tgtadm   # internal/testenv/tgtd: userspace iSCSI target for integration tests
 need iproute2 ip       # internal/testenv/tgtd: StartInNetns (netns + veth link cuts)
-need e2fsprogs mkfs.ext4 mkfs.ext3        # blockdev/volume: format and detection tests
+need e2fsprogs mkfs.ext4 mkfs.ext3 debugfs e2fsck        # blockdev/volume: format and detection tests
 need xfsprogs mkfs.xfs
+need btrfs-progs mkfs.btrfs               # blockdev/volume: any fsType with a mkfs.<fsType>
 need dosfstools mkfs.vfat
 need fdisk sfdisk                         # blockdev/volume: partition-table refusal tests
 need gdisk sgdisk
-need util-linux blkid mkswap
+need util-linux blkid mkswap fsck            # fsck -a before a read-write mount
 need dmsetup dmsetup                     # blockdev guest tests: a dm-multipath map over two paths
+need multipath-tools multipathd multipath # blockdev guest tests: multipathd builds the map, multipath -f removes it
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "deps: need root to install: ${need[*]}" >&2; exit 1; fi

@@ -16,9 +16,10 @@ import (
 // Every method must be idempotent: the Manager repeats calls after crashes
 // and retries.
 type Attacher interface {
-	// Attach logs in to spec.Portal/spec.TargetName through spec.Iface unless a
-	// session for that triple already exists (then it is reused, never
-	// duplicated), scans only spec.LUN on that session's SCSI host (never a
+	// Attach logs in to spec.Portal/spec.TargetName through spec.Iface as
+	// spec.InitiatorName unless a session for that SessionKey already
+	// exists (then it is reused, never duplicated; a session under another
+	// initiator name is never reused), scans only spec.LUN on that session's SCSI host (never a
 	// wildcard scan), waits (bounded by ctx) for the block device and returns
 	// it. If the LUN's device already exists it is returned as is.
 	// Sessions must not be persisted for automatic login at boot.
@@ -41,22 +42,32 @@ type Attacher interface {
 	Logout(ctx context.Context, key SessionKey) error
 }
 
-// SessionKey names one session: a portal, a target and an iface.
+// SessionKey names one session: a portal, a target, an iface and an
+// initiator name. Volumes with different initiator names never share a
+// session (kubelet gives each its own iface clone for that).
 type SessionKey struct {
 	Portal     string `json:"portal"`     // host:port, IPv6 in brackets
 	TargetName string `json:"targetName"` // target IQN
 	Iface      string `json:"iface"`      // "default" for iscsi_tcp
+	// InitiatorName is the volume's initiatorName; "" is the attacher's
+	// default name.
+	InitiatorName string `json:"initiatorName,omitempty"`
 }
 
-func (k SessionKey) String() string { return k.Iface + "/" + k.Portal + "/" + k.TargetName }
+func (k SessionKey) String() string {
+	s := k.Iface + "/" + k.Portal + "/" + k.TargetName
+	if k.InitiatorName != "" {
+		s += " as " + k.InitiatorName
+	}
+	return s
+}
 
 // AttachSpec is one Attach request: one path (portal) to one LUN.
 type AttachSpec struct {
-	SessionKey
-	LUN           uint64
-	InitiatorName string      // empty => the attacher's default
-	SessionCHAP   *iscsi.CHAP // nil => AuthMethod=None
-	DiscoveryCHAP *iscsi.CHAP // for a SendTargets discovery the attacher may run first; nil => none
+	SessionKey  // its InitiatorName: empty => the attacher's default
+	LUN         uint64
+	NetDev      string      // bind the session's socket to this network device ("" => none)
+	SessionCHAP *iscsi.CHAP // nil => AuthMethod=None
 }
 
 // String never prints secrets.

@@ -6,26 +6,43 @@
 //
 // The model is the Kubernetes in-tree iscsi volume plugin (kubelet's
 // pkg/volume/iscsi) and mount-utils' SafeFormatAndMount, with the problems
-// users reported fixed:
+// users reported fixed (docs/kubelet.md compares the two row by row):
 //
 //   - a lock per target IQN, both in-process and across processes (flock on
-//     a file under the root directory), around attach, format, mount and
-//     logout, so two volumes on one target never race;
+//     a file under the root directory), around the session work only
+//     (attach, device delete, logout), so two volumes on one target never
+//     race a login against a logout; and a lock per LUN around the global
+//     directory, format and mount, so the LUNs of one target format and
+//     mount in parallel (the LUN lock is always taken first);
 //   - a device is formatted only if neither this package (filesystem magics,
 //     MBR, GPT at 512 and 4096 byte sectors, LVM2, swap, LUKS, ...) nor
 //     `blkid -p` finds any signature; a read-only volume is never formatted;
+//   - an existing filesystem is checked with `fsck -a` before a read-write
+//     mount, as mount-utils does: corrected errors are logged, exit 4 and
+//     above refuse the mount ([FsckError]);
 //   - a session is logged out only when the Attacher reports no other device
 //     on it and no device of it is mounted anywhere on the node;
 //   - every step is idempotent and may be repeated after a crash at any
 //     point; the attach record (iscsi.json, without secrets) is written
 //     atomically before the first attach, so Unstage can always clean up;
-//   - secrets (CHAP) are never serialized, logged or printed.
+//   - as kubelet, Stage first runs a SendTargets discovery on each of the
+//     volume's portals (with discovery CHAP when chapAuthDiscovery asks for
+//     it) when the Attacher is a [Discoverer], and logs in on the portals
+//     the target advertises as well as on the volume's own;
+//   - secrets (CHAP) are never serialized, logged or printed;
+//   - Unstage also reads the iscsi.json kubelet's in-tree plugin writes, and
+//     without any iscsi.json takes the portal, target, LUN and iface from
+//     the path as kubelet does, so volumes the in-tree plugin staged can be
+//     unstaged here (a migration).
 //
-// Layout under the root directory (kubelet's, with the iface as a directory):
+// Layout under the root directory (kubelet's: the root is kubelet's
+// plugins/kubernetes.io directory):
 //
-//	<root>/iscsi/<iface>/<portal>-<iqn>-lun-<n>/             global mount point
-//	<root>/iscsi/<iface>/<portal>-<iqn>-lun-<n>/iscsi.json   attach record (under the mount)
+//	<root>/iscsi/iface-<iface>/<portal>-<iqn>-lun-<n>/                 global mount point
+//	<root>/iscsi/iface-<iface>/<portal>-<iqn>-lun-<n>/iscsi.json       attach record (under the mount)
+//	<root>/iscsi/volumeDevices/iface-<iface>/<portal>-<iqn>-lun-<n>/   block volume (record only)
 //	<root>/iscsi/.locks/<iqn>.lock                           per-target lock file
+//	<root>/iscsi/.locks/<iqn>-lun-<n>.lock                   per-LUN lock file
 //	<root>/iscsi/.staged/<sha256(volume id)>.json             staging record (StageAt)
 //
 // StageAt, PublishAt and UnstageAt run the same lifecycle for a caller

@@ -16,15 +16,47 @@ type mkfsTool struct {
 	pkg  string   // Debian package that ships bin
 }
 
-// mkfsTools are the supported fsTypes. mke2fs needs -F because the target is
-// a whole disk, not a partition (it would ask); that is safe only because
-// the device was probed blank first. mkfs.xfs gets no -f: it refuses on its
-// own if it finds a signature, a second safety net.
+// mkfsTools are the fsTypes with known arguments and packages; any other
+// fsType is made with mkfs.<fsType> and no arguments, as kubelet does, when
+// that program is installed. mke2fs needs -F because the target is a whole
+// disk, not a partition (it would ask); that is safe only because the
+// device was probed blank first. mkfs.xfs and mkfs.btrfs get no -f: they
+// refuse on their own if they find a signature, a second safety net.
 var mkfsTools = map[string]mkfsTool{
-	"ext4": {bin: "mkfs.ext4", args: []string{"-F", "-m0"}, pkg: "e2fsprogs"},
-	"ext3": {bin: "mkfs.ext3", args: []string{"-F", "-m0"}, pkg: "e2fsprogs"},
-	"ext2": {bin: "mkfs.ext2", args: []string{"-F", "-m0"}, pkg: "e2fsprogs"},
-	"xfs":  {bin: "mkfs.xfs", pkg: "xfsprogs"},
+	"ext4":  {bin: "mkfs.ext4", args: []string{"-F", "-m0"}, pkg: "e2fsprogs"},
+	"ext3":  {bin: "mkfs.ext3", args: []string{"-F", "-m0"}, pkg: "e2fsprogs"},
+	"ext2":  {bin: "mkfs.ext2", args: []string{"-F", "-m0"}, pkg: "e2fsprogs"},
+	"xfs":   {bin: "mkfs.xfs", pkg: "xfsprogs"},
+	"btrfs": {bin: "mkfs.btrfs", pkg: "btrfs-progs"},
+	"vfat":  {bin: "mkfs.vfat", pkg: "dosfstools"},
+	"f2fs":  {bin: "mkfs.f2fs", pkg: "f2fs-tools"},
+	"exfat": {bin: "mkfs.exfat", pkg: "exfatprogs"},
+	"ntfs":  {bin: "mkfs.ntfs", pkg: "ntfs-3g"},
+}
+
+// maxFSTypeLen bounds Volume.FSType.
+const maxFSTypeLen = 32
+
+// toolFor returns how to make fsType: the known entry, or mkfs.<fsType>.
+func toolFor(fsType string) mkfsTool {
+	if t, ok := mkfsTools[fsType]; ok {
+		return t
+	}
+	return mkfsTool{bin: "mkfs." + fsType, pkg: "the package that provides mkfs." + fsType}
+}
+
+// checkFSType checks that fsType can name a mkfs.<fsType> program: lower
+// case letters and digits only, at most maxFSTypeLen.
+func checkFSType(fsType string) error {
+	if len(fsType) > maxFSTypeLen {
+		return fmt.Errorf("%q longer than %d bytes", fsType, maxFSTypeLen)
+	}
+	for _, r := range fsType {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') {
+			return fmt.Errorf("%q: only lower-case letters and digits (the name of a mkfs.<fsType> program)", fsType)
+		}
+	}
+	return nil
 }
 
 // ErrToolMissing is matched (errors.Is) by *ToolMissingError.
@@ -108,10 +140,10 @@ func prepareFilesystem(ctx context.Context, dev, fsType string, readOnly bool) (
 
 // mkfs formats dev. Callers must have probed dev blank.
 func mkfs(ctx context.Context, dev, fsType string) error {
-	t, ok := mkfsTools[fsType]
-	if !ok {
-		return fmt.Errorf("mkfs: fsType %q not supported", fsType)
+	if err := checkFSType(fsType); err != nil {
+		return fmt.Errorf("mkfs: fsType %w", err)
 	}
+	t := toolFor(fsType)
 	bin, err := exec.LookPath(t.bin)
 	if err != nil {
 		return &ToolMissingError{Tool: t.bin, Package: t.pkg}

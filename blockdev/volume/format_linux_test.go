@@ -3,8 +3,12 @@ package volume
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +19,7 @@ import (
 const (
 	smallDisk = 64 << 20  // ext4, vfat, partition tables
 	xfsDisk   = 320 << 20 // mkfs.xfs wants at least 300 MiB
+	btrfsDisk = 256 << 20 // mkfs.btrfs wants at least 114 MiB
 )
 
 func run(t *testing.T, name string, args ...string) {
@@ -94,12 +99,15 @@ func TestPrepareFilesystemRefuses(t *testing.T) {
 }
 
 func TestPrepareFilesystemFormatsBlank(t *testing.T) {
-	requirePrereqs(t, "mkfs.ext4", "mkfs.xfs", "blkid")
-	for _, fs := range []string{"ext4", "xfs", "ext3"} {
+	requirePrereqs(t, "mkfs.ext4", "mkfs.xfs", "mkfs.btrfs", "blkid")
+	for _, fs := range []string{"ext4", "xfs", "ext3", "btrfs"} {
 		t.Run(fs, func(t *testing.T) {
 			size := int64(smallDisk)
-			if fs == "xfs" {
+			switch fs {
+			case "xfs":
 				size = xfsDisk
+			case "btrfs":
+				size = btrfsDisk
 			}
 			dev := newLoopDev(t, size)
 			ctx := context.Background()
@@ -141,4 +149,90 @@ func TestMkfsToolMissing(t *testing.T) {
 	require.True(t, errors.As(err, &tm))
 	assert.Equal(t, "xfsprogs", tm.Package)
 	assert.Contains(t, err.Error(), "install xfsprogs")
+
+	// Any other fsType needs mkfs.<fsType>.
+	err = mkfs(context.Background(), "/dev/null", "zzfs")
+	require.True(t, errors.As(err, &tm))
+	assert.Equal(t, "mkfs.zzfs", tm.Tool)
+	require.Error(t, mkfs(context.Background(), "/dev/null", "../../bin/true"))
+}
+
+// TestBtrfsNeverOverSignature: a device with ext4 on it is not formatted
+// as btrfs, by our probe and by mkfs.btrfs itself (no -f).
+func TestBtrfsNeverOverSignature(t *testing.T) {
+	requirePrereqs(t, "mkfs.ext4", "mkfs.btrfs", "blkid")
+	dev := newLoopDev(t, btrfsDisk)
+	run(t, "mkfs.ext4", "-q", "-F", dev)
+	before := hashHead(t, dev, 1<<20)
+	_, _, err := prepareFilesystem(context.Background(), dev, "btrfs", false)
+	require.ErrorIs(t, err, ErrNotBlank)
+	require.Error(t, mkfs(context.Background(), dev, "btrfs"), "mkfs.btrfs without -f formatted over ext4")
+	assert.Equal(t, before, hashHead(t, dev, 1<<20))
+}
+
+// corruptExt4 makes an ext4 image at path with one file, then damages it:
+// repairable gives the file a wrong link count (fsck -a fixes it, exit 1),
+// otherwise the root inode is cleared (fsck -a gives up, exit 4).
+func corruptExt4(t *testing.T, path string, repairable bool) {
+	t.Helper()
+	newSparse(t, path, smallDisk)
+	run(t, "mkfs.ext4", "-q", "-F", path)
+	run(t, "debugfs", "-w", "-R", "write /etc/hostname f", path)
+	if repairable {
+		run(t, "debugfs", "-w", "-R", "sif f links_count 5", path)
+	} else {
+		run(t, "debugfs", "-w", "-R", "clri <2>", path)
+	}
+	run(t, "debugfs", "-w", "-R", "ssv state 0", path) // not clean: fsck -a checks it
+}
+
+// TestStageFsck: Stage runs fsck -a before a read-write mount of an
+// existing filesystem: it mounts after a repair and refuses a filesystem
+// fsck -a cannot repair, leaving it unmounted.
+func TestStageFsck(t *testing.T) {
+	requirePrereqs(t, "mkfs.ext4", "blkid", "fsck", "debugfs")
+	e := newEnv(t, smallDisk)
+	var logBuf strings.Builder
+	e.m.log = slog.New(slog.NewTextHandler(&logBuf, nil))
+	backing := func(lun int) string {
+		return filepath.Join(e.att.dir, fmt.Sprintf("%s-lun%d.img", strings.ReplaceAll(testIQN, ":", "_"), lun))
+	}
+	corruptExt4(t, backing(0), true)
+	corruptExt4(t, backing(1), false)
+
+	v := testVolume(0, "ext4")
+	res, err := e.m.Stage(e.ctx, v)
+	require.NoError(t, err, "a repairable filesystem mounts")
+	assert.False(t, res.Formatted)
+	assert.Contains(t, logBuf.String(), "fsck corrected errors")
+	_, err = os.Stat(filepath.Join(res.GlobalPath, "f"))
+	require.NoError(t, err)
+	require.NoError(t, e.m.Unstage(e.ctx, res.GlobalPath))
+	out, err := exec.Command("e2fsck", "-n", backing(0)).CombinedOutput()
+	require.NoError(t, err, "still damaged after the repair: %s", out)
+
+	v1 := testVolume(1, "ext4")
+	g1, _ := e.m.GlobalPath(v1)
+	_, err = e.m.Stage(e.ctx, v1)
+	require.ErrorIs(t, err, ErrFilesystemErrors)
+	var fe *FsckError
+	require.ErrorAs(t, err, &fe)
+	assert.Equal(t, 4, fe.ExitCode)
+	assert.Zero(t, mountCount(t, g1), "mounted a filesystem fsck could not repair")
+	sigs, err := ProbeDevice(e.ctx, fe.Device)
+	require.NoError(t, err)
+	require.NotEmpty(t, sigs, "the damaged filesystem is left in place, not formatted")
+
+	require.NoError(t, e.m.Unstage(e.ctx, g1))
+
+	// Read-only: no fsck (it would write), the filesystem is mounted as is.
+	corruptExt4(t, backing(2), true)
+	v2 := testVolume(2, "ext4")
+	v2.ReadOnly = true
+	res, err = e.m.Stage(e.ctx, v2)
+	require.NoError(t, err)
+	require.NoError(t, e.m.Unstage(e.ctx, res.GlobalPath))
+	out, err = exec.Command("e2fsck", "-n", backing(2)).CombinedOutput()
+	require.Error(t, err, "a read-only volume was repaired: %s", out)
+	e.assertClean(t, res.GlobalPath)
 }

@@ -27,7 +27,8 @@ func requirePrereqs(t *testing.T, tools ...string) {
 	_, err := os.Stat("/dev/loop-control")
 	require.NoError(t, err, "loop devices unavailable: load the loop module (modprobe loop)")
 	pkgs := map[string]string{
-		"mkfs.ext4": "e2fsprogs", "mkfs.xfs": "xfsprogs", "mkfs.vfat": "dosfstools",
+		"mkfs.ext4": "e2fsprogs", "mkfs.xfs": "xfsprogs", "mkfs.vfat": "dosfstools", "mkfs.btrfs": "btrfs-progs",
+		"fsck": "util-linux", "debugfs": "e2fsprogs",
 		"sfdisk": "fdisk", "sgdisk": "gdisk", "blkid": "util-linux", "mkswap": "util-linux",
 	}
 	for _, tool := range tools {
@@ -205,13 +206,14 @@ type fakeAttacher struct {
 	deleted     []string
 	specs       []AttachSpec
 	failPortal  map[string]error
+	failTimes   map[string]int // portal: fail this many more attaches
 }
 
 func newFakeAttacher(t *testing.T, size int64) *fakeAttacher {
 	f := &fakeAttacher{
 		dir: t.TempDir(), size: size,
 		sessions: map[SessionKey]*fakeSession{}, inflight: map[string]int{}, maxInflight: map[string]int{},
-		failPortal: map[string]error{},
+		failPortal: map[string]error{}, failTimes: map[string]int{},
 	}
 	t.Cleanup(f.loops.detachAll)
 	return f
@@ -225,6 +227,10 @@ func (f *fakeAttacher) Attach(ctx context.Context, spec AttachSpec) (Device, err
 	f.maxInflight[spec.TargetName] = max(f.maxInflight[spec.TargetName], f.inflight[spec.TargetName])
 	f.maxAll = max(f.maxAll, f.inflightAll)
 	failErr := f.failPortal[spec.Portal]
+	if f.failTimes[spec.Portal] > 0 {
+		f.failTimes[spec.Portal]--
+		failErr = fmt.Errorf("portal %s not answering yet", spec.Portal)
+	}
 	f.mu.Unlock()
 	defer func() {
 		f.mu.Lock()
@@ -343,6 +349,8 @@ func newEnv(t *testing.T, size int64) *env {
 	att := newFakeAttacher(t, size)
 	m, err := NewManager(root, att, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	require.NoError(t, err)
+	m.passDelay = 10 * time.Millisecond
+	m.multipathd = func() bool { return false }
 	t.Cleanup(func() { unmountUnder(filepath.Dir(root)) }) // all of this test's temp dirs; runs before the loop detach above
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/gosan/iscsi/blockdev"
+	"github.com/gosan/iscsi/initiator"
 )
 
 // KernelAttacher returns k, the kernel binding, as an Attacher, so a
@@ -19,11 +20,38 @@ type kernelAttacher struct{ k *blockdev.Kernel }
 
 func (a kernelAttacher) Attach(ctx context.Context, spec AttachSpec) (Device, error) {
 	d, err := a.k.Attach(ctx, blockdev.Spec{Portal: spec.Portal, TargetName: spec.TargetName, LUN: spec.LUN,
-		Iface: spec.Iface, InitiatorName: spec.InitiatorName, CHAP: spec.SessionCHAP})
+		Iface: spec.Iface, NetDev: spec.NetDev, InitiatorName: spec.InitiatorName, CHAP: spec.SessionCHAP})
 	if err != nil {
 		return Device{}, err
 	}
 	return device(spec.Portal, *d), nil
+}
+
+// Discover runs the SendTargets discovery from userspace (package
+// initiator): the kernel has no discovery sessions.
+func (a kernelAttacher) Discover(ctx context.Context, spec DiscoverySpec) ([]string, error) {
+	iname := spec.InitiatorName
+	if iname == "" {
+		iname = a.k.InitiatorName()
+	}
+	opts := []initiator.Option{initiator.WithInitiatorName(iname)}
+	if spec.CHAP != nil {
+		opts = append(opts, initiator.WithCHAP(*spec.CHAP))
+	}
+	targets, err := initiator.Discover(ctx, spec.Portal, opts...)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, t := range targets {
+		if t.TargetName != spec.TargetName {
+			continue
+		}
+		for _, p := range t.Portals {
+			out = append(out, p.String())
+		}
+	}
+	return out, nil
 }
 
 func (a kernelAttacher) DeleteDevice(ctx context.Context, dev Device) error {
@@ -31,7 +59,7 @@ func (a kernelAttacher) DeleteDevice(ctx context.Context, dev Device) error {
 }
 
 func (a kernelAttacher) SessionDevices(ctx context.Context, key SessionKey) ([]Device, error) {
-	disks, err := a.k.SessionDisks(ctx, key.Portal, key.TargetName, key.Iface)
+	disks, err := a.k.SessionDisks(ctx, key.Portal, key.TargetName, key.Iface, key.InitiatorName)
 	if err != nil {
 		return nil, err
 	}
@@ -43,7 +71,7 @@ func (a kernelAttacher) SessionDevices(ctx context.Context, key SessionKey) ([]D
 }
 
 func (a kernelAttacher) Logout(ctx context.Context, key SessionKey) error {
-	return a.k.Logout(ctx, key.Portal, key.TargetName, key.Iface)
+	return a.k.Logout(ctx, key.Portal, key.TargetName, key.Iface, key.InitiatorName)
 }
 
 // device is d as the Manager records it, with the portal as the volume

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,12 +38,15 @@ func requireEROFS(t *testing.T, err error) {
 // unstage, stage again (no reformat: data still there), unstage; every step
 // repeated to check idempotence.
 func TestLifecycle(t *testing.T) {
-	requirePrereqs(t, "mkfs.ext4", "mkfs.xfs", "blkid")
-	for _, fs := range []string{"ext4", "xfs"} {
+	requirePrereqs(t, "mkfs.ext4", "mkfs.xfs", "mkfs.btrfs", "blkid")
+	for _, fs := range []string{"ext4", "xfs", "btrfs"} {
 		t.Run(fs, func(t *testing.T) {
 			size := int64(smallDisk)
-			if fs == "xfs" {
+			switch fs {
+			case "xfs":
 				size = xfsDisk
+			case "btrfs":
+				size = btrfsDisk
 			}
 			e := newEnv(t, size)
 			v := testVolume(0, fs)
@@ -57,7 +61,7 @@ func TestLifecycle(t *testing.T) {
 			global, err := e.m.GlobalPath(v)
 			require.NoError(t, err)
 			assert.Equal(t, global, res.GlobalPath)
-			assert.Equal(t, filepath.Join(e.root, "iscsi", "default", "127.0.0.1:3260-"+testIQN+"-lun-0"), global)
+			assert.Equal(t, filepath.Join(e.root, "iscsi", "iface-default", "127.0.0.1:3260-"+testIQN+"-lun-0"), global)
 
 			res2, err := e.m.Stage(ctx, v) // idempotent
 			require.NoError(t, err)
@@ -186,8 +190,11 @@ func TestFSGroup(t *testing.T) {
 	require.NoError(t, err)
 	_, err = e.m.Stage(e.ctx, v)
 	require.NoError(t, err)
+	// Modes without the owner's bits: kubelet adds u+rw(x) too.
 	require.NoError(t, os.MkdirAll(filepath.Join(global, "sub"), 0o700))
 	require.NoError(t, os.WriteFile(filepath.Join(global, "sub", "f"), nil, 0o600))
+	require.NoError(t, os.Chmod(filepath.Join(global, "sub", "f"), 0o004))
+	require.NoError(t, os.Chmod(filepath.Join(global, "sub"), 0o050))
 	require.NoError(t, os.Symlink("/etc/passwd", filepath.Join(global, "link")))
 
 	target := filepath.Join(t.TempDir(), "t")
@@ -196,13 +203,14 @@ func TestFSGroup(t *testing.T) {
 	for _, tc := range []struct {
 		p    string
 		mode os.FileMode
-	}{{"", os.ModeSetgid | 0o070}, {"sub", os.ModeSetgid | 0o070}, {"sub/f", 0o060}} {
+	}{{"", os.ModeSetgid | 0o770}, {"sub", os.ModeSetgid | 0o770}, {"sub/f", 0o660}} {
 		var st unix.Stat_t
 		require.NoError(t, unix.Lstat(filepath.Join(target, tc.p), &st))
 		assert.Equal(t, uint32(gid), st.Gid, tc.p)
 		fi, err := os.Stat(filepath.Join(target, tc.p))
 		require.NoError(t, err)
-		assert.Equal(t, tc.mode, fi.Mode()&(os.ModeSetgid|0o070), tc.p)
+		// kubelet's masks: ug+rw on files, ug+rwx and setgid on directories.
+		assert.Equal(t, tc.mode, fi.Mode()&(os.ModeSetgid|0o770), tc.p)
 	}
 	var st unix.Stat_t
 	require.NoError(t, unix.Stat("/etc/passwd", &st))
@@ -210,6 +218,84 @@ func TestFSGroup(t *testing.T) {
 	require.NoError(t, e.m.Unpublish(e.ctx, target))
 	require.NoError(t, e.m.Unstage(e.ctx, global))
 	e.assertClean(t, global)
+}
+
+// TestFSGroupPolicy: OnRootMismatch leaves a volume whose root already
+// matches alone; Always walks it; a file that cannot be changed is logged,
+// not fatal (an immutable file refuses chown and chmod even to root).
+func TestFSGroupPolicy(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	gid := 4322
+	sub := filepath.Join(dir, "f")
+	require.NoError(t, os.WriteFile(sub, nil, 0o600))
+	require.NoError(t, os.Chown(dir, -1, gid))
+	require.NoError(t, os.Chmod(dir, 0o770|os.ModeSetgid))
+	var logBuf strings.Builder
+	log := slog.New(slog.NewTextHandler(&logBuf, nil))
+
+	setVolumeOwnership(ctx, log, dir, gid, false, FSGroupChangeOnRootMismatch)
+	fi, err := os.Stat(sub)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "OnRootMismatch walked a matching volume")
+
+	setVolumeOwnership(ctx, log, dir, gid, false, FSGroupChangeAlways)
+	fi, err = os.Stat(sub)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o660), fi.Mode().Perm(), "Always walks")
+
+	// The root no longer matches (another group): OnRootMismatch walks.
+	require.NoError(t, os.Chown(dir, -1, 0))
+	require.NoError(t, os.Chmod(sub, 0o600))
+	setVolumeOwnership(ctx, log, dir, gid, false, FSGroupChangeOnRootMismatch)
+	fi, err = os.Stat(sub)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o660), fi.Mode().Perm())
+	assert.True(t, ownershipMismatch(filepath.Join(dir, "missing"), gid, false))
+	assert.False(t, ownershipMismatch(dir, gid, false))
+
+	// Errors are logged and the walk goes on.
+	e := newEnv(t, smallDisk)
+	v := testVolume(0, "ext4")
+	global, _ := e.m.GlobalPath(v)
+	_, err = e.m.Stage(e.ctx, v)
+	require.NoError(t, err)
+	e.m.log = log
+	stuck := filepath.Join(global, "a-immutable")
+	other := filepath.Join(global, "b-other")
+	require.NoError(t, os.WriteFile(stuck, nil, 0o600))
+	require.NoError(t, os.WriteFile(other, nil, 0o600))
+	setImmutable(t, stuck, true)
+	target := filepath.Join(t.TempDir(), "t")
+	g := int64(gid)
+	require.NoError(t, e.m.Publish(e.ctx, v, target, PublishOptions{FSGroup: &g}), "a file that cannot be changed fails Publish")
+	fi, err = os.Stat(filepath.Join(target, "b-other"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o660), fi.Mode().Perm(), "the walk stopped at the failing file")
+	assert.Contains(t, logBuf.String(), "a-immutable")
+	require.Error(t, e.m.Publish(e.ctx, v, target, PublishOptions{FSGroup: &g, FSGroupChangePolicy: "Sometimes"}))
+	setImmutable(t, stuck, false)
+	require.NoError(t, e.m.Unpublish(e.ctx, target))
+	require.NoError(t, e.m.Unstage(e.ctx, global))
+}
+
+// fsImmutableFL is FS_IMMUTABLE_FL (linux/fs.h).
+const fsImmutableFL = 0x10
+
+// setImmutable sets or clears a file's immutable attribute (chattr +i).
+func setImmutable(t *testing.T, p string, on bool) {
+	t.Helper()
+	f, err := os.Open(p)
+	require.NoError(t, err)
+	defer f.Close()
+	flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
+	require.NoError(t, err)
+	if on {
+		flags |= fsImmutableFL
+	} else {
+		flags &^= fsImmutableFL
+	}
+	require.NoError(t, unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(flags)))
 }
 
 func TestBlockMode(t *testing.T) {
@@ -359,6 +445,103 @@ func TestParallelStagesSameTarget(t *testing.T) {
 	assert.Len(t, e.att.logouts, 2)
 }
 
+// TestFormatDoesNotHoldTarget: while one LUN of a target is being
+// formatted (held in the step after mkfs), another LUN of the same target
+// stages completely: the target lock covers only the session work.
+func TestFormatDoesNotHoldTarget(t *testing.T) {
+	e := newEnv(t, smallDisk)
+	inFormat, otherDone := make(chan struct{}), make(chan struct{})
+	var first sync.Once
+	e.m.fault = func(step string) error {
+		if step != "stage:format" {
+			return nil
+		}
+		blocked := false
+		first.Do(func() { blocked = true })
+		if !blocked {
+			return nil
+		}
+		close(inFormat)
+		select {
+		case <-otherDone:
+			return nil
+		case <-time.After(20 * time.Second):
+			return errors.New("the other LUN never finished staging")
+		}
+	}
+	errA := make(chan error, 1)
+	go func() {
+		_, err := e.m.Stage(e.ctx, testVolume(0, "ext4"))
+		errA <- err
+	}()
+	<-inFormat
+	ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
+	defer cancel()
+	res, err := e.m.Stage(ctx, testVolume(1, "ext4"))
+	close(otherDone)
+	require.NoError(t, err, "LUN 1 blocked behind LUN 0's format")
+	assert.True(t, res.Formatted)
+	require.NoError(t, <-errA)
+	assert.Equal(t, 1, e.att.maxInflight[testIQN], "attaches on one IQN still never overlap")
+	for _, lun := range []int32{0, 1} {
+		g, _ := e.m.GlobalPath(testVolume(lun, "ext4"))
+		require.NoError(t, e.m.Unstage(e.ctx, g))
+	}
+	assert.Equal(t, 0, e.att.sessionCount())
+}
+
+// TestParallelStageEightLUNs stages eight LUNs of one target at once (the
+// common layout) and logs how long that took; the attaches never overlap,
+// the formats do. `go test -run TestParallelStageEightLUNs -v` prints the time.
+func TestParallelStageEightLUNs(t *testing.T) {
+	e := newEnv(t, smallDisk)
+	e.att.delay = 50 * time.Millisecond // a login and scan
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	start := time.Now()
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = e.m.Stage(e.ctx, testVolume(int32(i), "ext4"))
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	t.Logf("staged %d LUNs of one target in parallel in %v", n, elapsed.Round(time.Millisecond))
+	assert.Equal(t, 1, e.att.maxInflight[testIQN], "attaches on one IQN overlapped")
+	for i := range n {
+		g, _ := e.m.GlobalPath(testVolume(int32(i), "ext4"))
+		require.NoError(t, e.m.Unstage(e.ctx, g))
+	}
+}
+
+func TestParseGlobalName(t *testing.T) {
+	for _, tc := range []struct {
+		in, portal, iqn string
+		lun             int32
+		isOK            bool
+	}{
+		{"127.0.0.1:3260-" + testIQN + "-lun-7", "127.0.0.1:3260", testIQN, 7, true},
+		{"my-host.example:3260-iqn.2024-01.org.x:a-lun-1-lun-12", "my-host.example:3260", "iqn.2024-01.org.x:a-lun-1", 12, true},
+		{"[fe80::1]:3260-eui.0123456789abcdef-lun-0", "[fe80::1]:3260", "eui.0123456789abcdef", 0, true},
+		{"127.0.0.1:3260-" + testIQN, "", "", 0, false},
+		{"127.0.0.1:3260-foo-lun-1", "", "", 0, false},
+		{testIQN + "-lun-1", "", "", 0, false},
+		{"127.0.0.1:3260-" + testIQN + "-lun-x", "", "", 0, false},
+	} {
+		portal, iqn, lun, ok := parseGlobalName(tc.in)
+		assert.Equal(t, tc.isOK, ok, tc.in)
+		assert.Equal(t, tc.portal, portal, tc.in)
+		assert.Equal(t, tc.iqn, iqn, tc.in)
+		assert.Equal(t, tc.lun, lun, tc.in)
+	}
+}
+
 func TestTargetLockAcrossFiles(t *testing.T) {
 	// Two flocks on the same file (as two processes would take) exclude each other.
 	p := filepath.Join(t.TempDir(), "x", "t.lock")
@@ -480,7 +663,10 @@ func TestGlobalPath(t *testing.T) {
 	require.NoError(t, err)
 	p, err := m.GlobalPath(Volume{TargetPortal: "10.0.0.1", IQN: testIQN, LUN: 7})
 	require.NoError(t, err)
-	assert.Equal(t, "/var/lib/kubelet/plugins/kubernetes.io/iscsi/default/10.0.0.1:3260-"+testIQN+"-lun-7", p)
+	assert.Equal(t, "/var/lib/kubelet/plugins/kubernetes.io/iscsi/iface-default/10.0.0.1:3260-"+testIQN+"-lun-7", p, "kubelet's makePDNameInternal")
+	p, err = m.GlobalPath(Volume{TargetPortal: "10.0.0.1", IQN: testIQN, LUN: 7, ISCSIInterface: "eth1", VolumeMode: ModeBlock})
+	require.NoError(t, err)
+	assert.Equal(t, "/var/lib/kubelet/plugins/kubernetes.io/iscsi/volumeDevices/iface-eth1/10.0.0.1:3260-"+testIQN+"-lun-7", p, "kubelet's makeVDPDNameInternal")
 	_, err = m.GlobalPath(Volume{})
 	assert.Error(t, err)
 	_, err = NewManager("relative", &fakeAttacher{})
@@ -488,4 +674,221 @@ func TestGlobalPath(t *testing.T) {
 	_, err = NewManager("/x", nil)
 	assert.Error(t, err)
 	assert.True(t, errors.Is(&ToolMissingError{Tool: "mkfs.xfs", Package: "xfsprogs"}, ErrToolMissing))
+}
+
+// kubeletJSON is an iscsi.json as kubelet's in-tree plugin writes it
+// (json.Encoder on its iscsiDisk: exported fields, Go names, Lun a string).
+func kubeletJSON(lun int) string {
+	return fmt.Sprintf(`{"VolName":"pv-1","Portals":["127.0.0.1:3260"],"Iqn":%q,"Lun":"%d",`+
+		`"InitIface":"default","Iface":"default","InitiatorName":"","MetricsProvider":{}}`+"\n", testIQN, lun)
+}
+
+// TestUnstageKubeletVolume: volumes staged by kubelet's in-tree plugin
+// (its paths, its iscsi.json, or no iscsi.json at all) are unstaged: the
+// mount, the devices and the session go.
+func TestUnstageKubeletVolume(t *testing.T) {
+	e := newEnv(t, smallDisk)
+	name := func(lun int) string { return fmt.Sprintf("127.0.0.1:3260-%s-lun-%d", testIQN, lun) }
+	fsDir := filepath.Join(e.root, "iscsi", "iface-default", name(0))
+	blockDir := filepath.Join(e.root, "iscsi", "volumeDevices", "iface-default", name(1))
+	noRecord := filepath.Join(e.root, "iscsi", "iface-default", name(2))
+	key := SessionKey{Portal: "127.0.0.1:3260", TargetName: testIQN, Iface: "default"}
+	for lun, dir := range []string{fsDir, blockDir, noRecord} {
+		// What kubelet's AttachDisk and MountDevice leave behind.
+		d, err := e.att.Attach(e.ctx, AttachSpec{SessionKey: key, LUN: uint64(lun)})
+		require.NoError(t, err)
+		require.NoError(t, os.MkdirAll(dir, 0o750))
+		if dir != noRecord {
+			require.NoError(t, os.WriteFile(filepath.Join(dir, RecordFile), []byte(kubeletJSON(lun)), 0o640))
+		}
+		if dir != blockDir {
+			run(t, "mkfs.ext4", "-q", "-F", d.Path)
+			require.NoError(t, unix.Mount(d.Path, dir, "ext4", 0, ""))
+		}
+	}
+	rec, err := readRecord(blockDir, ModeBlock)
+	require.NoError(t, err)
+	assert.Equal(t, &Record{Portals: []string{"127.0.0.1:3260"}, TargetName: testIQN, LUN: 1, Iface: "default", VolumeMode: ModeBlock}, rec)
+
+	require.NoError(t, e.m.Unstage(e.ctx, fsDir))
+	assert.Zero(t, mountCount(t, fsDir))
+	assert.NoDirExists(t, fsDir)
+	assert.Empty(t, e.att.logouts, "logged out while LUNs 1 and 2 are staged")
+	require.NoError(t, e.m.Unstage(e.ctx, blockDir))
+	assert.NoDirExists(t, blockDir)
+	require.NoError(t, e.m.Unstage(e.ctx, noRecord), "no iscsi.json: the path says what to tear down")
+	assert.NoDirExists(t, noRecord)
+	assert.Len(t, e.att.deleted, 3)
+	assert.Equal(t, []SessionKey{key}, e.att.logouts)
+	e.assertClean(t, noRecord)
+}
+
+// TestAttachPasses: as kubelet, a portal that fails is tried again in up
+// to five passes; the passes stop at every path, or at two paths after the
+// second pass; a portal that never answers is reported in Failed.
+func TestAttachPasses(t *testing.T) {
+	e := newEnv(t, smallDisk)
+	v := testVolume(0, "ext4")
+	v.VolumeMode = ModeBlock
+	v.Portals = []string{"127.0.0.2:3260"}
+	e.att.failTimes["127.0.0.2:3260"] = 2
+	res, err := e.m.Stage(e.ctx, v)
+	require.NoError(t, err)
+	require.Len(t, res.Devices, 2, "the second path came up in the third pass")
+	assert.Empty(t, res.Failed)
+	assert.Equal(t, 3, res.Passes)
+	assert.False(t, res.Multipath)
+	require.NoError(t, e.m.Unstage(e.ctx, res.GlobalPath))
+
+	// Three portals, one dead: two paths after the second pass are enough.
+	v.Portals = []string{"127.0.0.2:3260", "127.0.0.3:3260"}
+	e.att.failPortal["127.0.0.3:3260"] = errors.New("connection refused")
+	res, err = e.m.Stage(e.ctx, v)
+	require.NoError(t, err)
+	assert.Len(t, res.Devices, 2)
+	assert.Equal(t, 2, res.Passes)
+	require.Len(t, res.Failed, 1)
+	assert.Equal(t, "127.0.0.3:3260", res.Failed[0].Portal)
+	require.NoError(t, e.m.Unstage(e.ctx, res.GlobalPath))
+
+	// One portal that never answers: five passes, then the error.
+	one := testVolume(1, "ext4")
+	one.TargetPortal = "127.0.0.3:3260"
+	_, err = e.m.Stage(e.ctx, one)
+	require.ErrorContains(t, err, "no path after 5 passes")
+	g, _ := e.m.GlobalPath(one)
+	require.NoError(t, e.m.Unstage(e.ctx, g))
+	e.assertClean(t, g)
+}
+
+// TestMultipathWait: multipathd builds its map some time after the paths
+// appear; Stage waits for it (bounded) while multipathd runs, and uses the
+// first path at once when it does not.
+func TestMultipathWait(t *testing.T) {
+	e := newEnv(t, smallDisk)
+	sysfs := t.TempDir()
+	e.m.sysfs = sysfs
+	e.m.multipathd = func() bool { return true }
+	v := testVolume(0, "ext4")
+	v.VolumeMode = ModeBlock
+	v.Portals = []string{"127.0.0.2:3260"}
+
+	// multipathd: 300 ms after both paths exist, a map over the first;
+	// 300 ms later the second path joins it.
+	built := make(chan struct{})
+	var slept time.Time
+	go func() {
+		defer close(built)
+		for e.ctx.Err() == nil {
+			devs1, _ := e.att.SessionDevices(e.ctx, SessionKey{Portal: "127.0.0.1:3260", TargetName: testIQN, Iface: "default"})
+			devs2, _ := e.att.SessionDevices(e.ctx, SessionKey{Portal: "127.0.0.2:3260", TargetName: testIQN, Iface: "default"})
+			if len(devs1) == 1 && len(devs2) == 1 {
+				time.Sleep(300 * time.Millisecond)
+				for _, d := range []string{
+					filepath.Join("block", filepath.Base(devs1[0].Path), "holders", "dm-9"),
+					filepath.Join("block", "dm-9", "dm"),
+					filepath.Join("block", "dm-9", "slaves", filepath.Base(devs1[0].Path)),
+				} {
+					assert.NoError(t, os.MkdirAll(filepath.Join(sysfs, d), 0o755))
+				}
+				assert.NoError(t, os.WriteFile(filepath.Join(sysfs, "block", "dm-9", "dm", "uuid"), []byte("mpath-36001405abc\n"), 0o644))
+				time.Sleep(300 * time.Millisecond)
+				slept = time.Now()
+				assert.NoError(t, os.MkdirAll(filepath.Join(sysfs, "block", "dm-9", "slaves", filepath.Base(devs2[0].Path)), 0o755))
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	res, err := e.m.Stage(e.ctx, v)
+	require.NoError(t, err)
+	<-built
+	assert.False(t, time.Now().Before(slept), "Stage returned before the map held both paths")
+	assert.Equal(t, "/dev/dm-9", res.DevicePath, "the map multipathd built after the attach")
+	assert.True(t, res.Multipath)
+	require.Len(t, res.Devices, 2, "both paths are reported")
+	rec, err := readRecord(res.GlobalPath, ModeBlock)
+	require.NoError(t, err)
+	assert.Equal(t, "/dev/dm-9", rec.DevicePath)
+	require.NoError(t, os.RemoveAll(filepath.Join(sysfs, "block"))) // the map is gone before Unstage (no multipath -f here)
+	require.NoError(t, e.m.Unstage(e.ctx, res.GlobalPath))
+
+	// A map over one path only: used when the bounded wait is over.
+	require.NoError(t, os.MkdirAll(filepath.Join(sysfs, "block", "dm-9", "dm"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(sysfs, "block", "dm-9", "dm", "uuid"), []byte("mpath-36001405abc\n"), 0o644))
+	e.m.multipathWait = 300 * time.Millisecond
+	var once sync.Once
+	e.m.fault = func(step string) error {
+		if step == "stage:record" { // paths are attached next: put the map above the first
+			once.Do(func() {
+				go func() {
+					for e.ctx.Err() == nil {
+						devs, _ := e.att.SessionDevices(e.ctx, SessionKey{Portal: "127.0.0.1:3260", TargetName: testIQN, Iface: "default"})
+						if len(devs) == 1 {
+							assert.NoError(t, os.MkdirAll(filepath.Join(sysfs, "block", filepath.Base(devs[0].Path), "holders", "dm-9"), 0o755))
+							return
+						}
+						time.Sleep(5 * time.Millisecond)
+					}
+				}()
+			})
+		}
+		return nil
+	}
+	res, err = e.m.Stage(e.ctx, v)
+	require.NoError(t, err)
+	assert.Equal(t, "/dev/dm-9", res.DevicePath, "a map over some of the paths, after the wait")
+	e.m.fault = nil
+	require.NoError(t, os.RemoveAll(filepath.Join(sysfs, "block")))
+	require.NoError(t, e.m.Unstage(e.ctx, res.GlobalPath))
+
+	// No map ever: the wait is bounded.
+	e.m.multipathWait = 300 * time.Millisecond
+	start := time.Now()
+	res, err = e.m.Stage(e.ctx, v)
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond, "did not wait for multipathd")
+	assert.False(t, res.Multipath)
+	assert.Equal(t, res.Devices[0].Path, res.DevicePath)
+	require.NoError(t, e.m.Unstage(e.ctx, res.GlobalPath))
+
+	// multipathd not running: no wait.
+	e.m.multipathd = func() bool { return false }
+	e.m.multipathWait = time.Minute
+	start = time.Now()
+	res, err = e.m.Stage(e.ctx, v)
+	require.NoError(t, err)
+	assert.Less(t, time.Since(start), 10*time.Second)
+	require.NoError(t, e.m.Unstage(e.ctx, res.GlobalPath))
+	e.assertClean(t, res.GlobalPath)
+}
+
+// TestInitiatorNameIsolation: two volumes of one target with different
+// initiator names get a session each (never one logged in under the other
+// name), and unstaging one leaves the other's session alone.
+func TestInitiatorNameIsolation(t *testing.T) {
+	e := newEnv(t, smallDisk)
+	v1, v2 := testVolume(1, "ext4"), testVolume(2, "ext4")
+	v1.InitiatorName = "iqn.2026-11.org.gosan.test:app1"
+	v2.InitiatorName = "iqn.2026-11.org.gosan.test:app2"
+	r1, err := e.m.Stage(e.ctx, v1)
+	require.NoError(t, err)
+	r2, err := e.m.Stage(e.ctx, v2)
+	require.NoError(t, err)
+	assert.NotEqual(t, r1.Devices[0].SessionID, r2.Devices[0].SessionID, "one session per initiator name")
+	assert.Equal(t, 2, e.att.sessionCount())
+	for _, s := range e.att.specs {
+		want := v1.InitiatorName
+		if s.LUN == 2 {
+			want = v2.InitiatorName
+		}
+		assert.Equal(t, want, s.InitiatorName)
+		assert.Equal(t, want, s.SessionKey.InitiatorName)
+	}
+	require.NoError(t, e.m.Unstage(e.ctx, r1.GlobalPath))
+	require.Len(t, e.att.logouts, 1)
+	assert.Equal(t, v1.InitiatorName, e.att.logouts[0].InitiatorName, "logged out app1's session")
+	assert.Equal(t, 1, e.att.sessionCount())
+	require.NoError(t, e.m.Unstage(e.ctx, r2.GlobalPath))
+	e.assertClean(t, r2.GlobalPath)
 }

@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gosan/iscsi"
 	"github.com/u-root/u-root/pkg/mount"
@@ -26,7 +29,8 @@ func NewManager(root string, att Attacher, opts ...Option) (*Manager, error) {
 	if att == nil {
 		return nil, errors.New("volume: nil Attacher")
 	}
-	m := &Manager{root: filepath.Clean(root), att: att, log: slog.Default(), sysfs: "/sys"}
+	m := &Manager{root: filepath.Clean(root), att: att, log: slog.Default(), sysfs: "/sys", ifaces: DefaultIfaceDir,
+		passDelay: time.Second, multipathWait: multipathWait, multipathd: multipathdRunning}
 	for _, o := range opts {
 		o(m)
 	}
@@ -52,17 +56,33 @@ func (m *Manager) step(name string) error {
 	return nil
 }
 
-// lockTarget serializes work on one target IQN: in this process, then
-// across processes with an flock on <root>/iscsi/.locks/<iqn>.lock.
+// lockTarget serializes session work on one target IQN (login, scan,
+// device delete, logout): in this process, then across processes with an
+// flock on <root>/iscsi/.locks/<iqn>.lock. It is never held across mkfs,
+// fsck or mount (see lockLUN), so the LUNs of one target format and mount
+// in parallel, as kubelet's targetLocks allow.
 func (m *Manager) lockTarget(ctx context.Context, iqn string) (func(), error) {
-	unlock, err := m.locks.Lock(ctx, iqn)
+	return m.lock(ctx, "target "+iqn, iqn)
+}
+
+// lockLUN serializes everything on one LUN of one target (the global
+// directory, the record, format and mount): in this process, then across
+// processes with an flock on <root>/iscsi/.locks/<iqn>-lun-<n>.lock. It is
+// taken before lockTarget, never after it.
+func (m *Manager) lockLUN(ctx context.Context, iqn string, lun int32) (func(), error) {
+	name := iqn + "-lun-" + strconv.Itoa(int(lun))
+	return m.lock(ctx, "LUN "+name, name)
+}
+
+func (m *Manager) lock(ctx context.Context, what, name string) (func(), error) {
+	unlock, err := m.locks.Lock(ctx, name)
 	if err != nil {
-		return nil, fmt.Errorf("waiting for lock on target %s: %w", iqn, err)
+		return nil, fmt.Errorf("waiting for lock on %s: %w", what, err)
 	}
-	unlockFile, err := lockFile(ctx, filepath.Join(m.root, "iscsi", ".locks", iqn+".lock"))
+	unlockFile, err := lockFile(ctx, filepath.Join(m.root, "iscsi", ".locks", name+".lock"))
 	if err != nil {
 		unlock()
-		return nil, fmt.Errorf("lock target %s: %w", iqn, err)
+		return nil, fmt.Errorf("lock %s: %w", what, err)
 	}
 	return func() { unlockFile(); unlock() }, nil
 }
@@ -76,8 +96,12 @@ func (m *Manager) Stage(ctx context.Context, v Volume) (*StageResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	netdev, err := resolveIface(m.ifaces, m.sysfs, n.ISCSIInterface)
+	if err != nil {
+		return nil, fmt.Errorf("stage: %w", err)
+	}
 	dir := m.globalPath(n)
-	unlock, err := m.lockTarget(ctx, n.IQN)
+	unlock, err := m.lockLUN(ctx, n.IQN, n.LUN)
 	if err != nil {
 		return nil, err
 	}
@@ -92,8 +116,18 @@ func (m *Manager) Stage(ctx context.Context, v Volume) (*StageResult, error) {
 			return nil, fmt.Errorf("stage: %w", err)
 		}
 	}
+	// As kubelet, discover first (with discovery CHAP when asked) and log
+	// in on what the target advertises. The record names every portal a
+	// session may be made on, before the first login.
+	portals, discFailed := m.discoverPortals(ctx, n)
+	recPortals := append([]string{}, n.AllPortals()...)
+	for _, p := range portals {
+		if !slices.Contains(recPortals, p) {
+			recPortals = append(recPortals, p)
+		}
+	}
 	rec := &Record{
-		Portals: n.AllPortals(), TargetName: n.IQN, LUN: n.LUN, Iface: n.ISCSIInterface,
+		Portals: recPortals, TargetName: n.IQN, LUN: n.LUN, Iface: n.ISCSIInterface,
 		InitiatorName: n.InitiatorName, FSType: n.FSType, VolumeMode: n.VolumeMode, ReadOnly: n.ReadOnly,
 		MountOptions: n.MountOptions,
 	}
@@ -101,8 +135,13 @@ func (m *Manager) Stage(ctx context.Context, v Volume) (*StageResult, error) {
 	// the sessions whatever happens next. Never write it while mounted: it
 	// would land in the user's filesystem (the record lives under the mount).
 	if !mounted {
-		if old, err := readRecord(dir); err == nil {
+		if old, err := readRecord(dir, n.VolumeMode); err == nil {
 			rec.Devices, rec.DevicePath = old.Devices, old.DevicePath
+			for _, p := range old.Portals { // sessions an earlier Stage may have made
+				if !slices.Contains(rec.Portals, p) {
+					rec.Portals = append(rec.Portals, p)
+				}
+			}
 		}
 		if err := writeRecord(dir, rec); err != nil {
 			return nil, err
@@ -112,10 +151,17 @@ func (m *Manager) Stage(ctx context.Context, v Volume) (*StageResult, error) {
 		return nil, err
 	}
 
-	res := &StageResult{GlobalPath: dir}
-	if err := m.attachAll(ctx, n, res); err != nil {
+	res := &StageResult{GlobalPath: dir, Failed: discFailed}
+	unlockTarget, err := m.lockTarget(ctx, n.IQN)
+	if err != nil {
 		return nil, err
 	}
+	err = m.attachAll(ctx, n, portals, netdev, res)
+	unlockTarget()
+	if err != nil {
+		return nil, err
+	}
+	m.chooseDevice(ctx, n, res)
 	if err := m.step("stage:attach"); err != nil {
 		return nil, err
 	}
@@ -161,6 +207,13 @@ func (m *Manager) Stage(ctx context.Context, v Volume) (*StageResult, error) {
 	if err := m.step("stage:format"); err != nil {
 		return nil, err
 	}
+	if !formatted && !n.ReadOnly {
+		// As mount-utils: repair what fsck -a can before a read-write
+		// mount of an existing filesystem, refuse at exit 4 and above.
+		if err := checkFilesystem(ctx, m.log, res.DevicePath, fsType); err != nil {
+			return nil, fmt.Errorf("stage %s lun %d: %w", n.IQN, n.LUN, err)
+		}
+	}
 	flags, data := mountFlagsData(n.MountOptions)
 	if n.ReadOnly {
 		flags |= unix.MS_RDONLY
@@ -177,49 +230,134 @@ func (m *Manager) Stage(ctx context.Context, v Volume) (*StageResult, error) {
 	return res, nil
 }
 
-// attachAll attaches every portal; one success is enough.
-func (m *Manager) attachAll(ctx context.Context, n Volume, res *StageResult) error {
-	var sessCHAP, discCHAP *iscsi.CHAP
+// Kubelet's AttachDisk: up to maxAttachPasses passes over the portals not
+// attached yet, stopping when every portal is attached, or when at least
+// two are after the second pass.
+const maxAttachPasses = 5
+
+// multipathWait bounds the wait for multipathd's map (kubelet's
+// waitForMultiPathToExist: 10 s).
+const multipathWait = 10 * time.Second
+
+// multipathdSocket is multipathd's abstract unix socket: something that
+// builds maps is running when it accepts a connection.
+const multipathdSocket = "@/org/kernel/linux/storage/multipathd"
+
+// multipathdRunning says whether multipathd listens on its socket.
+func multipathdRunning() bool {
+	c, err := net.DialTimeout("unix", multipathdSocket, time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// attachAll attaches every portal, in passes (see maxAttachPasses); one
+// path is enough.
+func (m *Manager) attachAll(ctx context.Context, n Volume, portals []string, netdev string, res *StageResult) error {
+	var sessCHAP *iscsi.CHAP
 	if n.SessionCHAPAuth {
 		sessCHAP, _ = n.Secrets.sessionCHAP() // validated by Normalize
 	}
-	if n.DiscoveryCHAPAuth {
-		discCHAP, _ = n.Secrets.discoveryCHAP()
-	}
-	var errs []error
-	for _, p := range n.AllPortals() {
-		spec := AttachSpec{
-			SessionKey:    SessionKey{Portal: p, TargetName: n.IQN, Iface: n.ISCSIInterface},
-			LUN:           uint64(n.LUN),
-			InitiatorName: n.InitiatorName,
-			SessionCHAP:   sessCHAP,
-			DiscoveryCHAP: discCHAP,
+	devs := make([]*Device, len(portals))
+	lastErr := make([]error, len(portals))
+	attached := 0
+	for pass := 1; pass <= maxAttachPasses; pass++ {
+		res.Passes = pass
+		for i, p := range portals {
+			if devs[i] != nil {
+				continue
+			}
+			spec := AttachSpec{
+				SessionKey:  SessionKey{Portal: p, TargetName: n.IQN, Iface: n.ISCSIInterface, InitiatorName: n.InitiatorName},
+				LUN:         uint64(n.LUN),
+				NetDev:      netdev,
+				SessionCHAP: sessCHAP,
+			}
+			dev, err := m.att.Attach(ctx, spec)
+			if err != nil {
+				lastErr[i] = err
+				m.log.WarnContext(ctx, "attach failed", "portal", p, "iqn", n.IQN, "lun", n.LUN, "pass", pass, "err", err)
+				continue
+			}
+			if dev.Portal == "" {
+				dev.Portal = p
+			}
+			devs[i] = &dev
+			attached++
 		}
-		dev, err := m.att.Attach(ctx, spec)
-		if err != nil {
-			pe := PortalError{Portal: p, Err: err}
-			res.Failed = append(res.Failed, pe)
-			errs = append(errs, &pe)
-			m.log.WarnContext(ctx, "attach failed", "portal", p, "iqn", n.IQN, "lun", n.LUN, "err", err)
+		if attached == len(portals) || attached >= 2 && pass >= 2 || ctx.Err() != nil {
+			break
+		}
+		if pass < maxAttachPasses {
+			select {
+			case <-ctx.Done():
+			case <-time.After(m.passDelay):
+			}
+		}
+	}
+	for i, p := range portals {
+		if devs[i] != nil {
+			res.Devices = append(res.Devices, *devs[i])
 			continue
 		}
-		if dev.Portal == "" {
-			dev.Portal = p
+		pe := PortalError{Portal: p, Err: lastErr[i]}
+		if pe.Err == nil {
+			pe.Err = ctx.Err()
 		}
-		res.Devices = append(res.Devices, dev)
+		res.Failed = append(res.Failed, pe)
 	}
 	if len(res.Devices) == 0 {
-		return fmt.Errorf("attach %s lun %d: no path: %w", n.IQN, n.LUN, errors.Join(errs...))
+		errs := make([]error, len(res.Failed)) // discovery and attach failures
+		for i := range res.Failed {
+			errs[i] = &res.Failed[i]
+		}
+		return fmt.Errorf("attach %s lun %d: no path after %d passes: %w", n.IQN, n.LUN, res.Passes, errors.Join(errs...))
 	}
-	paths := make([]string, len(res.Devices))
-	for i, d := range res.Devices {
-		paths[i] = d.Path
-	}
+	return nil
+}
+
+// chooseDevice sets res.DevicePath: the dm multipath map over the paths,
+// or the first path. A volume with several portals gets the map
+// multipathd builds over its paths, waited for (without the target lock)
+// up to multipathWait while multipathd runs, as kubelet does.
+func (m *Manager) chooseDevice(ctx context.Context, n Volume, res *StageResult) {
+	paths := devicePaths(res.Devices)
+	portals := n.AllPortals()
 	res.DevicePath = findMultipath(m.sysfs, paths)
-	if res.DevicePath == "" {
-		res.DevicePath = paths[0]
-		if len(paths) > 1 {
-			m.log.WarnContext(ctx, "several paths but no multipath map; using the first", "paths", paths)
+	complete := res.DevicePath != "" && mapHolds(m.sysfs, res.DevicePath, paths)
+	if !complete && len(portals) > 1 && m.multipathd() {
+		// multipathd builds the map on the paths' uevents, some time after
+		// they appear, and adds the later paths to it one by one: wait,
+		// bounded as kubelet does, for a map over every path (a map over
+		// some of them is used when the time is up).
+		wctx, cancel := context.WithTimeout(ctx, m.multipathWait)
+		_ = waitFor(wctx, 100*time.Millisecond, func() bool {
+			res.DevicePath = findMultipath(m.sysfs, paths)
+			return res.DevicePath != "" && mapHolds(m.sysfs, res.DevicePath, paths)
+		})
+		cancel()
+	}
+	if res.DevicePath != "" {
+		res.Multipath = true
+		return
+	}
+	res.DevicePath = paths[0]
+	if len(paths) > 1 {
+		m.log.WarnContext(ctx, "several paths but no multipath map; using the first", "paths", paths)
+	}
+}
+
+// waitFor polls cond every interval until it holds or ctx ends.
+func waitFor(ctx context.Context, interval time.Duration, cond func() bool) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
 		}
 	}
 	return nil
@@ -241,7 +379,7 @@ func (m *Manager) checkMountedDevice(dir string, res *StageResult) error {
 		cands = append(cands, d.Path)
 	}
 	for _, c := range cands {
-		if maj, min, err := devNumber(c); err == nil && maj == top.Major && min == top.Minor {
+		if maj, min, err := devNumber(c); err == nil && (maj == top.Major && min == top.Minor || sourceIsDevice(top, maj, min)) {
 			return nil
 		}
 	}
@@ -259,12 +397,17 @@ func (m *Manager) Publish(ctx context.Context, v Volume, target string, o Publis
 	if !filepath.IsAbs(target) {
 		return fmt.Errorf("publish: target %q is not absolute", target)
 	}
+	switch o.FSGroupChangePolicy {
+	case "", FSGroupChangeAlways, FSGroupChangeOnRootMismatch:
+	default:
+		return fmt.Errorf("publish: fsGroupChangePolicy %q is neither %q nor %q", o.FSGroupChangePolicy, FSGroupChangeAlways, FSGroupChangeOnRootMismatch)
+	}
 	dir := m.globalPath(n)
 	ro := o.ReadOnly || n.ReadOnly
 
 	var src string
 	if n.VolumeMode == ModeBlock {
-		rec, err := readRecord(dir)
+		rec, err := readRecord(dir, ModeBlock)
 		if err != nil || rec.DevicePath == "" {
 			return fmt.Errorf("publish: %s: %w", dir, ErrNotStaged)
 		}
@@ -313,9 +456,7 @@ func (m *Manager) Publish(ctx context.Context, v Volume, target string, o Publis
 			return err
 		}
 		if !ro && o.FSGroup != nil && n.VolumeMode == ModeFilesystem {
-			if err := setVolumeOwnership(target, int(*o.FSGroup), false); err != nil {
-				return fmt.Errorf("publish: fsGroup: %w", err)
-			}
+			setVolumeOwnership(ctx, m.log, target, int(*o.FSGroup), false, o.FSGroupChangePolicy)
 		}
 	}
 	if ro {
@@ -414,6 +555,15 @@ func (m *Manager) Unstage(ctx context.Context, globalPath string) error {
 	if !filepath.IsAbs(dir) || !strings.HasPrefix(dir, filepath.Join(m.root, "iscsi")+string(filepath.Separator)) {
 		return fmt.Errorf("unstage: %q is not under %s", globalPath, filepath.Join(m.root, "iscsi"))
 	}
+	// The record is under the mount, so the LUN lock is named from the
+	// directory (<portal>-<iqn>-lun-<n>), which Stage derived from them.
+	if _, iqn, lun, ok := parseGlobalName(filepath.Base(dir)); ok {
+		unlock, err := m.lockLUN(ctx, iqn, lun)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
 	mi, err := readMountInfo()
 	if err != nil {
 		return err
@@ -437,15 +587,24 @@ func (m *Manager) Unstage(ctx context.Context, globalPath string) error {
 		return err
 	}
 
-	rec, err := readRecord(dir)
+	rec, err := readRecord(dir, modeOfPath(m.root, dir))
 	if isNotExist(err) {
-		// Never staged, or fully unstaged before a crash.
-		if err := os.Remove(dir); err != nil && !isNotExist(err) {
-			return fmt.Errorf("unstage: %w", err)
+		if _, err := os.Stat(dir); isNotExist(err) {
+			return nil // never staged, or fully unstaged
 		}
-		return nil
-	}
-	if err != nil {
+		// No record in the directory (kubelet's in-tree plugin lost it, or
+		// a crash came before or after it): as kubelet, take the portal,
+		// target, LUN and iface from the path. Nothing of the LUN left
+		// means nothing to do but the rmdir.
+		var ok bool
+		if rec, ok = recordFromPath(m.root, dir); !ok {
+			if err := os.Remove(dir); err != nil && !isNotExist(err) {
+				return fmt.Errorf("unstage: %w", err)
+			}
+			return nil
+		}
+		m.log.InfoContext(ctx, "no attach record; using the path", "path", dir, "iqn", rec.TargetName, "lun", rec.LUN)
+	} else if err != nil {
 		return fmt.Errorf("unstage: %w", err)
 	}
 
@@ -462,7 +621,7 @@ func (m *Manager) Unstage(ctx context.Context, globalPath string) error {
 	// after a reboot: sdX names get reused).
 	var paths []Device
 	for _, p := range rec.Portals {
-		devs, err := m.att.SessionDevices(ctx, SessionKey{Portal: p, TargetName: rec.TargetName, Iface: rec.Iface})
+		devs, err := m.att.SessionDevices(ctx, SessionKey{Portal: p, TargetName: rec.TargetName, Iface: rec.Iface, InitiatorName: rec.InitiatorName})
 		if err != nil {
 			return fmt.Errorf("unstage: devices of %s: %w", p, err)
 		}
@@ -528,7 +687,7 @@ func (m *Manager) Unstage(ctx context.Context, globalPath string) error {
 	}
 
 	for _, p := range rec.Portals {
-		key := SessionKey{Portal: p, TargetName: rec.TargetName, Iface: rec.Iface}
+		key := SessionKey{Portal: p, TargetName: rec.TargetName, Iface: rec.Iface, InitiatorName: rec.InitiatorName}
 		busy, err := m.sessionBusy(ctx, key)
 		if err != nil {
 			return fmt.Errorf("unstage: %w", err)

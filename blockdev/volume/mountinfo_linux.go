@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -31,11 +32,22 @@ func mountsOfDevice(mi []MountInfo, dev string) ([]MountInfo, error) {
 	name := "/" + filepath.Base(cleanPath(dev))
 	var out []MountInfo
 	for _, m := range mi {
-		if m.Major == maj && m.Minor == min {
+		if m.Major == maj && m.Minor == min || sourceIsDevice(m, maj, min) {
 			out = append(out, m)
 		} else if m.Root == name && (m.FSType == "devtmpfs" || m.FSType == "tmpfs") {
 			out = append(out, m)
 		}
 	}
 	return out, nil
+}
+
+// sourceIsDevice says whether m's source is the block device maj:min. It
+// catches filesystems that show an anonymous device number in mountinfo
+// (btrfs: 0:N) instead of the device they were mounted from.
+func sourceIsDevice(m MountInfo, maj, min uint32) bool {
+	if !strings.HasPrefix(m.Source, "/dev/") {
+		return false
+	}
+	smaj, smin, err := devNumber(m.Source)
+	return err == nil && smaj == maj && smin == min
 }

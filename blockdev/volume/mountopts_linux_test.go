@@ -212,7 +212,7 @@ func TestStageMountOptionsRecorded(t *testing.T) {
 	require.NoError(t, err)
 	// The record is hidden under the mount: unmount to read it (Unstage copes).
 	require.NoError(t, unix.Unmount(res.GlobalPath, 0))
-	rec, err := readRecord(res.GlobalPath)
+	rec, err := readRecord(res.GlobalPath, ModeFilesystem)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"noatime", "commit=17"}, rec.MountOptions)
 	require.NoError(t, e.m.Unstage(e.ctx, res.GlobalPath))

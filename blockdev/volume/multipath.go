@@ -33,3 +33,15 @@ func findMultipath(sysfs string, devs []string) string {
 	}
 	return ""
 }
+
+// mapHolds says whether dm map dm (/dev/dm-N) sits on every one of devs
+// (sysfs block/dm-N/slaves).
+func mapHolds(sysfs, dm string, devs []string) bool {
+	dir := filepath.Join(sysfs, "block", filepath.Base(cleanPath(dm)), "slaves")
+	for _, d := range devs {
+		if _, err := os.Stat(filepath.Join(dir, filepath.Base(cleanPath(d)))); err != nil {
+			return false
+		}
+	}
+	return true
+}

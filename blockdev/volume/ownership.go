@@ -1,43 +1,16 @@
 package volume
 
-import (
-	"io/fs"
-	"os"
-	"path/filepath"
-)
+// FSGroupChangePolicy says when Publish changes ownership and permissions
+// of a volume for PublishOptions.FSGroup, spelled as Kubernetes'
+// PodFSGroupChangePolicy.
+type FSGroupChangePolicy string
 
-// setVolumeOwnership gives group gid ownership of everything under dir and
-// makes it group-accessible, as kubelet's SetVolumeOwnership does: chown
-// the group (never the user), add g+rw (read-only: g+r) to files, g+rwx
-// (read-only: g+rx) and setgid to directories. Symlinks are re-grouped but
-// never followed.
-func setVolumeOwnership(dir string, gid int, readOnly bool) error {
-	rw, x := os.FileMode(0o060), os.FileMode(0o010)
-	if readOnly {
-		rw = 0o040
-	}
-	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if err := os.Lchown(p, -1, gid); err != nil {
-			return err
-		}
-		if d.Type()&fs.ModeSymlink != 0 {
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		mode := info.Mode()
-		want := mode | rw
-		if d.IsDir() {
-			want |= x | os.ModeSetgid
-		}
-		if want == mode {
-			return nil
-		}
-		return os.Chmod(p, want)
-	})
-}
+const (
+	// FSGroupChangeAlways walks the whole volume on every Publish (the
+	// default, as in Kubernetes).
+	FSGroupChangeAlways FSGroupChangePolicy = "Always"
+	// FSGroupChangeOnRootMismatch walks it only when the volume's root
+	// directory does not already have the group, the permissions and the
+	// setgid bit the walk would give it.
+	FSGroupChangeOnRootMismatch FSGroupChangePolicy = "OnRootMismatch"
+)

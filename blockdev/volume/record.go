@@ -4,9 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+
+	"github.com/gosan/iscsi/blockdev"
 )
 
 // RecordFile is the attach record's name inside the global directory.
@@ -89,8 +93,35 @@ func writeRecord(dir string, r *Record) error {
 	return nil
 }
 
-// readRecord returns the record in dir; fs.ErrNotExist when there is none.
-func readRecord(dir string) (*Record, error) {
+// kubeletRecord is the iscsi.json kubelet's in-tree iscsi plugin writes
+// (the exported fields of its iscsiDisk, Go's default JSON names) into the
+// same global directory. Reading it lets Unstage tear down a volume the
+// in-tree plugin staged (a migration).
+type kubeletRecord struct {
+	VolName       string
+	Portals       []string
+	Iqn           string
+	Lun           string
+	InitIface     string
+	Iface         string
+	InitiatorName string
+}
+
+// record converts k; the mode comes from the directory (kubelet's file
+// does not say it).
+func (k *kubeletRecord) record(mode Mode) (*Record, error) {
+	lun, err := strconv.ParseInt(k.Lun, 10, 32)
+	if err != nil || lun < 0 {
+		return nil, fmt.Errorf("kubelet's Lun %q is not a LUN number", k.Lun)
+	}
+	return &Record{Portals: k.Portals, TargetName: k.Iqn, LUN: int32(lun), Iface: k.Iface,
+		InitiatorName: k.InitiatorName, VolumeMode: mode}, nil
+}
+
+// readRecord returns the record in dir, ours or kubelet's (see
+// kubeletRecord; mode is then the one the directory's place says);
+// fs.ErrNotExist when there is none.
+func readRecord(dir string, mode Mode) (*Record, error) {
 	p := filepath.Join(dir, RecordFile)
 	f, err := os.Open(p)
 	if err != nil {
@@ -100,15 +131,34 @@ func readRecord(dir string) (*Record, error) {
 	if st, err := f.Stat(); err == nil && st.Size() > maxRecordSize {
 		return nil, fmt.Errorf("attach record %s: too large (%d bytes)", p, st.Size())
 	}
-	var r Record
-	dec := json.NewDecoder(f)
-	if err := dec.Decode(&r); err != nil {
+	var raw map[string]json.RawMessage
+	b, err := io.ReadAll(io.LimitReader(f, maxRecordSize))
+	if err == nil {
+		err = json.Unmarshal(b, &raw)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("attach record %s: %w", p, err)
+	}
+	var r *Record
+	if _, ours := raw["version"]; ours {
+		r = &Record{}
+		err = json.Unmarshal(b, r)
+	} else {
+		var k kubeletRecord
+		if err = json.Unmarshal(b, &k); err == nil {
+			r, err = k.record(mode)
+		}
+	}
+	if err != nil {
 		return nil, fmt.Errorf("attach record %s: %w", p, err)
 	}
 	if r.TargetName == "" || len(r.Portals) == 0 {
 		return nil, fmt.Errorf("attach record %s: missing iqn or portals", p)
 	}
-	return &r, nil
+	if r.Iface == "" {
+		r.Iface = blockdev.DefaultIface
+	}
+	return r, nil
 }
 
 func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }

@@ -63,9 +63,18 @@ type Volume struct {
 	// ISCSIVolumeSource field (and its JSON key) so a pod spec's volume
 	// source decodes unchanged; everywhere else in this module, and in
 	// SessionKey and Record here, the target IQN is called TargetName.
-	IQN               string     `json:"iqn"`
-	LUN               int32      `json:"lun"`
-	ISCSIInterface    string     `json:"iscsiInterface,omitempty"`
+	IQN string `json:"iqn"`
+	LUN int32  `json:"lun"`
+	// ISCSIInterface (default "default") names the sessions' iface and
+	// binds their sockets: an open-iscsi iface record (/etc/iscsi/ifaces)
+	// with transport tcp binds to its iface.net_ifacename, the name of a
+	// network device binds to that device. Offload transports (bnx2i,
+	// cxgb4i, qla4xxx, be2iscsi, ...) and unknown names fail Stage with an
+	// *IfaceError.
+	ISCSIInterface string `json:"iscsiInterface,omitempty"`
+	// FSType is the filesystem to mount, and to make on a blank device
+	// (default ext4): any type with an installed mkfs.<fsType> (ext2/3/4,
+	// xfs, btrfs, vfat, ...), lower-case letters and digits only.
 	FSType            string     `json:"fsType,omitempty"`
 	ReadOnly          bool       `json:"readOnly,omitempty"`
 	DiscoveryCHAPAuth bool       `json:"chapAuthDiscovery,omitempty"`
@@ -227,8 +236,8 @@ func (v *Volume) Normalize() (Volume, error) {
 	if n.FSType == "" {
 		n.FSType = DefaultFSType
 	}
-	if _, ok := mkfsTools[n.FSType]; !ok {
-		bad("fsType", "%q not supported (ext2, ext3, ext4, xfs)", n.FSType)
+	if err := checkFSType(n.FSType); err != nil {
+		bad("fsType", "%v", err)
 	}
 	if len(v.MountOptions) > 0 {
 		opts, ro, mprobs := normalizeMountOptions(v.MountOptions, v.ReadOnly)

@@ -65,7 +65,11 @@ func TestNormalize(t *testing.T) {
 		{name: "bad iqn", mod: func(v *Volume) { v.IQN = "foo bar" }, errKeys: []string{"iqn"}},
 		{name: "bad initiator", mod: func(v *Volume) { v.InitiatorName = "x" }, errKeys: []string{"initiatorName"}},
 		{name: "bad iface", mod: func(v *Volume) { v.ISCSIInterface = "../x" }, errKeys: []string{"iscsiInterface"}},
-		{name: "bad fs", mod: func(v *Volume) { v.FSType = "zfs" }, errKeys: []string{"fsType"}},
+		{name: "bad fs", mod: func(v *Volume) { v.FSType = "../ext4" }, errKeys: []string{"fsType"}},
+		{name: "bad fs case", mod: func(v *Volume) { v.FSType = "XFS" }, errKeys: []string{"fsType"}},
+		{name: "btrfs", mod: func(v *Volume) { v.FSType = "btrfs" }, check: func(t *testing.T, n Volume) {
+			assert.Equal(t, "btrfs", n.FSType, "any fsType with a mkfs.<fsType>")
+		}},
 		{name: "bad mode", mod: func(v *Volume) { v.VolumeMode = "raw" }, errKeys: []string{"volumeMode"}},
 		{name: "lun too big", mod: func(v *Volume) { v.LUN = 16384 }, errKeys: []string{"lun"}},
 		{name: "chap without secret", mod: func(v *Volume) { v.SessionCHAPAuth = true }, errKeys: []string{"chapAuthSession"}},

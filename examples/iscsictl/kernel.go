@@ -231,7 +231,7 @@ func findByURL(ctx context.Context, sys blockdev.Sysfs, spec blockdev.Spec) (*bl
 	if err != nil {
 		return nil, nil, err
 	}
-	info, err := sys.FindSession(portal, spec.TargetName, spec.Iface)
+	info, err := sys.FindSession(portal, spec.TargetName, spec.Iface, spec.InitiatorName)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read sysfs: %w", err)
 	}

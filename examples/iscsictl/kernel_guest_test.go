@@ -283,7 +283,7 @@ func TestGuestCLIVolume(t *testing.T) {
 	assert.True(t, st.Formatted, "a blank LUN is formatted")
 	assert.Equal(t, "ext4", st.FSType)
 	assert.Equal(t, "filesystem", st.VolumeMode)
-	assert.True(t, strings.HasPrefix(st.GlobalPath, root+"/iscsi/default/"), st.GlobalPath)
+	assert.True(t, strings.HasPrefix(st.GlobalPath, root+"/iscsi/iface-default/"), st.GlobalPath)
 	require.Len(t, st.Devices, 1)
 	assert.Equal(t, st.Devices[0].Path, st.Device)
 	assert.Equal(t, uint64(1), st.Devices[0].LUN)

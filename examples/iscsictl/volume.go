@@ -312,6 +312,16 @@ func (a *lazyAttacher) Attach(ctx context.Context, spec volume.AttachSpec) (volu
 	return k.Attach(ctx, spec)
 }
 
+// Discover makes the Manager discover before it logs in, as it does with
+// KernelAttacher itself.
+func (a *lazyAttacher) Discover(ctx context.Context, spec volume.DiscoverySpec) ([]string, error) {
+	k, err := a.get()
+	if err != nil {
+		return nil, err
+	}
+	return k.(volume.Discoverer).Discover(ctx, spec)
+}
+
 func (a *lazyAttacher) DeleteDevice(ctx context.Context, dev volume.Device) error {
 	k, err := a.get()
 	if err != nil {

@@ -215,7 +215,7 @@ func TestPublishAndUnstageNeedNoSecrets(t *testing.T) {
 	assert.Contains(t, errs, "not staged")
 	code, out, errs := ctl(t, nil, nil, "unstage", "--spec", spec, "--root", root)
 	assert.Equal(t, 0, code, "unstaging what is not staged succeeds: %s", errs)
-	assert.Contains(t, out, "unstaged "+root+"/iscsi/default/127.0.0.1:1-"+testIQN+"-lun-1")
+	assert.Contains(t, out, "unstaged "+root+"/iscsi/iface-default/127.0.0.1:1-"+testIQN+"-lun-1")
 	code, _, errs = ctl(t, nil, nil, "stage", "--spec", spec, "--root", root)
 	assert.Equal(t, 2, code, "stage logs in: it needs the secrets")
 	assert.Contains(t, errs, "node.session.auth")

@@ -126,7 +126,7 @@ func (n node) health(st *volume.Staged) []*csi.VolumeHealth_VolumeHealthEntry {
 	var sessMsgs []string
 	portals := st.Volume.AllPortals()
 	for _, p := range portals {
-		s, err := sys.FindSession(p, st.Volume.IQN, st.Volume.ISCSIInterface)
+		s, err := sys.FindSession(p, st.Volume.IQN, st.Volume.ISCSIInterface, st.Volume.InitiatorName)
 		switch {
 		case err != nil || s == nil:
 			sessMsgs = append(sessMsgs, fmt.Sprintf("no session to %s at %s", st.Volume.IQN, p))

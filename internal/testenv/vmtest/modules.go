@@ -41,6 +41,8 @@ const (
 	SetLIO ModuleSet = "lio"
 	// SetVirtioBlk: virtio disks (/dev/vda, /dev/vdb, ... for Config.Disks).
 	SetVirtioBlk ModuleSet = "virtio-blk"
+	// SetBtrfs: btrfs (crc32c checksums) and its dependencies.
+	SetBtrfs ModuleSet = "btrfs"
 )
 
 // Modules returns the modules of a set, in load order before dependency
@@ -63,6 +65,8 @@ func (s ModuleSet) Modules() ([]string, error) {
 			"target_core_iblock", "iscsi_target_mod"}, nil
 	case SetVirtioBlk:
 		return []string{"virtio_pci", "virtio_blk"}, nil
+	case SetBtrfs:
+		return []string{"crc32c_generic", "libcrc32c", "btrfs"}, nil
 	}
 	return nil, fmt.Errorf("vmtest: unknown module set %q", string(s))
 }

@@ -289,7 +289,7 @@ func TestModuleSets(t *testing.T) {
 	require.NoError(t, err, "the guest kernel cache is needed: run %s", DepsCommand)
 	ix, err := loadModuleIndex(k.ModulesDir())
 	require.NoError(t, err)
-	for _, s := range []ModuleSet{SetNet, SetISCSI, SetXFS, SetMultipath, SetLoop, SetLIO, SetVirtioBlk} {
+	for _, s := range []ModuleSet{SetNet, SetISCSI, SetXFS, SetMultipath, SetLoop, SetLIO, SetVirtioBlk, SetBtrfs} {
 		t.Run(string(s), func(t *testing.T) {
 			names, err := s.Modules()
 			require.NoError(t, err)
