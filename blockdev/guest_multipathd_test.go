@@ -99,7 +99,10 @@ func TestGuestMultipathd(t *testing.T) {
 	defer stop()
 	forwardPaths(fctx, t)
 
-	m, err := volume.NewManager(t.TempDir(), volume.KernelAttacher(k))
+	// Under emulation, and with make test's other work beside it,
+	// multipathd may take longer than kubelet's 10 s to add the second
+	// path to its map.
+	m, err := volume.NewManager(t.TempDir(), volume.KernelAttacher(k), volume.WithMultipathWait(time.Minute))
 	require.NoError(t, err)
 	v := volume.Volume{TargetPortal: e.Portal, Portals: []string{e.Portal2}, IQN: e.IQN, LUN: 1, FSType: "ext4"}
 	st, err := m.Stage(ctx, v)

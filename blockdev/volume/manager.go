@@ -50,6 +50,11 @@ func WithSysfs(dir string) Option { return func(m *Manager) { m.sysfs = dir } }
 // DefaultIfaceDir).
 func WithIfaceDir(dir string) Option { return func(m *Manager) { m.ifaces = dir } }
 
+// WithMultipathWait bounds how long Stage waits for multipathd to build a
+// map over every path of a volume with several portals (default 10 s, as
+// kubelet; a slow or loaded node may need more).
+func WithMultipathWait(d time.Duration) Option { return func(m *Manager) { m.multipathWait = d } }
+
 // Errors callers branch on (errors.Is).
 var (
 	ErrNotStaged = errors.New("volume is not staged")
