@@ -206,7 +206,7 @@ func TestStageArgumentErrors(t *testing.T) {
 			"sessionCHAPAuth": "true"}, map[string]string{volume.SecretSessionUser: testSecretUser}), codes.InvalidArgument, "node.session.auth.password"},
 		{"bad fsType", func() *csi.NodeStageVolumeRequest {
 			r := stageReq("v", vc, nil)
-			r.VolumeCapability.GetMount().FsType = "zfs"
+			r.VolumeCapability.GetMount().FsType = "ext4;x" // not the name of a mkfs.<fsType> program
 			return r
 		}(), codes.InvalidArgument, "fsType"},
 	} {

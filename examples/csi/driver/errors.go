@@ -10,6 +10,7 @@ import (
 	"github.com/gosan/iscsi"
 	"github.com/gosan/iscsi/blockdev"
 	"github.com/gosan/iscsi/blockdev/volume"
+	"github.com/gosan/iscsi/initiator"
 )
 
 // toStatus maps an error of the mount layer or the kernel binding onto
@@ -23,6 +24,7 @@ func toStatus(op string, err error) error {
 		return err
 	}
 	var ve *volume.ValidationError
+	var ce *initiator.ConnectionError // a discovery's userspace session
 	code := codes.Internal
 	switch {
 	case errors.As(err, &ve):
@@ -34,9 +36,10 @@ func toStatus(op string, err error) error {
 		code = codes.FailedPrecondition
 	case errors.Is(err, iscsi.ErrAuthentication), errors.Is(err, iscsi.ErrAuthorization), errors.Is(err, iscsi.ErrMutualAuth):
 		code = codes.PermissionDenied
-	case errors.Is(err, iscsi.ErrTargetNotFound), errors.Is(err, iscsi.ErrTargetRemoved):
+	case errors.Is(err, iscsi.ErrTargetNotFound), errors.Is(err, iscsi.ErrTargetRemoved),
+		errors.Is(err, volume.ErrTargetNotAdvertised):
 		code = codes.NotFound
-	case errors.Is(err, blockdev.ErrUnreachable), errors.Is(err, iscsi.ErrServiceUnavailable),
+	case errors.Is(err, blockdev.ErrUnreachable), errors.As(err, &ce), errors.Is(err, iscsi.ErrServiceUnavailable),
 		errors.Is(err, iscsi.ErrOutOfResources), errors.Is(err, blockdev.ErrNoDevice):
 		code = codes.Unavailable
 	case errors.Is(err, blockdev.ErrModuleNotLoaded), errors.Is(err, blockdev.ErrOtherDaemon),
