@@ -18,7 +18,9 @@ check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt -l lists:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	@set -e; for d in $(NESTED); do echo "vet: $$d"; (cd $$d && $(GO) vet ./...); done
+	$(GO) vet -tags vmguest ./...
+	$(GO) vet -tags wirecheck ./initiator
+	@set -e; for d in $(NESTED); do echo "vet: $$d"; (cd $$d && $(GO) vet ./... && $(GO) vet -tags vmguest ./...); done
 
 # Every package builds and vets on darwin, freebsd and windows (blockdev and
 # blockdev/volume answer "not supported" there), and the portable packages'

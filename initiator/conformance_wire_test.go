@@ -59,7 +59,7 @@ func TestWireCapture(t *testing.T) {
 	require.NoError(t, err, "discovery")
 	var names []string
 	for _, tg := range targets {
-		names = append(names, tg.Name)
+		names = append(names, tg.TargetName)
 	}
 	require.Contains(t, names, fix.Plain.IQN)
 
