@@ -95,13 +95,8 @@ func sessionCHAP(s map[string]string) (*iscsi.CHAP, error) {
 
 func (n node) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
 	id, path := req.GetVolumeId(), req.GetStagingTargetPath()
-	switch {
-	case id == "":
-		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
-	case path == "":
-		return nil, status.Error(codes.InvalidArgument, "staging_target_path is required")
-	case !filepath.IsAbs(path):
-		return nil, status.Errorf(codes.InvalidArgument, "staging_target_path %q is not absolute", path)
+	if err := checkIDPath(id, "staging_target_path", path, true); err != nil {
+		return nil, err
 	}
 	mode, ro, err := accessMode(req.GetVolumeCapability())
 	if err != nil {
@@ -167,11 +162,8 @@ func (n node) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeReque
 
 func (n node) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
 	id, path := req.GetVolumeId(), req.GetStagingTargetPath()
-	switch {
-	case id == "":
-		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
-	case path == "":
-		return nil, status.Error(codes.InvalidArgument, "staging_target_path is required")
+	if err := checkIDPath(id, "staging_target_path", path, false); err != nil {
+		return nil, err
 	}
 	release, err := n.d.acquire(id)
 	if err != nil {
@@ -191,13 +183,8 @@ func (n node) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeR
 
 func (n node) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
 	id, target, staging := req.GetVolumeId(), req.GetTargetPath(), req.GetStagingTargetPath()
-	switch {
-	case id == "":
-		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
-	case target == "":
-		return nil, status.Error(codes.InvalidArgument, "target_path is required")
-	case !filepath.IsAbs(target):
-		return nil, status.Errorf(codes.InvalidArgument, "target_path %q is not absolute", target)
+	if err := checkIDPath(id, "target_path", target, true); err != nil {
+		return nil, err
 	}
 	mode, ro, err := accessMode(req.GetVolumeCapability())
 	if err != nil {
@@ -250,13 +237,8 @@ func (n node) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeR
 
 func (n node) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
 	id, target := req.GetVolumeId(), req.GetTargetPath()
-	switch {
-	case id == "":
-		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
-	case target == "":
-		return nil, status.Error(codes.InvalidArgument, "target_path is required")
-	case !filepath.IsAbs(target):
-		return nil, status.Errorf(codes.InvalidArgument, "target_path %q is not absolute", target)
+	if err := checkIDPath(id, "target_path", target, true); err != nil {
+		return nil, err
 	}
 	release, err := n.d.acquire(id)
 	if err != nil {
@@ -274,11 +256,8 @@ func (n node) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVol
 // lookupAt returns the staging record of id and checks that path exists:
 // NOT_FOUND otherwise (NodeGetVolumeStats, NodeExpandVolume).
 func (n node) lookupAt(id, path string) (*volume.Staged, os.FileInfo, error) {
-	switch {
-	case id == "":
-		return nil, nil, status.Error(codes.InvalidArgument, "volume_id is required")
-	case path == "":
-		return nil, nil, status.Error(codes.InvalidArgument, "volume_path is required")
+	if err := checkIDPath(id, "volume_path", path, false); err != nil {
+		return nil, nil, err
 	}
 	st, err := n.d.cfg.Volumes.LookupStaged(id)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -310,4 +289,18 @@ func rollBack(err error, code codes.Code) bool {
 	}
 	var ve *volume.ValidationError
 	return !errors.Is(err, volume.ErrStagedElsewhere) && !errors.Is(err, volume.ErrIncompatible) && !errors.As(err, &ve)
+}
+
+// checkIDPath checks the volume id and a path argument every node call
+// has: both present, the path absolute where the call creates it.
+func checkIDPath(id, field, path string, absolute bool) error {
+	switch {
+	case id == "":
+		return status.Error(codes.InvalidArgument, "volume_id is required")
+	case path == "":
+		return status.Error(codes.InvalidArgument, field+" is required")
+	case absolute && !filepath.IsAbs(path):
+		return status.Errorf(codes.InvalidArgument, "%s %q is not absolute", field, path)
+	}
+	return nil
 }
