@@ -105,15 +105,11 @@ func (c *conn) readFailed(err error) {
 	c.fail(err)
 }
 
-// lead reads PDUs, holding the reader role, until sl completes (true), ctx
-// ends (checked between PDUs; watch interrupts a read that blocks), or the
-// connection fails. It gives the role back before returning. A caller
+// leadUntil reads PDUs, holding the reader role, until *ev has a token
+// (which it takes: true; a slot's task completed, or a Queue got a post),
+// ctx ends (checked between PDUs; watch interrupts a read that blocks), or
+// the connection fails. It gives the role back before returning. A caller
 // never leaves the role in the middle of a PDU.
-func (c *conn) lead(ctx context.Context, sl *slot) bool { return c.leadUntil(ctx, &sl.ev) }
-
-// leadUntil is lead for any event channel: it reads until *ev has a token
-// (which it takes: true), ctx ends or the connection fails. A Queue's
-// reaper leads until a completion is posted.
 func (c *conn) leadUntil(ctx context.Context, ev *chan struct{}) bool {
 	c.leadEv.Store(ev)
 	done := ctx.Done()

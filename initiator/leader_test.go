@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// Tests of the reader role: callers read their own responses (conn.lead),
+// Tests of the reader role: callers read their own responses (conn.leadUntil),
 // the background reader covers idle times, and a reading caller whose
 // context ends gives the role up only between PDUs.
 

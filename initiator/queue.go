@@ -216,76 +216,20 @@ func (q *Queue) Reap(ctx context.Context, out []Completion, min int) (int, error
 	}
 }
 
-// wait waits for a post. Like a caller waiting for its command (await),
-// it reads PDUs itself when it can take the connection's reader role, so
+// wait waits for a post. Like a caller waiting for its command, it reads
+// PDUs itself when it can take the connection's reader role (awaitOn), so
 // a completion needs no hand-off between goroutines.
 func (q *Queue) wait(ctx context.Context) error {
-	s := q.l.s
-	for {
-		select {
-		case <-q.sig:
-			return nil
-		default:
-		}
-		c := s.conn.Load()
-		if c.isDead() {
-			// Recovering: the re-issued commands post when they complete.
-			s.stMu.Lock()
-			ch := s.changed
-			s.stMu.Unlock()
-			if s.conn.Load() != c {
-				continue
-			}
-			select {
-			case <-q.sig:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-ch:
-			}
-			continue
-		}
-		if c.canLead {
-			if c.tryLead() {
-				if c.leadUntil(ctx, &q.sig) {
-					return nil
-				}
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-				continue
-			}
-			c.waiters.Add(1)
-			c.asks.Add(1)
-			if c.tryLead() {
-				c.waiters.Add(-1)
-				if c.leadUntil(ctx, &q.sig) {
-					return nil
-				}
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-				continue
-			}
-		}
-		var err error
-		posted := false
-		select {
-		case <-q.sig:
-			posted = true
-		case <-ctx.Done():
-			err = ctx.Err()
-		case <-c.roleCh:
-		case <-c.dead:
-		}
-		if c.canLead {
-			c.waiters.Add(-1)
-		}
-		if posted || err != nil {
-			return err
-		}
+	if q.l.s.awaitOn(ctx, q, nil) == waitCtx {
+		return ctx.Err()
 	}
+	return nil
 }
+
+// A Queue is a waitee: any post is news.
+func (q *Queue) event() *chan struct{} { return &q.sig }
+func (q *Queue) woken() int            { return waitDone }
+func (q *Queue) stopped() int          { return -1 }
 
 // handle settles one posted command; ok when its IO is over (its
 // completion is c), not when it was re-issued or the post was stale.

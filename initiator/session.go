@@ -448,16 +448,44 @@ const (
 	waitTimeout        // the command's timeout passed (timeout.go)
 )
 
-// await waits for the slot's event (its task finished). While it waits it
-// takes the reader role of the connection when nobody holds it and reads
-// PDUs itself (see conn.lead). With only set it waits on that connection
-// and returns waitDead when it fails; otherwise it follows the session's
-// connection across recoveries.
+// waitee is what await waits for: a slot (its task finishes or times out)
+// or a Queue (any of its commands posts).
+type waitee interface {
+	// event is the channel that gets a token when there is news.
+	event() *chan struct{}
+	// woken says, after a token, how the wait ends (-1: a stale token,
+	// go on waiting).
+	woken() int
+	// stopped says, after the waiter stopped reading PDUs itself with no
+	// token and a live context, how the wait ends (-1: go on).
+	stopped() int
+}
+
+func (sl *slot) event() *chan struct{} { return &sl.ev }
+func (sl *slot) woken() int            { return sl.evState() }
+func (sl *slot) stopped() int {
+	if sl.kind == kindSCSI && sl.expiredNow() {
+		return waitTimeout
+	}
+	return -1
+}
+
+// await waits for the slot's event (its task finished). See awaitOn.
 func (s *Session) await(ctx context.Context, sl *slot, only *conn) int {
+	return s.awaitOn(ctx, sl, only)
+}
+
+// awaitOn waits for w's event. While it waits it takes the reader role of
+// the connection when nobody holds it and reads PDUs itself (see
+// conn.leadUntil). With only set it waits on that connection and returns
+// waitDead when it fails; otherwise it follows the session's connection
+// across recoveries.
+func (s *Session) awaitOn(ctx context.Context, w waitee, only *conn) int {
+	ev := w.event()
 	for {
 		select {
-		case <-sl.ev:
-			if r := sl.evState(); r >= 0 {
+		case <-*ev:
+			if r := w.woken(); r >= 0 {
 				return r
 			}
 			continue
@@ -470,7 +498,7 @@ func (s *Session) await(ctx context.Context, sl *slot, only *conn) int {
 		if !c.isDead() {
 			if c.canLead {
 				if c.tryLead() {
-					if r := s.led(ctx, c, sl); r >= 0 {
+					if r := s.led(ctx, c, w); r >= 0 {
 						return r
 					}
 					continue
@@ -479,7 +507,7 @@ func (s *Session) await(ctx context.Context, sl *slot, only *conn) int {
 				c.asks.Add(1)
 				if c.tryLead() {
 					c.waiters.Add(-1)
-					if r := s.led(ctx, c, sl); r >= 0 {
+					if r := s.led(ctx, c, w); r >= 0 {
 						return r
 					}
 					continue
@@ -487,8 +515,8 @@ func (s *Session) await(ctx context.Context, sl *slot, only *conn) int {
 			}
 			r := -1
 			select {
-			case <-sl.ev:
-				r = sl.evState()
+			case <-*ev:
+				r = w.woken()
 			case <-ctx.Done():
 				r = waitCtx
 			case <-c.roleCh:
@@ -514,8 +542,8 @@ func (s *Session) await(ctx context.Context, sl *slot, only *conn) int {
 			continue
 		}
 		select {
-		case <-sl.ev:
-			if r := sl.evState(); r >= 0 {
+		case <-*ev:
+			if r := w.woken(); r >= 0 {
 				return r
 			}
 		case <-ctx.Done():
@@ -525,18 +553,16 @@ func (s *Session) await(ctx context.Context, sl *slot, only *conn) int {
 	}
 }
 
-// led runs c.lead for sl and says how the wait ended (-1: go on waiting).
-func (s *Session) led(ctx context.Context, c *conn, sl *slot) int {
-	if c.lead(ctx, sl) {
-		return sl.evState()
+// led reads PDUs for w holding c's reader role and says how the wait
+// ended (-1: go on waiting).
+func (s *Session) led(ctx context.Context, c *conn, w waitee) int {
+	if c.leadUntil(ctx, w.event()) {
+		return w.woken()
 	}
 	if ctx.Err() != nil {
 		return waitCtx
 	}
-	if sl.kind == kindSCSI && sl.expiredNow() {
-		return waitTimeout
-	}
-	return -1
+	return w.stopped()
 }
 
 // tmfTask names what a task management request acts on.
