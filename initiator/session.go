@@ -268,6 +268,12 @@ func (s *Session) loginOnce(ctx context.Context, addr, target string) (*conn, *l
 		return nil, nil, fmt.Errorf("iscsi: login to %s at %s: %w", target, addr, err)
 	}
 	_ = nc.SetDeadline(time.Time{})
+	if pc, ok := takeSocket(nc); ok {
+		// Full feature phase waits for the socket in ppoll, outside Go's
+		// poller (pollconn_linux.go).
+		nc = pc
+		t.useConn(pc)
+	}
 	neg := res.Negotiated
 	t.r.SetDigests(neg.HeaderDigest, neg.DataDigest)
 	t.w.SetDigests(neg.HeaderDigest, neg.DataDigest)

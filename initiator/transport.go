@@ -27,6 +27,16 @@ func newTransport(nc net.Conn, bufSize int) *tcpTransport {
 	return t
 }
 
+// useConn moves the transport to nc, the same socket in another wrapper
+// (takeSocket): bytes the PDU reader buffered stay buffered.
+func (t *tcpTransport) useConn(nc net.Conn) {
+	t.nc = nc
+	t.sr.nc = nc
+	t.sr.raw = rawReader{}
+	t.sr.raw.init(nc)
+	t.w = pdu.NewWriter(nc)
+}
+
 func (t *tcpTransport) deadline(ctx context.Context) {
 	if d, ok := ctx.Deadline(); ok {
 		_ = t.nc.SetDeadline(d)
@@ -61,8 +71,10 @@ func (t *tcpTransport) RecvPDU(ctx context.Context) ([]byte, error) {
 // reader before each PDU). Inside a PDU the deadline is cleared and the
 // read resumed; the interrupted caller notices at the next boundary.
 //
-// With pollWait set (a caller reads the response of the only command in
-// flight), a read that would block first waits for the socket in poll(2),
+// A pollConn (Linux, pollconn_linux.go) always waits in ppoll(2) itself.
+// On a connection in Go's poller, with pollWait set (a caller reads the
+// response of the only command in flight), a read that would block first
+// waits for the socket in poll(2),
 // up to pollWaitTime, as a C initiator would. Parking the goroutine in
 // Go's network poller instead idles every P of the process each time, so
 // the runtime's sysmon thread goes to deep sleep and the next system call

@@ -109,6 +109,14 @@ func (w *Writer) Buffered() int {
 	return n
 }
 
+// BuffersWriter is a writer with its own vectored write: Flush hands it
+// the whole batch at once (a net.Conn that is not one of package net's
+// gets one write per piece from net.Buffers.WriteTo). It writes all of
+// bufs or returns an error.
+type BuffersWriter interface {
+	WriteBuffers(bufs [][]byte) (int64, error)
+}
+
 // Flush writes everything queued in one gathered write and resets the
 // queue, also on error (the connection is then unusable anyway).
 func (w *Writer) Flush() error {
@@ -116,7 +124,12 @@ func (w *Writer) Flush() error {
 		return nil
 	}
 	w.bufs = w.gather()
-	_, err := w.bufs.WriteTo(w.w)
+	var err error
+	if bw, ok := w.w.(BuffersWriter); ok {
+		_, err = bw.WriteBuffers(w.bufs)
+	} else {
+		_, err = w.bufs.WriteTo(w.w)
+	}
 	clear(w.backing) // drop references to caller data
 	w.backing = w.backing[:0]
 	w.bufs = nil

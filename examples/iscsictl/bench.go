@@ -7,6 +7,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,7 @@ func cmdBench(ctx context.Context, g *globals, args []string) error {
 	fs.Var(&span, "span", "bytes of the LUN to use from offset 0 (default: all)")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of the run to this file")
+	traceFile := fs.String("trace", "", "write a Go execution trace (go tool trace) of the run to this file")
 	engine := fs.String("engine", "queue", "queue (one goroutine, the asynchronous Queue) or sync (a goroutine per I/O in flight, ReadAt/WriteAt)")
 	pos, err := g.parse(fs, args)
 	if err != nil {
@@ -107,6 +109,17 @@ func cmdBench(ctx context.Context, g *globals, args []string) error {
 			return fmt.Errorf("cpuprofile: %w", err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *traceFile != "" {
+		f, err := os.Create(*traceFile)
+		if err != nil {
+			return fmt.Errorf("trace: %w", err)
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return fmt.Errorf("trace: %w", err)
+		}
+		defer trace.Stop()
 	}
 	spec := benchSpec{write: write, random: random, bs: size, qd: *qd, dur: *dur, region: region}
 	if *engine == "queue" && size > l.MaxIOSize() {

@@ -23,6 +23,7 @@ import (
 	"log"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -63,8 +64,9 @@ func main() {
 	ctl := flag.String("iscsictl", "", "iscsictl binary")
 	size := flag.Int64("size", 1<<30, "LUN size in bytes (a file on /dev/shm)")
 	only := flag.String("only", "", "run only workloads whose name contains this")
+	hold := flag.Bool("hold", false, "only start the target, print its URL and wait for SIGINT (for profiling by hand)")
 	flag.Parse()
-	if *fio == "" || *ctl == "" {
+	if !*hold && (*fio == "" || *ctl == "") {
 		log.Fatal("benchrun: --fio and --iscsictl are required (make bench sets them)")
 	}
 	ctx := context.Background()
@@ -100,6 +102,13 @@ func main() {
 	must(srv.BindAddress(ctx, 1, "ALL"))
 	url := fmt.Sprintf("iscsi://%s/%s/1", srv.Portal(), iqn)
 	fioURL := strings.ReplaceAll(url, ":", `\:`)
+	if *hold {
+		fmt.Printf("%s\nfio --filename=%s\n", url, fioURL)
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		<-sig
+		return
+	}
 
 	fmt.Printf("tgtd %s, LUN of %d MiB on tmpfs, %s per run, %d runs each, alternating; %s\n\n",
 		srv.Portal(), *size>>20, *dur, *reps, time.Now().UTC().Format(time.RFC3339))
