@@ -89,7 +89,9 @@ var errNoSlot = errors.New("iscsi: no free command slot")
 // startFor is start for an owner: nil for a caller that waits for its
 // command, or the Queue that reaps it. Without block it does not wait for
 // a free slot (a Queue's own unreaped commands may hold them all) and
-// returns errNoSlot.
+// returns errNoSlot; a Queue's command started without block is queued
+// but not flushed (Queue.Submit flushes its whole batch at once: see
+// Queue.hold).
 func (s *Session) startFor(ctx context.Context, q *Queue, block bool, lun uint64, cdb []byte, dataIn, dataOut []byte) (*slot, error) {
 	if len(cdb) > 16 {
 		return nil, errCDBTooLong
@@ -126,10 +128,15 @@ func (s *Session) startFor(ctx context.Context, q *Queue, block bool, lun uint64
 	sl.cdb = [16]byte{}
 	copy(sl.cdb[:], cdb)
 	sl.timeout = s.commandTimeout(ctx)
+	var hold *Queue
+	var beforeWait func()
+	if q != nil && !block {
+		hold, beforeWait = q, q.flushFn
+	}
 	for {
 		var hdr pdu.BHS
 		imm, unsol := c.buildCommand(sl, &hdr)
-		if err := s.win.lockOpen(ctx, c.dead, c.err, sl.timeout); err != nil {
+		if err := s.win.lockOpen(ctx, c.dead, c.err, sl.timeout, beforeWait); err != nil {
 			if errors.Is(err, errWindowTimeout) {
 				err = &CommandTimeoutError{Timeout: sl.timeout, WindowClosed: true}
 			} else if ctx.Err() == nil {
@@ -156,23 +163,32 @@ func (s *Session) startFor(ctx context.Context, q *Queue, block bool, lun uint64
 		sl.conn = c
 		sl.mu.Unlock()
 		s.armTimeout(sl)
-		c.sendCommandLocked(sl, &hdr, sn, imm, unsol)
+		c.sendCommandLocked(sl, &hdr, sn, imm, unsol, hold)
 		return sl, nil
 	}
 }
 
 // sendCommandLocked publishes the slot's ITT and queues the command (with
-// its immediate data and unsolicited Data-Out) on c. The caller holds
-// s.win.mu, which it releases.
-func (c *conn) sendCommandLocked(sl *slot, hdr *pdu.BHS, sn uint32, imm []byte, unsol int) {
+// its immediate data and unsolicited Data-Out) on c, and flushes, unless
+// hold is set: that Queue flushes later. The caller holds s.win.mu, which
+// it releases.
+func (c *conn) sendCommandLocked(sl *slot, hdr *pdu.BHS, sn uint32, imm []byte, unsol int, hold *Queue) {
 	hdr.SetCmdSN(sn)
 	itt := sl.publish()
 	hdr.SetITT(itt)
+	if hold != nil && hold.held != c {
+		hold.flushHeld() // what it held back on another connection
+	}
 	c.qmu.Lock()
 	c.s.win.mu.Unlock()
 	c.enqueueLocked(hdr, imm)
 	if unsol > 0 {
 		c.queueDataOutLocked(sl, itt, pdu.ReservedTag, uint32(len(imm)), uint32(unsol))
+	}
+	if hold != nil {
+		hold.held = c
+		c.qmu.Unlock()
+		return
 	}
 	c.kickLocked()
 }

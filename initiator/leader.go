@@ -108,9 +108,11 @@ func (c *conn) readFailed(err error) {
 // leadUntil reads PDUs, holding the reader role, until *ev has a token
 // (which it takes: true; a slot's task completed, or a Queue got a post),
 // ctx ends (checked between PDUs; watch interrupts a read that blocks), or
-// the connection fails. It gives the role back before returning. A caller
-// never leaves the role in the middle of a PDU.
-func (c *conn) leadUntil(ctx context.Context, ev *chan struct{}) bool {
+// the connection fails. With batch, after the token it goes on with the
+// PDUs already buffered whole (a Queue then reaps their completions in the
+// same batch and resubmits them in one writev). It gives the role back
+// before returning. A caller never leaves the role in the middle of a PDU.
+func (c *conn) leadUntil(ctx context.Context, ev *chan struct{}, batch bool) bool {
 	c.leadEv.Store(ev)
 	done := ctx.Done()
 	if done != nil {
@@ -126,6 +128,8 @@ func (c *conn) leadUntil(ctx context.Context, ev *chan struct{}) bool {
 		default:
 		}
 		if ok {
+			for batch && c.r.NextBuffered() && c.step(true) {
+			}
 			break
 		}
 		if done != nil {

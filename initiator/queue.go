@@ -32,6 +32,11 @@ type Queue struct {
 	spare    []*slot
 	inflight int
 	closed   bool
+	// held is the connection on which Submit queued commands without
+	// flushing them; flushFn is flushHeld, bound once (no allocation per
+	// Submit).
+	held    *conn
+	flushFn func()
 }
 
 // IO is one read or write for Queue.Submit.
@@ -69,7 +74,19 @@ var ErrQueueClosed = errors.New("iscsi: queue closed")
 // NewQueue returns a Queue for the LUN.
 func (l *LUN) NewQueue() *Queue {
 	n := len(l.s.slots.slots)
-	return &Queue{l: l, sig: make(chan struct{}, 1), ready: make([]*slot, 0, n), spare: make([]*slot, 0, n)}
+	q := &Queue{l: l, sig: make(chan struct{}, 1), ready: make([]*slot, 0, n), spare: make([]*slot, 0, n)}
+	q.flushFn = q.flushHeld
+	return q
+}
+
+// flushHeld writes the commands Submit queued (in one writev with
+// whatever else is queued on the connection).
+func (q *Queue) flushHeld() {
+	if c := q.held; c != nil {
+		q.held = nil
+		c.qmu.Lock()
+		c.flushLocked(false)
+	}
 }
 
 // MaxIOSize is the largest IO a Queue takes: one SCSI command (the
@@ -84,11 +101,14 @@ func (q *Queue) Inflight() int { return q.inflight }
 // early, without an error, when every command slot of the session is busy
 // (reap, then submit the rest); with an error for an IO it refuses (bad
 // alignment or size) or when the session fails or ctx ends while it waits
-// for the command window or a recovery.
+// for the command window or a recovery. The commands of one Submit go out
+// together: as few writev calls as the connection's batching allows, so
+// submit what is ready in one call.
 func (q *Queue) Submit(ctx context.Context, ios ...IO) (int, error) {
 	if q.closed {
 		return 0, ErrQueueClosed
 	}
+	defer q.flushHeld()
 	l := q.l
 	for i := range ios {
 		io := &ios[i]

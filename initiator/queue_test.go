@@ -201,3 +201,50 @@ func TestQueueCloseAborts(t *testing.T) {
 	assert.Equal(t, cap(s.slots.free), len(s.slots.free))
 	done()
 }
+
+// The IOs of one Submit leave in one writev; when the target's command
+// window closes midway, Submit first sends what it holds back (without it
+// the window would never open again) and then goes on.
+func TestQueueSubmitBatch(t *testing.T) {
+	srv, s, l, done := recoveryTestServer(t, WithQueueDepth(32), WithCommandTimeout(0))
+	q := l.NewQueue()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ios := make([]IO, 16)
+	for i := range ios {
+		ios[i] = IO{Buf: make([]byte, 4096), Off: int64(i) * 4096, Tag: uint64(i)}
+	}
+	c := s.conn.Load()
+	before := c.flushes.Load()
+	n, err := q.Submit(ctx, ios...)
+	require.NoError(t, err)
+	require.Equal(t, len(ios), n)
+	assert.Equal(t, uint64(1), c.flushes.Load()-before, "16 commands in one writev")
+	assert.Len(t, reapAll(t, q), len(ios))
+
+	// The window only shrinks as the target's ExpCmdSN catches up with
+	// the MaxCmdSN it granted before.
+	srv.SetCmdWindow(4)
+	buf := make([]byte, 4096)
+	for range 140 {
+		_, err := l.ReadAt(buf, 0)
+		require.NoError(t, err)
+	}
+	s.win.mu.Lock()
+	room := s.win.maxCmdSN - s.win.cmdSN + 1
+	s.win.mu.Unlock()
+	require.Equal(t, uint32(4), room, "the window did not shrink to 4")
+	start := time.Now()
+	n, err = q.Submit(ctx, ios...)
+	require.NoError(t, err)
+	require.Equal(t, len(ios), n)
+	got := reapAll(t, q)
+	assert.Len(t, got, len(ios))
+	for _, c := range got {
+		require.NoError(t, c.Err)
+	}
+	assert.Less(t, time.Since(start), 5*time.Second)
+	srv.SetCmdWindow(128)
+	require.NoError(t, q.Close())
+	done()
+}

@@ -344,7 +344,7 @@ func (s *Session) replay(old, nc *conn, res *login.Result) int {
 
 	n := 0
 	for _, sl := range keep {
-		if err := s.win.lockOpen(s.life, nc.dead, nc.err, 0); err != nil {
+		if err := s.win.lockOpen(s.life, nc.dead, nc.err, 0, nil); err != nil {
 			break // the rest stays pending on nc: the next recovery (or Close) handles it
 		}
 		sl.mu.Lock()
@@ -365,7 +365,7 @@ func (s *Session) replay(old, nc *conn, res *login.Result) int {
 		sl.cmdSN = sn
 		s.stats.retried.Add(1)
 		s.armTimeout(sl) // a full timeout on the new connection
-		nc.sendCommandLocked(sl, &hdr, sn, imm, unsol)
+		nc.sendCommandLocked(sl, &hdr, sn, imm, unsol, nil)
 		n++
 	}
 	return n

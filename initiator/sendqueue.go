@@ -41,9 +41,14 @@ func (c *conn) pushLocked(data []byte) *pdu.BHS {
 	return &c.pend[len(c.pend)-1].hdr
 }
 
-// kick flushes the queue unless another goroutine is flushing it; the
-// caller holds qmu, which kick releases.
-func (c *conn) kickLocked() {
+// kickLocked flushes the queue unless another goroutine is flushing it;
+// the caller holds qmu, which it releases.
+func (c *conn) kickLocked() { c.flushLocked(true) }
+
+// flushLocked is kickLocked; with gather, a flush while other commands are
+// in flight first yields, so goroutines ready to submit queue behind (a
+// Queue flushing its own batch has nobody to wait for).
+func (c *conn) flushLocked(gather bool) {
 	if c.flushing {
 		c.qmu.Unlock()
 		return
@@ -57,7 +62,7 @@ func (c *conn) kickLocked() {
 		c.qmu.Unlock()
 		hook(c)
 		c.qmu.Lock()
-	} else if len(c.s.slots.free) < cap(c.s.slots.free)-1 {
+	} else if gather && len(c.s.slots.free) < cap(c.s.slots.free)-1 {
 		c.qmu.Unlock()
 		runtime.Gosched()
 		c.qmu.Lock()

@@ -562,7 +562,8 @@ func (s *Session) awaitOn(ctx context.Context, w waitee, only *conn) int {
 // led reads PDUs for w holding c's reader role and says how the wait
 // ended (-1: go on waiting).
 func (s *Session) led(ctx context.Context, c *conn, w waitee) int {
-	if c.leadUntil(ctx, w.event()) {
+	_, batch := w.(*Queue)
+	if c.leadUntil(ctx, w.event(), batch) {
 		return w.woken()
 	}
 	if ctx.Err() != nil {

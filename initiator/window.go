@@ -66,8 +66,9 @@ var errWindowTimeout = errors.New("iscsi: command window closed")
 // lockOpen returns with w.mu held and the window open, or with w.mu not
 // held and an error (ctx done, dead closed, or errWindowTimeout after
 // timeout when it is positive). Only a wait for a closed window pays for a
-// timer.
-func (w *window) lockOpen(ctx context.Context, dead <-chan struct{}, deadErr func() error, timeout time.Duration) error {
+// timer. beforeWait (may be nil) runs before each wait: a Queue flushes the
+// commands it holds back, which the target needs to open the window.
+func (w *window) lockOpen(ctx context.Context, dead <-chan struct{}, deadErr func() error, timeout time.Duration, beforeWait func()) error {
 	var expired <-chan time.Time
 	for {
 		w.mu.Lock()
@@ -80,6 +81,9 @@ func (w *window) lockOpen(ctx context.Context, dead <-chan struct{}, deadErr fun
 			w.waitCh = ch
 		}
 		w.mu.Unlock()
+		if beforeWait != nil {
+			beforeWait()
+		}
 		if expired == nil && timeout > 0 {
 			t := time.NewTimer(timeout)
 			defer t.Stop()

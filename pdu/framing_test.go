@@ -305,3 +305,60 @@ func (r *repeatReader) Read(p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// chunkSource serves first in one Read, then fails every later Read (and
+// counts it): NextBuffered must never read.
+type chunkSource struct {
+	first []byte
+	reads int
+}
+
+func (s *chunkSource) Read(p []byte) (int, error) {
+	s.reads++
+	if s.reads == 1 {
+		return copy(p, s.first), nil
+	}
+	return 0, errors.New("read past the first chunk")
+}
+
+func TestReaderNextBuffered(t *testing.T) {
+	nextPDUs := []Message{
+		&NOPOut{ITT: 1, TTT: ReservedTag},
+		&NOPOut{ITT: 1, TTT: ReservedTag, Data: []byte{7}},                // 3 bytes of padding
+		&NOPOut{ITT: 1, TTT: ReservedTag, AHS: make([]byte, 8)},           // an AHS
+		&DataIn{Final: true, ITT: 2, Data: bytes.Repeat([]byte{9}, 4096)}, // a 4 KiB read's data
+	}
+	for _, dig := range []struct{ h, d bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		for i, next := range nextPDUs {
+			var buf bytes.Buffer
+			w := NewWriter(&buf)
+			w.SetDigests(dig.h, dig.d)
+			require.NoError(t, w.WriteMessage(&NOPOut{ITT: 9, TTT: ReservedTag, Data: []byte("first")}))
+			firstLen := buf.Len()
+			require.NoError(t, w.WriteMessage(next))
+			nextLen := buf.Len() - firstLen
+			for cut := 0; cut <= nextLen; cut++ {
+				src := &chunkSource{first: buf.Bytes()[:firstLen+cut]}
+				r := NewReader(src, 64<<10)
+				r.SetDigests(dig.h, dig.d)
+				_, err := r.ReadPDU(nil)
+				require.NoError(t, err)
+				require.Equal(t, cut == nextLen, r.NextBuffered(), "PDU %d digests %+v, %d of %d bytes buffered", i, dig, cut, nextLen)
+				require.Equal(t, 1, src.reads, "NextBuffered read from the stream")
+				if cut == nextLen {
+					p, err := r.ReadPDU(nil)
+					require.NoError(t, err)
+					require.Equal(t, buf.Bytes()[firstLen:firstLen+BHSLen], p[:BHSLen])
+					require.False(t, r.NextBuffered())
+				}
+			}
+		}
+	}
+	// Between a header and its data segment there is no next PDU yet.
+	var buf bytes.Buffer
+	require.NoError(t, NewWriter(&buf).WriteMessage(&NOPOut{ITT: 1, TTT: ReservedTag, Data: []byte("abcd")}))
+	r := NewReader(&chunkSource{first: append(bytes.Clone(buf.Bytes()), buf.Bytes()...)}, 4096)
+	_, _, err := r.ReadHeader()
+	require.NoError(t, err)
+	require.False(t, r.NextBuffered())
+}

@@ -68,6 +68,34 @@ func (r *Reader) SetMaxDataSegmentLength(n int) {
 // Buffered returns the number of bytes buffered but not yet consumed.
 func (r *Reader) Buffered() int { return r.br.Buffered() }
 
+// NextBuffered reports whether the next PDU is buffered whole (header,
+// AHS, digests, data segment and padding), so reading it does not wait for
+// the stream. It reads nothing from the stream. Call it between PDUs.
+func (r *Reader) NextBuffered() bool {
+	if r.pending {
+		return false
+	}
+	if r.br.Buffered() < BHSLen {
+		return false // (Peek would read from the stream)
+	}
+	b, err := r.br.Peek(BHSLen)
+	if err != nil {
+		return false
+	}
+	h := (*BHS)(b)
+	n := BHSLen + h.TotalAHSLength()
+	if r.headerDig {
+		n += DigestLen
+	}
+	if d := h.DataSegmentLength(); d > 0 {
+		n += (d + 3) &^ 3
+		if r.dataDig {
+			n += DigestLen
+		}
+	}
+	return r.br.Buffered() >= n
+}
+
 // ReadHeader reads the next BHS and AHS and verifies the header digest.
 // The returned *BHS and AHS slice point into the Reader and are valid
 // until the next ReadHeader or ReadPDU. If the previous PDU's data segment

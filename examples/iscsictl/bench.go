@@ -279,18 +279,24 @@ func runBenchQueue(ctx context.Context, l *initiator.LUN, spec benchSpec) (*benc
 	var first error
 	cpu0 := cpuTime()
 	start := time.Now()
-	submit := func(i int) error {
-		ios[i].Off = offset()
-		started[i] = time.Now()
-		_, err := q.Submit(runCtx, ios[i])
+	// Each round submits everything that is ready in one Submit, so the
+	// commands share a writev.
+	batch := make([]initiator.IO, 0, spec.qd)
+	submit := func() error {
+		now := time.Now()
+		for i := range batch {
+			batch[i].Off = offset()
+			started[batch[i].Tag] = now
+		}
+		k, err := q.Submit(runCtx, batch...)
+		if err == nil && k < len(batch) {
+			err = fmt.Errorf("%d of %d I/Os submitted with %d in flight", k, len(batch), q.Inflight())
+		}
+		batch = batch[:0]
 		return err
 	}
-	for i := range ios {
-		if err := submit(i); err != nil {
-			first = err
-			break
-		}
-	}
+	batch = append(batch, ios...)
+	first = submit()
 	for first == nil && runCtx.Err() == nil {
 		m, err := q.Reap(runCtx, out, 1)
 		now := time.Now()
@@ -304,14 +310,15 @@ func runBenchQueue(ctx context.Context, l *initiator.LUN, spec benchSpec) (*benc
 			}
 			lats = append(lats, now.Sub(started[c.Tag]))
 			n++
-			if runCtx.Err() == nil && first == nil {
-				if err := submit(int(c.Tag)); err != nil && runCtx.Err() == nil {
-					first = err
-				}
-			}
+			batch = append(batch, ios[c.Tag])
 		}
 		if err != nil && runCtx.Err() == nil {
 			first = err
+		}
+		if len(batch) > 0 && runCtx.Err() == nil && first == nil {
+			if err := submit(); err != nil && runCtx.Err() == nil {
+				first = err
+			}
 		}
 	}
 	elapsed := time.Since(start)
