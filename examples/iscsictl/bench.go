@@ -47,6 +47,7 @@ func cmdBench(ctx context.Context, g *globals, args []string) error {
 	bs.n = 4096
 	fs.Var(&bs, "bs", "I/O size (4k, 64k, 1M, ...)")
 	qd := fs.Int("qd", 32, "I/Os in flight")
+	reapMin := fs.Int("reap-min", 1, "with --engine queue: completions to wait for before submitting again (io_uring's min_complete, fio's iodepth_batch_complete_min; more means fewer, larger batches)")
 	dur := fs.Duration("duration", 10*time.Second, "how long to run")
 	var span sizeFlag
 	fs.Var(&span, "span", "bytes of the LUN to use from offset 0 (default: all)")
@@ -75,6 +76,9 @@ func cmdBench(ctx context.Context, g *globals, args []string) error {
 	}
 	if *qd < 1 || *qd > 1024 {
 		return usagef("--qd must be 1..1024")
+	}
+	if *reapMin < 1 || *reapMin > *qd {
+		return usagef("--reap-min must be 1..qd")
 	}
 	if *dur <= 0 {
 		return usagef("--duration must be positive")
@@ -121,7 +125,7 @@ func cmdBench(ctx context.Context, g *globals, args []string) error {
 		}
 		defer trace.Stop()
 	}
-	spec := benchSpec{write: write, random: random, bs: size, qd: *qd, dur: *dur, region: region}
+	spec := benchSpec{write: write, random: random, bs: size, qd: *qd, reapMin: *reapMin, dur: *dur, region: region}
 	if *engine == "queue" && size > l.MaxIOSize() {
 		*engine = "sync" // one I/O is several commands: ReadAt/WriteAt split it
 	}
@@ -147,6 +151,7 @@ func cmdBench(ctx context.Context, g *globals, args []string) error {
 type benchSpec struct {
 	write, random bool
 	bs, qd        int
+	reapMin       int
 	dur           time.Duration
 	region        int64
 }
@@ -298,7 +303,7 @@ func runBenchQueue(ctx context.Context, l *initiator.LUN, spec benchSpec) (*benc
 	batch = append(batch, ios...)
 	first = submit()
 	for first == nil && runCtx.Err() == nil {
-		m, err := q.Reap(runCtx, out, 1)
+		m, err := q.Reap(runCtx, out, spec.reapMin)
 		now := time.Now()
 		for _, c := range out[:m] {
 			if c.Err != nil {

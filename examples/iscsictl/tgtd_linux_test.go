@@ -157,12 +157,12 @@ func TestIscsictlAgainstTgtd(t *testing.T) {
 
 	t.Run("bench-json", func(t *testing.T) {
 		url := lunURL(f, f.Plain, f.Plain.LUNs[0].LUN)
-		for _, tc := range []struct{ rw, engine, bs, want string }{
-			{"randread", "queue", "4k", "queue"}, {"write", "queue", "4k", "queue"},
-			{"randread", "sync", "4k", "sync"}, {"write", "queue", "16M", "sync"}, // 16 MiB is several commands
+		for _, tc := range []struct{ rw, engine, bs, want, reapMin string }{
+			{"randread", "queue", "4k", "queue", "1"}, {"write", "queue", "4k", "queue", "3"},
+			{"randread", "sync", "4k", "sync", "1"}, {"write", "queue", "16M", "sync", "1"}, // 16 MiB is several commands
 		} {
 			rw := tc.rw
-			code, out, errs := ctl(t, nil, nil, "bench", url, "--rw", rw, "--bs", tc.bs, "--qd", "4", "--duration", "300ms", "--engine", tc.engine, "--json")
+			code, out, errs := ctl(t, nil, nil, "bench", url, "--rw", rw, "--bs", tc.bs, "--qd", "4", "--reap-min", tc.reapMin, "--duration", "300ms", "--engine", tc.engine, "--json")
 			require.Equal(t, 0, code, errs)
 			var r benchResult
 			require.NoError(t, json.Unmarshal([]byte(out), &r))
@@ -186,5 +186,8 @@ func TestIscsictlAgainstTgtd(t *testing.T) {
 		code, _, errs = ctl(t, nil, nil, "bench", lunURL(f, f.Plain, 1), "--rw", "sideways")
 		assert.Equal(t, 2, code)
 		assert.Contains(t, errs, "--rw")
+		code, _, errs = ctl(t, nil, nil, "bench", lunURL(f, f.Plain, 1), "--qd", "4", "--reap-min", "5")
+		assert.Equal(t, 2, code)
+		assert.Contains(t, errs, "--reap-min")
 	})
 }
