@@ -63,12 +63,16 @@ func FuzzReader(f *testing.F) {
 		f.Add(buf.Bytes(), dig, dig, uint16(8192))
 	}
 	f.Fuzz(func(t *testing.T, stream []byte, hd, dd bool, limit uint16) {
-		r := NewReader(bytes.NewReader(stream), 512)
+		// The source hands out at most chunk bytes per read, so PDUs are
+		// often buffered in part.
+		src := &countingReader{r: bytes.NewReader(stream), chunk: int(limit%97) + 1}
+		r := NewReader(src, 512)
 		r.SetDigests(hd, dd)
 		r.SetMaxDataSegmentLength(int(limit))
 		for i := 0; ; i++ {
 			var p []byte
 			var err error
+			whole, reads := r.NextBuffered(), src.reads
 			if i%2 == 0 {
 				p, err = r.ReadPDU(nil)
 			} else {
@@ -82,6 +86,11 @@ func FuzzReader(f *testing.F) {
 					p = append(append(append([]byte{}, h[:]...), ahs...), make([]byte, h.DataSegmentLength())...)
 					err = r.ReadData(p[BHSLen+len(ahs):])
 				}
+			}
+			// NextBuffered is exact: a PDU read whole from the buffer needed
+			// no read from the stream, any other one did.
+			if err == nil && whole != (src.reads == reads) {
+				t.Fatalf("PDU %d: NextBuffered said %v, but the stream was read %d times for it", i, whole, src.reads-reads)
 			}
 			if err != nil {
 				var de *DigestError
@@ -168,4 +177,16 @@ func be64bytes(n uint64) []byte {
 	b := make([]byte, 8)
 	put64(b, n)
 	return b
+}
+
+// countingReader reads at most chunk bytes at a time and counts its reads.
+type countingReader struct {
+	r     io.Reader
+	chunk int
+	reads int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	c.reads++
+	return c.r.Read(p[:min(len(p), c.chunk)])
 }
