@@ -31,6 +31,14 @@
 // outside the buffer. Status carried in the last Data-In is honoured and
 // residuals are reported in Result.
 //
+// On Linux the socket leaves Go's network poller after login: reads and
+// writes are non-blocking system calls, and a goroutine that must wait
+// does so in ppoll(2), as a C initiator's event loop would. Go's poller
+// would wake an idle OS thread for every segment that arrives. The price
+// is one OS thread per connection while it waits for the target (an idle
+// session keeps its background reader's thread in ppoll), so a process
+// with thousands of sessions may need debug.SetMaxThreads.
+//
 // Sending needs no goroutine: the caller queues its PDUs (the command,
 // immediate data, unsolicited Data-Out) under the command-window lock, so
 // CmdSNs leave in order, and whoever finds the socket idle writes

@@ -136,3 +136,40 @@ func TestPollConnCloseInterrupts(t *testing.T) {
 	require.ErrorIs(t, err, net.ErrClosed)
 	require.Equal(t, int64(closedBit), pc.state.Load(), "calls still registered")
 }
+
+// openFDs counts this process's open file descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	return len(ents)
+}
+
+// Sessions use pollConns in full feature phase; dialling, using and
+// closing them (and losing a connection to recovery) leaves no descriptor
+// open: not the socket, not the eventfds.
+func TestPollConnSessionsLeaveNoDescriptors(t *testing.T) {
+	srv, s, l, done := recoveryTestServer(t)
+	_, ok := s.conn.Load().nc.(*pollConn)
+	require.True(t, ok, "full feature phase is not on a pollConn")
+	buf := make([]byte, 4096)
+	_, err := l.ReadAt(buf, 0)
+	require.NoError(t, err)
+	done()
+
+	before := openFDs(t)
+	for range 3 {
+		srv, s, l, done = recoveryTestServer(t)
+		_, err = l.WriteAt(buf, 4096)
+		require.NoError(t, err)
+		srv.DropConnections() // recovery closes this pollConn and makes another
+		_, err = l.ReadAt(buf, 4096)
+		require.NoError(t, err)
+		done()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for openFDs(t) > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	require.Equal(t, before, openFDs(t), "descriptors left open")
+}
