@@ -90,8 +90,8 @@ var errNoSlot = errors.New("iscsi: no free command slot")
 // command, or the Queue that reaps it. Without block it does not wait for
 // a free slot (a Queue's own unreaped commands may hold them all) and
 // returns errNoSlot; a Queue's command started without block is queued
-// but not flushed (Queue.Submit flushes its whole batch at once: see
-// Queue.hold).
+// but not flushed (Submit flushes its whole batch at once, and before it
+// waits for a closed window: Queue.flushHeld).
 func (s *Session) startFor(ctx context.Context, q *Queue, block bool, lun uint64, cdb []byte, dataIn, dataOut []byte) (*slot, error) {
 	if len(cdb) > 16 {
 		return nil, errCDBTooLong
