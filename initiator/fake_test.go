@@ -87,25 +87,13 @@ func testLogger(t testing.TB) *slog.Logger {
 // loopback TCP.
 func newFakePair(t testing.TB, neg iscsi.Negotiated, handle func(*fakeTarget, *pdu.BHS, []byte) bool, opts ...Option) (*Session, *fakeTarget) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	cc, tc, err := tcpPair()
 	require.NoError(t, err)
-	defer ln.Close()
-	type acc struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan acc, 1)
-	go func() {
-		c, err := ln.Accept()
-		ch <- acc{c, err}
-	}()
-	cc, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	a := <-ch
-	require.NoError(t, a.err)
+	// The session's side as after a login (on Linux a pollConn).
+	cc, _ = takeSocket(cc)
 
 	ft := &fakeTarget{
-		t: t, nc: a.c, r: pdu.NewReader(a.c, 0), w: pdu.NewWriter(a.c),
+		t: t, nc: tc, r: pdu.NewReader(tc, 0), w: pdu.NewWriter(tc),
 		statSN: 100, expCmdSN: 1, maxCmdSN: 64,
 		disk: make([]byte, 4<<20), bs: 512,
 		mrdsl: int(neg.MaxRecvDataSegmentLength), maxBurst: int(neg.MaxBurstLength),

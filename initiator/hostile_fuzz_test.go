@@ -125,7 +125,7 @@ func hostileSessionBody(t *testing.T, stream []byte) {
 	runtime.ReadMemStats(&ms0)
 
 	peerCh := make(chan net.Conn, 1)
-	d := &hostileDialer{serve: func(nc net.Conn) {
+	d := &hostileDialer{tcp: len(stream)%2 == 1, serve: func(nc net.Conn) {
 		p := newLoginPeer(nc)
 		if !p.serveLogin(nil) {
 			return

@@ -21,6 +21,10 @@ import (
 // serve on the other end.
 type hostileDialer struct {
 	serve func(nc net.Conn)
+	// tcp: connect over loopback TCP (so the session's full feature phase
+	// runs on the socket type it uses in production: pollConn on Linux)
+	// instead of net.Pipe.
+	tcp   bool
 	wg    sync.WaitGroup
 	mu    sync.Mutex
 	peers []net.Conn
@@ -31,7 +35,15 @@ func (d *hostileDialer) DialContext(ctx context.Context, network, addr string) (
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	ic, tc := net.Pipe()
+	var ic, tc net.Conn
+	if d.tcp {
+		var err error
+		if ic, tc, err = tcpPair(); err != nil {
+			return nil, err
+		}
+	} else {
+		ic, tc = net.Pipe()
+	}
 	d.mu.Lock()
 	d.peers = append(d.peers, tc)
 	d.dials++
@@ -259,4 +271,35 @@ func allSentinel(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// tcpPair returns the two ends of a loopback TCP connection: the dialled
+// one first.
+func tcpPair() (net.Conn, net.Conn, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer ln.Close()
+	type acc struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan acc, 1)
+	go func() {
+		c, err := ln.Accept()
+		ch <- acc{c, err}
+	}()
+	cc, err := net.Dial("tcp", ln.Addr().String())
+	a := <-ch
+	if err != nil || a.err != nil {
+		if cc != nil {
+			cc.Close()
+		}
+		if a.c != nil {
+			a.c.Close()
+		}
+		return nil, nil, errors.Join(err, a.err)
+	}
+	return cc, a.c, nil
 }
