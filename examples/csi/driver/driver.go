@@ -142,16 +142,17 @@ func (d *Driver) intercept(ctx context.Context, req any, info *grpc.UnaryServerI
 	return resp, err
 }
 
-// acquire marks volumeID busy; ABORTED while another call for it runs
-// (CSI: "an operation is pending for the volume").
-func (d *Driver) acquire(volumeID string) (func(), error) {
+// acquire marks volumeID busy (ABORTED while another call for it runs;
+// CSI: "an operation is pending for the volume") and returns ctx carrying
+// the volume id for the call's logs (withVolumeID).
+func (d *Driver) acquire(ctx context.Context, volumeID string) (context.Context, func(), error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.inUse[volumeID] {
-		return nil, status.Errorf(codes.Aborted, "an operation for volume %q is already in progress; retry", volumeID)
+		return nil, nil, status.Errorf(codes.Aborted, "an operation for volume %q is already in progress; retry", volumeID)
 	}
 	d.inUse[volumeID] = true
-	return func() {
+	return withVolumeID(ctx, volumeID), func() {
 		d.mu.Lock()
 		delete(d.inUse, volumeID)
 		d.mu.Unlock()

@@ -276,12 +276,11 @@ func (n node) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolumeReq
 		}
 	}
 	id := st.VolumeID
-	release, err := n.d.acquire(id)
+	ctx, release, err := n.d.acquire(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	ctx = withVolumeID(ctx, id)
 	log := n.d.volLog("NodeExpandVolume")
 	for _, d := range st.Devices {
 		p := filepath.Join(n.d.cfg.SysfsRoot, "block", filepath.Base(d.Path), "device", "rescan")

@@ -102,12 +102,11 @@ func (n node) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeReque
 	if err != nil {
 		return nil, err
 	}
-	release, err := n.d.acquire(id)
+	ctx, release, err := n.d.acquire(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	ctx = withVolumeID(ctx, id)
 	log := n.d.volLog("NodeStageVolume")
 
 	v, err := parseVolumeContext(req.GetVolumeContext(), req.GetSecrets())
@@ -165,12 +164,11 @@ func (n node) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeR
 	if err := checkIDPath(id, "staging_target_path", path, false); err != nil {
 		return nil, err
 	}
-	release, err := n.d.acquire(id)
+	ctx, release, err := n.d.acquire(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	ctx = withVolumeID(ctx, id)
 	if err := n.d.cfg.Volumes.UnstageAt(ctx, id, path); err != nil {
 		return nil, toStatus("unstage", err)
 	}
@@ -202,12 +200,11 @@ func (n node) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeR
 		}
 		o.FSGroup = &gid
 	}
-	release, err := n.d.acquire(id)
+	ctx, release, err := n.d.acquire(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	ctx = withVolumeID(ctx, id)
 	st, err := n.d.cfg.Volumes.LookupStaged(id)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, status.Errorf(codes.FailedPrecondition, "volume %q is not staged on this node; NodeStageVolume first", id)
@@ -240,12 +237,11 @@ func (n node) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVol
 	if err := checkIDPath(id, "target_path", target, true); err != nil {
 		return nil, err
 	}
-	release, err := n.d.acquire(id)
+	ctx, release, err := n.d.acquire(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	ctx = withVolumeID(ctx, id)
 	if err := n.d.cfg.Volumes.Unpublish(ctx, target); err != nil {
 		return nil, toStatus("unpublish", err)
 	}
