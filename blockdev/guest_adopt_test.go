@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gosan/iscsi"
+	"github.com/gosan/iscsi/internal/testenv/vmtest"
 )
 
 // TestGuestSupervisorAdopts: a process attaches LUNs and exits; the
@@ -73,7 +74,7 @@ func TestGuestSupervisorAdopts(t *testing.T) {
 		{"chap", withCHAP, fix.CHAP.TID, guestDataOff, e.Seed + 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			data := guestData(tc.seed, adoptLen)
+			data := vmtest.SeedData(tc.seed, adoptLen)
 			t0 := time.Now()
 			writeAcrossDrop(t, e, tc.d.Path, tc.off, data, tc.tid)
 			t.Logf("%d MiB written across a dropped connection of an adopted session in %v", adoptLen>>20, time.Since(t0))

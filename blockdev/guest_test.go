@@ -114,7 +114,7 @@ func TestGuestAttach(t *testing.T) {
 	assert.Equal(t, "LOGGED_IN", si.State)
 	assert.Equal(t, DefaultIface, si.Iface)
 	assert.Equal(t, "iqn.2026-11.org.gosan.test:guest", si.InitiatorName)
-	directIO(t, d.Path, guestDataOff, guestData(e.Seed, guestDataLen))
+	directIO(t, d.Path, guestDataOff, vmtest.SeedData(e.Seed, guestDataLen))
 
 	// Attaching the same LUN again returns the same device, no new login.
 	d2, err := k.Attach(ctx, Spec{Portal: fix.Portal, TargetName: fix.Plain.IQN, LUN: 1})
@@ -135,7 +135,7 @@ func TestGuestAttach(t *testing.T) {
 	assert.NotEqual(t, m1.Path, m2.Path)
 	assert.Len(t, sessionsFor(t, fix.MultiLUN.IQN), 1)
 	assert.Equal(t, fix.MultiLUN.LUNs[1].Size, m2.Size)
-	directIO(t, m2.Path, guestDataOff, guestData(e.Seed+1, guestDataLen))
+	directIO(t, m2.Path, guestDataOff, vmtest.SeedData(e.Seed+1, guestDataLen))
 
 	// A second Kernel (a new process) finds and reuses the session.
 	k.Close()
@@ -146,7 +146,7 @@ func TestGuestAttach(t *testing.T) {
 	assert.Equal(t, m2.Path, m2b.Path)
 	// The kernel holds its own reference to the socket: I/O still works
 	// after the process side closed its copy.
-	directIO(t, m2.Path, guestDataOff, guestData(e.Seed+1, guestDataLen))
+	directIO(t, m2.Path, guestDataOff, vmtest.SeedData(e.Seed+1, guestDataLen))
 
 	// Detach: the first LUN leaves the session, the second ends it.
 	require.NoError(t, k2.Detach(ctx, m1))
@@ -189,7 +189,7 @@ func TestGuestCHAP(t *testing.T) {
 				b, _ := os.ReadFile(filepath.Join("/sys/class/iscsi_session", fmt.Sprintf("session%d", d.SessionID), f))
 				assert.NotContains(t, string(b), tc.chap.Secret)
 			}
-			directIO(t, d.Path, 0, guestData(e.Seed+7, 64<<10))
+			directIO(t, d.Path, 0, vmtest.SeedData(e.Seed+7, 64<<10))
 			require.NoError(t, k.Detach(ctx, d))
 		})
 	}
@@ -255,7 +255,7 @@ func TestGuestRecovery(t *testing.T) {
 	f, err := os.OpenFile(d.Path, os.O_RDWR|unix.O_DIRECT, 0)
 	require.NoError(t, err)
 	defer f.Close()
-	data := guestData(e.Seed+2, 8*guestDataLen)
+	data := vmtest.SeedData(e.Seed+2, 8*guestDataLen)
 	buf := alignedBuf(t, guestDataLen)
 
 	var wg sync.WaitGroup

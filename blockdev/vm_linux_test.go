@@ -33,16 +33,6 @@ const (
 	adoptLen      = 4 * guestDataLen
 )
 
-// guestData is the deterministic "random" data for seed.
-func guestData(seed uint64, n int) []byte {
-	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
-
 // guestEnv is what the guest tests get in BD_ENV (JSON).
 type guestEnv struct {
 	Fixture *tgtd.Fixture
@@ -101,8 +91,8 @@ func TestKernelAttachDetach(t *testing.T) {
 	for _, name := range []string{"TestGuestAttach", "TestGuestCHAP", "TestGuestFailures"} {
 		assert.Contains(t, res.Output, "--- PASS: "+name)
 	}
-	checkBacking(t, fix.Plain.LUNs[0].Path, guestDataOff, guestData(seed, guestDataLen))
-	checkBacking(t, fix.MultiLUN.LUNs[1].Path, guestDataOff, guestData(seed+1, guestDataLen))
+	checkBacking(t, fix.Plain.LUNs[0].Path, guestDataOff, vmtest.SeedData(seed, guestDataLen))
+	checkBacking(t, fix.MultiLUN.LUNs[1].Path, guestDataOff, vmtest.SeedData(seed+1, guestDataLen))
 }
 
 func TestKernelRecovery(t *testing.T) {
@@ -112,9 +102,9 @@ func TestKernelRecovery(t *testing.T) {
 	require.Equal(t, 0, res.ExitCode)
 	assert.Contains(t, res.Output, "--- PASS: TestGuestRecovery")
 	assert.Contains(t, res.Output, "--- PASS: TestGuestSupervisorAdopts")
-	checkBacking(t, fix.Plain.LUNs[0].Path, guestDataOff, guestData(seed+2, 8*guestDataLen))
-	checkBacking(t, fix.Plain.LUNs[0].Path, adoptPlainOff, guestData(seed+3, adoptLen))
-	checkBacking(t, fix.CHAP.LUNs[0].Path, guestDataOff, guestData(seed+4, adoptLen))
+	checkBacking(t, fix.Plain.LUNs[0].Path, guestDataOff, vmtest.SeedData(seed+2, 8*guestDataLen))
+	checkBacking(t, fix.Plain.LUNs[0].Path, adoptPlainOff, vmtest.SeedData(seed+3, adoptLen))
+	checkBacking(t, fix.CHAP.LUNs[0].Path, guestDataOff, vmtest.SeedData(seed+4, adoptLen))
 }
 
 func TestKernelVolumeLifecycle(t *testing.T) {

@@ -148,7 +148,7 @@ func TestGuestCLIKernel(t *testing.T) {
 	assert.Equal(t, a.Path+"\n", g.ok("attach", plain))
 
 	// Write through the device; the host checks tgtd's backing file.
-	writeDirect(t, a.Path, cliDataOff, cliData(e.Seed, cliDataLen))
+	writeDirect(t, a.Path, cliDataOff, vmtest.SeedData(e.Seed, cliDataLen))
 
 	ss := g.sessions()
 	require.Len(t, ss, 1)
@@ -228,7 +228,7 @@ func TestGuestCLIKernel(t *testing.T) {
 	// through the same device goes on (without a supervisor it would fail
 	// after the kernel's recovery timeout).
 	dropConnections(t, e.Drop, e.PlainTID)
-	writeDirect(t, dev, cliDataOff+cliDataLen, cliData(e.Seed+1, cliDataLen))
+	writeDirect(t, dev, cliDataOff+cliDataLen, vmtest.SeedData(e.Seed+1, cliDataLen))
 	require.Eventually(t, func() bool { return strings.Contains(serr.String(), "blockdev: session recovered") },
 		time.Minute, 50*time.Millisecond, "supervise reports the recovery: %s", serr.String())
 	ss = g.sessions()
@@ -340,7 +340,7 @@ func TestGuestCLIVolume(t *testing.T) {
 	assert.Empty(t, bst.FSType)
 	pb := filepath.Join(dir, "pod3", "dev")
 	g.ok(append([]string{"publish", "--target-path", pb}, blockVol...)...)
-	data := cliData(e.Seed+2, 64<<10)
+	data := vmtest.SeedData(e.Seed+2, 64<<10)
 	writeDirect(t, pb, 1<<20, data)
 	g.ok(append([]string{"unpublish", "--target-path", pb}, blockVol...)...)
 	_, err = os.Stat(pb)

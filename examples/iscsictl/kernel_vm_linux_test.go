@@ -43,16 +43,6 @@ type cliGuestEnv struct {
 	Drop string
 }
 
-// cliData is the deterministic data for seed.
-func cliData(seed uint64, n int) []byte {
-	r := rand.New(rand.NewPCG(seed, seed^0x5851f42d4c957f2d))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
-
 // TestCLIInGuest runs attach → write → detach → sessions and the volume
 // lifecycle (stage, two publishes, unpublish, unstage, stage again) in a
 // guest, then checks tgtd's backing file for the bytes written through the
@@ -87,13 +77,13 @@ func TestCLIInGuest(t *testing.T) {
 	got := make([]byte, 2*cliDataLen)
 	_, err = f.ReadAt(got, cliDataOff)
 	require.NoError(t, err)
-	require.True(t, string(got[:cliDataLen]) == string(cliData(env.Seed, cliDataLen)),
+	require.True(t, string(got[:cliDataLen]) == string(vmtest.SeedData(env.Seed, cliDataLen)),
 		"tgtd's backing file holds the bytes the guest wrote through the attached device")
-	require.True(t, string(got[cliDataLen:]) == string(cliData(env.Seed+1, cliDataLen)),
+	require.True(t, string(got[cliDataLen:]) == string(vmtest.SeedData(env.Seed+1, cliDataLen)),
 		"tgtd's backing file holds the bytes written after supervise recovered the dropped connection")
 
 	b2, err := os.ReadFile(fix.MultiLUN.LUNs[1].Path)
 	require.NoError(t, err)
-	require.True(t, string(b2[1<<20:1<<20+64<<10]) == string(cliData(env.Seed+2, 64<<10)),
+	require.True(t, string(b2[1<<20:1<<20+64<<10]) == string(vmtest.SeedData(env.Seed+2, 64<<10)),
 		"tgtd's backing file holds the bytes written through the published block volume")
 }

@@ -264,7 +264,7 @@ func TestGuestHarness(t *testing.T) {
 	require.NoError(t, unix.Stat(pods[1], &root))
 	assert.Equal(t, uint32(4321), root.Gid, "volume_mount_group applied as kubelet's fsGroup")
 	assert.NotZero(t, root.Mode&unix.S_ISGID, "setgid on the volume's directories")
-	first := harnessData(seed, 1<<20)
+	first := vmtest.SeedData(seed, 1<<20)
 	require.NoError(t, writeSynced(filepath.Join(pods[0], "first.bin"), first, nil))
 	got, err := os.ReadFile(filepath.Join(pods[1], "first.bin"))
 	require.NoError(t, err)
@@ -282,7 +282,7 @@ func TestGuestHarness(t *testing.T) {
 
 	// tgtd drops the connection while a pod writes; the new plugin
 	// process recovers the session and the writes complete.
-	second := harnessData(seed+1, 8<<20)
+	second := vmtest.SeedData(seed+1, 8<<20)
 	werr := make(chan error, 1)
 	var progress atomic.Int64
 	go func() { werr <- writeSynced(filepath.Join(pods[1], "second.bin"), second, &progress) }()

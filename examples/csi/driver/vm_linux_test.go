@@ -235,17 +235,6 @@ func TestSanity(t *testing.T) {
 	}
 }
 
-// harnessData is the file the harness writes: deterministic from the seed,
-// so the host can check it in the backing file.
-func harnessData(seed uint64, n int) []byte {
-	r := rand.New(rand.NewPCG(seed, seed^0x5bd1e995))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
-
 // buildPlugin builds the plugin binary as the image does (static).
 func buildPlugin(t *testing.T) string {
 	t.Helper()
@@ -299,6 +288,6 @@ func TestHarness(t *testing.T) {
 	fi, err := os.Stat(img)
 	require.NoError(t, err)
 	assert.Equal(t, e.GrowSize, fi.Size())
-	assert.Equal(t, harnessData(seed, 1<<20), debugfsCat(t, img, "/first.bin"), "first.bin in the backing file")
-	assert.Equal(t, harnessData(seed+1, 8<<20), debugfsCat(t, img, "/second.bin"), "second.bin (written across the drop) in the backing file")
+	assert.Equal(t, vmtest.SeedData(seed, 1<<20), debugfsCat(t, img, "/first.bin"), "first.bin in the backing file")
+	assert.Equal(t, vmtest.SeedData(seed+1, 8<<20), debugfsCat(t, img, "/second.bin"), "second.bin (written across the drop) in the backing file")
 }

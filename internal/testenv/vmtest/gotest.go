@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +23,18 @@ import (
 // GuestTag is the build tag of guest-only test files; BuildTest compiles
 // with it.
 const GuestTag = "vmguest"
+
+// SeedData returns n bytes determined by seed: a guest test writes them
+// through the kernel and the host, given the same seed, checks the
+// target's backing file for them.
+func SeedData(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
 
 // InGuest reports whether this process runs as a vmtest payload.
 func InGuest() bool { return os.Getenv(EnvInGuest) == "1" }
