@@ -46,7 +46,6 @@ type pollConn struct {
 	rwake  int          // eventfd: Close or SetReadDeadline happened
 	wwake  int          // eventfd: Close or SetWriteDeadline happened
 	iov    []unix.Iovec // reused by the writer
-	oneBuf [1][]byte
 }
 
 const closedBit = 1 << 40
@@ -248,9 +247,7 @@ func (p *pollConn) Read(b []byte) (int, error) {
 
 // Write writes all of b.
 func (p *pollConn) Write(b []byte) (int, error) {
-	p.oneBuf[0] = b
-	n, err := p.WriteBuffers(p.oneBuf[:])
-	p.oneBuf[0] = nil
+	n, err := p.WriteBuffers([][]byte{b})
 	return int(n), err
 }
 

@@ -250,6 +250,7 @@ func (q *Queue) wait(ctx context.Context) error {
 func (q *Queue) event() *chan struct{} { return &q.sig }
 func (q *Queue) woken() int            { return waitDone }
 func (q *Queue) stopped() int          { return -1 }
+func (q *Queue) batches() bool         { return true } // reaps many completions at once
 
 // handle settles one posted command; ok when its IO is over (its
 // completion is c), not when it was re-issued or the post was stale.

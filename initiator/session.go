@@ -465,10 +465,14 @@ type waitee interface {
 	// stopped says, after the waiter stopped reading PDUs itself with no
 	// token and a live context, how the wait ends (-1: go on).
 	stopped() int
+	// batches: a waiter reading PDUs itself goes on, after its token,
+	// with the PDUs already buffered whole (see leadUntil).
+	batches() bool
 }
 
 func (sl *slot) event() *chan struct{} { return &sl.ev }
 func (sl *slot) woken() int            { return sl.evState() }
+func (sl *slot) batches() bool         { return false } // its caller wants its own answer now
 func (sl *slot) stopped() int {
 	if sl.kind == kindSCSI && sl.expiredNow() {
 		return waitTimeout
@@ -562,8 +566,7 @@ func (s *Session) awaitOn(ctx context.Context, w waitee, only *conn) int {
 // led reads PDUs for w holding c's reader role and says how the wait
 // ended (-1: go on waiting).
 func (s *Session) led(ctx context.Context, c *conn, w waitee) int {
-	_, batch := w.(*Queue)
-	if c.leadUntil(ctx, w.event(), batch) {
+	if c.leadUntil(ctx, w.event(), w.batches()) {
 		return w.woken()
 	}
 	if ctx.Err() != nil {

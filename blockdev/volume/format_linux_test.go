@@ -22,6 +22,17 @@ const (
 	btrfsDisk = 256 << 20 // mkfs.btrfs wants at least 114 MiB
 )
 
+// diskSize is the smallest test disk mkfs accepts for fs.
+func diskSize(fs string) int64 {
+	switch fs {
+	case "xfs":
+		return xfsDisk
+	case "btrfs":
+		return btrfsDisk
+	}
+	return smallDisk
+}
+
 func run(t *testing.T, name string, args ...string) {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
@@ -102,14 +113,7 @@ func TestPrepareFilesystemFormatsBlank(t *testing.T) {
 	requirePrereqs(t, "mkfs.ext4", "mkfs.xfs", "mkfs.btrfs", "blkid")
 	for _, fs := range []string{"ext4", "xfs", "ext3", "btrfs"} {
 		t.Run(fs, func(t *testing.T) {
-			size := int64(smallDisk)
-			switch fs {
-			case "xfs":
-				size = xfsDisk
-			case "btrfs":
-				size = btrfsDisk
-			}
-			dev := newLoopDev(t, size)
+			dev := newLoopDev(t, diskSize(fs))
 			ctx := context.Background()
 
 			// Read-only and blank: never formatted.

@@ -41,14 +41,7 @@ func TestLifecycle(t *testing.T) {
 	requirePrereqs(t, "mkfs.ext4", "mkfs.xfs", "mkfs.btrfs", "blkid")
 	for _, fs := range []string{"ext4", "xfs", "btrfs"} {
 		t.Run(fs, func(t *testing.T) {
-			size := int64(smallDisk)
-			switch fs {
-			case "xfs":
-				size = xfsDisk
-			case "btrfs":
-				size = btrfsDisk
-			}
-			e := newEnv(t, size)
+			e := newEnv(t, diskSize(fs))
 			v := testVolume(0, fs)
 			ctx := e.ctx
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"io"
 	mrand "math/rand/v2"
 	"os"
 	"runtime/pprof"
@@ -103,27 +104,23 @@ func cmdBench(ctx context.Context, g *globals, args []string) error {
 	if region < int64(size) {
 		return fmt.Errorf("LUN of %d bytes is smaller than one I/O of %d", l.Size(), size)
 	}
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
+	for _, p := range []struct {
+		name, path string
+		start      func(io.Writer) error
+		stop       func()
+	}{{"cpuprofile", *cpuprofile, pprof.StartCPUProfile, pprof.StopCPUProfile}, {"trace", *traceFile, trace.Start, trace.Stop}} {
+		if p.path == "" {
+			continue
+		}
+		f, err := os.Create(p.path)
 		if err != nil {
-			return fmt.Errorf("cpuprofile: %w", err)
+			return fmt.Errorf("%s: %w", p.name, err)
 		}
 		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("cpuprofile: %w", err)
+		if err := p.start(f); err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
 		}
-		defer pprof.StopCPUProfile()
-	}
-	if *traceFile != "" {
-		f, err := os.Create(*traceFile)
-		if err != nil {
-			return fmt.Errorf("trace: %w", err)
-		}
-		defer f.Close()
-		if err := trace.Start(f); err != nil {
-			return fmt.Errorf("trace: %w", err)
-		}
-		defer trace.Stop()
+		defer p.stop()
 	}
 	spec := benchSpec{write: write, random: random, bs: size, qd: *qd, reapMin: *reapMin, dur: *dur, region: region}
 	if *engine == "queue" && size > l.MaxIOSize() {
